@@ -1,0 +1,66 @@
+//! Raw images: the guest disk is the file, byte for byte.
+
+use crate::error::{Error, Result};
+use crate::image::{check_range, ReadAt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A raw image file opened read-only.
+#[derive(Debug)]
+pub struct RawImage {
+    file: File,
+    path: PathBuf,
+    size: u64,
+}
+
+impl RawImage {
+    /// Opens `path` read-only; the guest size is the file size.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Ok(RawImage {
+            file,
+            path: path.to_path_buf(),
+            size,
+        })
+    }
+
+    /// The file this image reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file (for hole queries).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl ReadAt for RawImage {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.size)?;
+        read_exact_at(&self.file, &self.path, offset, buf)
+    }
+}
+
+/// `pread` until `buf` is full; a file that shrank underneath reads as zeros.
+pub(crate) fn read_exact_at(file: &File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => {
+                buf[done..].fill(0);
+                break;
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(())
+}

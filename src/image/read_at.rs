@@ -1,0 +1,207 @@
+//! The guest-byte interface every later stage reads through.
+//!
+//! [`ReadAt`] is deliberately tiny: a size and a positional, exact read.
+//! Partition and filesystem code take `&mut dyn ReadAt` and never learn which
+//! image format, or how deep a backing chain, sits underneath.
+
+use crate::error::{Error, Result};
+
+/// Positional, exact reads of a guest disk (or a window of it).
+pub trait ReadAt {
+    /// Size of the readable space in bytes.
+    fn size(&self) -> u64;
+
+    /// Fills `buf` with the bytes at `offset`.
+    ///
+    /// The whole range must lie within [`ReadAt::size`]; otherwise this
+    /// returns [`Error::OutOfRange`] and `buf` is left unspecified.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Reads `len` bytes at `offset` into a new vector.
+    ///
+    /// Intended for small structures (sectors, headers); the range is checked
+    /// against [`ReadAt::size`] before anything is allocated.
+    fn read_vec(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        check_range(offset, len as u64, self.size())?;
+        let mut buf = vec![0u8; len];
+        self.read_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Returns [`Error::OutOfRange`] unless `offset..offset+length` lies within `size`.
+pub fn check_range(offset: u64, length: u64, size: u64) -> Result<()> {
+    match offset.checked_add(length) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::OutOfRange {
+            offset,
+            length,
+            size,
+        }),
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &mut T {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+/// An in-memory disk; handy for tests and for small synthetic images.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemDisk(pub Vec<u8>);
+
+impl ReadAt for MemDisk {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.size())?;
+        let start = offset as usize;
+        buf.copy_from_slice(&self.0[start..start + buf.len()]);
+        Ok(())
+    }
+}
+
+/// A window `[start, start + len)` of another [`ReadAt`], e.g. one partition.
+///
+/// Offsets given to the window are relative to its start.
+#[derive(Debug)]
+pub struct Window<R> {
+    inner: R,
+    start: u64,
+    len: u64,
+}
+
+impl<R: ReadAt> Window<R> {
+    /// A window of `len` bytes at `start`; fails if it does not fit in `inner`.
+    pub fn new(inner: R, start: u64, len: u64) -> Result<Self> {
+        check_range(start, len, inner.size())?;
+        Ok(Window { inner, start, len })
+    }
+
+    /// Offset of the window's first byte in the underlying reader.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: ReadAt> ReadAt for Window<R> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.len)?;
+        self.inner.read_at(self.start + offset, buf)
+    }
+}
+
+/// Adapts any [`ReadAt`] to [`std::io::Read`] + [`std::io::Seek`].
+///
+/// Reads stop at the end of the disk (a short read, then `Ok(0)`).
+#[derive(Debug)]
+pub struct Cursor<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: ReadAt> Cursor<R> {
+    /// A cursor at offset 0.
+    pub fn new(inner: R) -> Self {
+        Cursor { inner, pos: 0 }
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: ReadAt> std::io::Read for Cursor<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.inner.size();
+        if self.pos >= size {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(size - self.pos) as usize;
+        self.inner
+            .read_at(self.pos, &mut buf[..n])
+            .map_err(std::io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: ReadAt> std::io::Seek for Cursor<R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let target = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.inner.size().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match target {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek to a negative or overflowing position",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    #[test]
+    fn window_bounds_and_offsets() {
+        let disk = MemDisk((0u8..=255).collect());
+        let mut w = Window::new(disk, 16, 32).unwrap();
+        let mut b = [0u8; 4];
+        w.read_at(0, &mut b).unwrap();
+        assert_eq!(b, [16, 17, 18, 19]);
+        assert!(matches!(
+            w.read_at(30, &mut b),
+            Err(Error::OutOfRange { .. })
+        ));
+        assert!(Window::new(MemDisk(vec![0; 10]), 8, 4).is_err());
+    }
+
+    #[test]
+    fn cursor_reads_to_end_and_seeks() {
+        let mut c = Cursor::new(MemDisk(vec![7u8; 10]));
+        c.seek(SeekFrom::End(-3)).unwrap();
+        let mut v = Vec::new();
+        c.read_to_end(&mut v).unwrap();
+        assert_eq!(v, vec![7, 7, 7]);
+        assert!(c.seek(SeekFrom::Current(-100)).is_err());
+    }
+
+    #[test]
+    fn check_range_overflow() {
+        assert!(check_range(u64::MAX, 2, u64::MAX).is_err());
+        assert!(check_range(0, 0, 0).is_ok());
+    }
+}

@@ -1,0 +1,19 @@
+//! qfault: disk images with precise, known, repairable damage.
+//!
+//! The pipeline, one module per stage:
+//!
+//! - [`image`]: raw and qcow2 images, through their whole backing chain, as
+//!   one guest disk ([`image::ReadAt`], plus `Read + Seek` via [`image::Cursor`]).
+//! - [`layout`]: partition tables (MBR with logical partitions, GPT).
+//! - [`fs`]: filesystem probes and the NTFS boot-sector model.
+//! - [`overlay`]: the qcow2 overlay writer (backed by the untouched base).
+//!
+//! The base image is never written: every image of a chain is opened read-only.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod fs;
+pub mod image;
+pub mod layout;
+
+pub use error::{Error, Result};
