@@ -1,0 +1,47 @@
+//! Argument parsing and dispatch; each subcommand lives in its own file.
+
+use clap::{Parser, Subcommand};
+use qfault::error::EXIT_OK;
+
+mod common;
+mod inspect;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  done
+  1  error (I/O, malformed or unsupported image, ...)
+  2  usage error (bad arguments, a range past the end of the disk, an ambiguous choice)
+  3  refused: a check said no (e.g. the damage would not be repairable)";
+
+/// Make disk images with precise, known, repairable damage.
+///
+/// qfault reads raw and qcow2 images through their whole backing chain, finds
+/// the partitions and filesystems inside, and writes new qcow2 overlays backed
+/// by the untouched original. It needs no root and no external tools; the base
+/// image is only ever opened read-only.
+#[derive(Debug, Parser)]
+#[command(name = "qfault", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Inspect(inspect::Args),
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inspect(a) => inspect::run(a),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("qfault: error: {}", common::one_line(&e));
+            common::exit_code(&e)
+        }
+    }
+}
