@@ -17,5 +17,6 @@ pub mod fs;
 pub mod image;
 pub mod layout;
 pub mod output;
+pub mod overlay;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Marker in the names of qfault's temporary files.
@@ -116,6 +116,35 @@ pub fn parent_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// Granularity at which zero blocks become holes (the usual filesystem block).
+pub const HOLE_BLOCK: usize = 4096;
+
+/// Writes the non-zero 4 KiB blocks of `data` at `offset`, coalescing runs;
+/// the all-zero blocks are skipped so they stay holes in a fresh file.
+pub fn write_nonzero(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    let mut run_start: Option<usize> = None;
+    let mut i = 0;
+    while i < data.len() {
+        let end = (i + HOLE_BLOCK).min(data.len());
+        let zero = data[i..end].iter().all(|&b| b == 0);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(i),
+            (true, Some(s)) => {
+                file.write_all_at(&data[s..i], offset + s as u64)
+                    .map_err(|e| Error::io(path, e))?;
+                run_start = None;
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(s) = run_start {
+        file.write_all_at(&data[s..], offset + s as u64)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

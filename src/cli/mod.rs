@@ -6,7 +6,9 @@ use qfault::error::EXIT_OK;
 mod common;
 mod export;
 mod info;
+mod inject;
 mod inspect;
+mod map;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -33,6 +35,8 @@ enum Command {
     Info(info::Args),
     Export(export::Args),
     Inspect(inspect::Args),
+    Map(map::Args),
+    Inject(inject::Args),
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
@@ -42,6 +46,8 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Map(a) => map::run(a),
+        Command::Inject(a) => inject::run(a),
     };
     match result {
         Ok(()) => EXIT_OK,
