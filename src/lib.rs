@@ -18,5 +18,6 @@ pub mod image;
 pub mod layout;
 pub mod output;
 pub mod overlay;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -10,8 +10,10 @@
 
 mod backing_name;
 mod layout;
+mod preview;
 
 pub use backing_name::{backing_name, BackingName};
+pub use preview::Preview;
 
 use crate::error::{Error, Result};
 use crate::image::{check_range, Image, ReadAt};
@@ -64,7 +66,7 @@ impl Patch {
     }
 
     /// Applies the part of this patch that falls in `[start, start + buf.len())`.
-    fn apply(&self, start: u64, buf: &mut [u8]) {
+    pub fn apply(&self, start: u64, buf: &mut [u8]) {
         let end = start + buf.len() as u64;
         let (p_start, p_end) = (self.offset(), self.offset() + self.len());
         let (s, e) = (p_start.max(start), p_end.min(end));
