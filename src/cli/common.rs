@@ -38,6 +38,10 @@ pub struct ImageOpts {
     /// Most backing files to follow before giving up (loops are always refused).
     #[arg(long, value_name = "N", default_value_t = qfault::image::DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
+    /// Read images even while another process (a running VM) writes them,
+    /// like `qemu-img -U`; by default such an image is refused (exit 3).
+    #[arg(short = 'U', long)]
+    pub force_share: bool,
 }
 
 impl ImageOpts {
@@ -46,6 +50,7 @@ impl ImageOpts {
         let opts = qfault::image::OpenOptions {
             format: self.format,
             max_depth: self.max_depth,
+            force_share: self.force_share,
         };
         Ok(qfault::image::open(path, &opts)?)
     }

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::image::qcow2::{header::MAGIC, Extent, Mapping, Qcow2Image};
 use crate::image::raw::{read_exact_at, RawImage};
-use crate::image::{backing, check_range, ReadAt};
+use crate::image::{backing, check_range, lock, ReadAt};
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -54,6 +54,9 @@ pub struct OpenOptions {
     pub format: Option<Format>,
     /// Most backing links to follow before giving up.
     pub max_depth: usize,
+    /// Skip QEMU's image locks (like `qemu-img -U`): read even while
+    /// another process writes the image.
+    pub force_share: bool,
 }
 
 impl Default for OpenOptions {
@@ -61,6 +64,7 @@ impl Default for OpenOptions {
         OpenOptions {
             format: None,
             max_depth: DEFAULT_MAX_DEPTH,
+            force_share: false,
         }
     }
 }
@@ -269,6 +273,9 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                 &p,
                 std::io::Error::from(std::io::ErrorKind::IsADirectory),
             ));
+        }
+        if !opts.force_share {
+            lock::lock_for_reading(&file, &p)?;
         }
         let format = match format {
             Some(f) => f,
