@@ -41,8 +41,7 @@ impl AtomicFile {
             name.to_string_lossy(),
             std::process::id()
         ));
-        // A leftover from a killed run with our PID can only be stale.
-        let _ = std::fs::remove_file(&tmp);
+        remove_stale_temporaries(&dir, &name.to_string_lossy());
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -108,6 +107,38 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Removes temporary files a killed qfault left for this target: those named
+/// `.NAME.qfault-tmp.PID` whose process no longer runs (or is this one).
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}{TMP_MARKER}");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this PID exists.
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -176,6 +207,28 @@ mod tests {
         a.file().write_all(b"two").unwrap();
         a.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed() {
+        let dir = std::env::temp_dir().join(format!("qfault-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // PID 0x7fff_fff0 does not exist; PID 1 (init) does.
+        let dead = dir.join(format!(".t.img{TMP_MARKER}{}", 0x7fff_fff0));
+        let alive = dir.join(format!(".t.img{TMP_MARKER}1"));
+        let other = dir.join(format!(".u.img{TMP_MARKER}{}", 0x7fff_fff0));
+        for p in [&dead, &alive, &other] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        let a = AtomicFile::create(&dir.join("t.img"), false).unwrap();
+        drop(a);
+        assert!(!dead.exists(), "stale temporary of a dead run removed");
+        assert!(
+            alive.exists(),
+            "a running process's temporary is left alone"
+        );
+        assert!(other.exists(), "another target's temporary is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
