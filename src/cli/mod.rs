@@ -42,6 +42,7 @@ enum Command {
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    common::raise_open_file_limit();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
