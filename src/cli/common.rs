@@ -159,6 +159,19 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// Raises the open-file soft limit to the hard limit: every image of a
+/// backing chain stays open, and chains can be 1000 images deep.
+pub fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;
@@ -172,18 +185,5 @@ mod tests {
         assert!(parse_bytes("-1").is_err());
         assert!(parse_bytes("1X").is_err());
         assert!(parse_bytes("99999999999T").is_err());
-    }
-}
-
-/// Raises the open-file soft limit to the hard limit: every image of a
-/// backing chain stays open, and chains can be 1000 images deep.
-pub fn raise_open_file_limit() {
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
     }
 }
