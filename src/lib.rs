@@ -12,8 +12,12 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod export;
 pub mod fs;
 pub mod image;
 pub mod layout;
+pub mod output;
+pub mod overlay;
+pub mod verify;
 
 pub use error::{Error, Result};
