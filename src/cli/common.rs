@@ -113,7 +113,6 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// Prints the backing chain, one image per line (for `inspect` and reports).
-#[allow(dead_code)] // first caller: inspect, landing from the layout branch
 pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
     for (depth, l) in chain.iter().enumerate() {
         let indent = "  ".repeat(depth);
