@@ -45,14 +45,18 @@ pub struct ImageOpts {
 }
 
 impl ImageOpts {
-    /// Opens `path` and its backing chain read-only with these options.
-    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
-        let opts = qfault::image::OpenOptions {
+    /// The library's open options for these arguments.
+    pub fn options(&self) -> qfault::image::OpenOptions {
+        qfault::image::OpenOptions {
             format: self.format,
             max_depth: self.max_depth,
             force_share: self.force_share,
-        };
-        Ok(qfault::image::open(path, &opts)?)
+        }
+    }
+
+    /// Opens `path` and its backing chain read-only with these options.
+    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
+        Ok(qfault::image::open(path, &self.options())?)
     }
 }
 

@@ -1,7 +1,10 @@
 //! `qfault inject`: write a qcow2 overlay holding one kind of damage.
 
-use super::common::{human_size, parse_bytes, print_json, ImageOpts};
+use super::common::{human_size, parse_bytes, print_chain, print_json, ImageOpts};
+use super::report::print_ntfs;
 use qfault::overlay::{self, BackingName, OverlayOptions, OverlayReport, Patch};
+use qfault::recipe::ntfs_boot::{self, NtfsBootOptions, NtfsBootReport};
+use qfault::recipe::select::Selection;
 use std::path::PathBuf;
 
 /// Write a new qcow2 overlay, backed by BASE, that holds a change.
@@ -27,6 +30,31 @@ pub enum Recipe {
         /// Number of bytes to zero (suffixes as for --offset).
         #[arg(long, value_parser = parse_bytes)]
         length: u64,
+    },
+    /// Zero an NTFS partition's primary boot sector: mount fails, ntfsfix repairs it.
+    ///
+    /// Before writing, qfault checks that ntfsfix will accept the backup boot
+    /// sector at the partition's last sector (following ntfsfix's own rules)
+    /// and that the repaired volume opens; otherwise it refuses (exit 3).
+    /// After writing, it reopens the overlay and checks it changes exactly the
+    /// damaged bytes and behaves as predicted, before moving it into place.
+    #[command(name = "ntfs-boot")]
+    NtfsBoot {
+        #[command(flatten)]
+        common: OverlayArgs,
+        /// The NTFS partition to damage (as `inspect` numbers them; 0 = whole disk).
+        /// Default: the disk's only NTFS partition.
+        #[arg(long, value_name = "N", conflicts_with = "all")]
+        partition: Option<u32>,
+        /// Damage every NTFS partition that ntfsfix can repair (others are skipped and listed).
+        #[arg(long)]
+        all: bool,
+        /// Sectors to zero at the partition's start, in the volume's bytes per sector.
+        #[arg(long, value_name = "K", default_value_t = 1)]
+        sectors: u64,
+        /// Write the damage even when ntfsfix will not repair it (the report says so).
+        #[arg(long)]
+        allow_unrepairable: bool,
     },
     /// Write a file's bytes at a guest offset.
     Write {
@@ -93,6 +121,38 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 len: *length,
             }],
         ),
+        Recipe::NtfsBoot {
+            common,
+            partition,
+            all,
+            sectors,
+            allow_unrepairable,
+        } => {
+            let selection = match (partition, all) {
+                (Some(n), _) => Selection::Number(*n),
+                (None, true) => Selection::All,
+                (None, false) => Selection::Only,
+            };
+            let opts = NtfsBootOptions {
+                selection,
+                sectors: *sectors,
+                allow_unrepairable: *allow_unrepairable,
+            };
+            let mut base = common.open.open(&common.base)?;
+            let report = ntfs_boot::run(
+                &common.base,
+                &mut base,
+                &opts,
+                &common.output,
+                &common.options(),
+                &common.open.options(),
+            )?;
+            if common.json {
+                return print_json(&report);
+            }
+            print_ntfs_boot(&report);
+            Ok(())
+        }
         Recipe::Write {
             common,
             offset,
@@ -160,4 +220,32 @@ pub fn print_overlay(r: &OverlayReport) {
         human_size(r.file_size),
         human_size(r.allocated_size)
     );
+}
+
+/// Prints the ntfs-boot report, for humans.
+fn print_ntfs_boot(r: &NtfsBootReport) {
+    println!("base chain:");
+    print_chain(&r.base_chain);
+    for t in &r.plan.targets {
+        println!();
+        println!("damaged {}", t.partition.describe());
+        println!(
+            "  zeroed guest bytes {}..{} ({} bytes: the primary boot sector{})",
+            t.range.start,
+            t.range.end,
+            t.range.len(),
+            if t.range.len() > 512 {
+                " and what follows"
+            } else {
+                ""
+            }
+        );
+        print_ntfs(&t.prediction, "  ");
+    }
+    for s in &r.plan.skipped {
+        println!();
+        println!("skipped {}: {}", s.partition.describe(), s.reason);
+    }
+    println!();
+    print_overlay(&r.overlay);
 }

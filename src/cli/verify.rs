@@ -1,0 +1,49 @@
+//! `qfault verify`: what an existing overlay changes and what repair tools will do.
+
+use super::common::{print_chain, print_json, ImageOpts};
+use super::report::print_ntfs;
+use std::path::PathBuf;
+
+/// Check an existing overlay against its backing: the guest ranges it changes,
+/// and for each NTFS partition it touches, what `mount` and `ntfsfix` will do.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The overlay (a qcow2 with a backing file).
+    pub overlay: PathBuf,
+    /// Print JSON: {chain, changed: [{start,end}], partitions: [...]}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub open: ImageOpts,
+}
+
+/// Runs `qfault verify`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let v = qfault::verify::verify_overlay(&args.overlay, &args.open.options())?;
+    if args.json {
+        return print_json(&v);
+    }
+    println!("chain:");
+    print_chain(&v.chain);
+    println!();
+    if v.changed.is_empty() {
+        println!("the overlay reads exactly like its backing");
+        return Ok(());
+    }
+    println!("changed guest ranges:");
+    for r in &v.changed {
+        println!("  {}..{} ({} bytes)", r.start, r.end, r.len());
+    }
+    for p in &v.partitions {
+        println!();
+        println!(
+            "{}: now identifies as {}",
+            p.partition.describe(),
+            p.filesystem_now.unwrap_or("nothing")
+        );
+        if let Some(n) = &p.ntfs {
+            print_ntfs(n, "  ");
+        }
+    }
+    Ok(())
+}
