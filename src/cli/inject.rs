@@ -4,7 +4,7 @@ use super::common::{human_size, parse_bytes, print_chain, print_json, ImageOpts}
 use super::report::print_ntfs;
 use qfault::overlay::{self, BackingName, OverlayOptions, OverlayReport, Patch};
 use qfault::recipe::ntfs_boot::{self, NtfsBootOptions, NtfsBootReport};
-use qfault::recipe::select::Selection;
+use qfault::recipe::select::{partition_by_number, Selection};
 use std::path::PathBuf;
 
 /// Write a new qcow2 overlay, backed by BASE, that holds a change.
@@ -24,6 +24,8 @@ pub enum Recipe {
     Zero {
         #[command(flatten)]
         common: OverlayArgs,
+        #[command(flatten)]
+        part: PartitionArg,
         /// First byte to zero (suffixes K, M, G, T, s=512 bytes).
         #[arg(long, value_parser = parse_bytes)]
         offset: u64,
@@ -60,6 +62,8 @@ pub enum Recipe {
     Write {
         #[command(flatten)]
         common: OverlayArgs,
+        #[command(flatten)]
+        part: PartitionArg,
         /// Where to write (suffixes K, M, G, T, s=512 bytes).
         #[arg(long, value_parser = parse_bytes)]
         offset: u64,
@@ -93,6 +97,15 @@ pub struct OverlayArgs {
     pub open: ImageOpts,
 }
 
+/// For recipes that take a guest offset: address a partition instead.
+#[derive(Debug, clap::Args)]
+pub struct PartitionArg {
+    /// Make --offset relative to this partition's start (as `inspect`
+    /// numbers partitions) and keep the change inside it.
+    #[arg(long, value_name = "N")]
+    pub partition: Option<u32>,
+}
+
 impl OverlayArgs {
     fn options(&self) -> OverlayOptions {
         OverlayOptions {
@@ -112,14 +125,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.recipe {
         Recipe::Zero {
             common,
+            part,
             offset,
             length,
         } => write(
             common,
-            vec![Patch::Zero {
-                offset: *offset,
+            part,
+            |offset| Patch::Zero {
+                offset,
                 len: *length,
-            }],
+            },
+            *offset,
         ),
         Recipe::NtfsBoot {
             common,
@@ -155,23 +171,47 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         Recipe::Write {
             common,
+            part,
             offset,
             from,
         } => {
             let bytes = std::fs::read(from).map_err(|e| qfault::Error::io(from, e))?;
             write(
                 common,
-                vec![Patch::Data {
-                    offset: *offset,
-                    bytes,
-                }],
+                part,
+                |offset| Patch::Data { offset, bytes },
+                *offset,
             )
         }
     }
 }
 
-fn write(common: &OverlayArgs, patches: Vec<Patch>) -> anyhow::Result<()> {
+/// Writes one patch at `offset` (relative to `--partition`'s start if given).
+fn write(
+    common: &OverlayArgs,
+    part: &PartitionArg,
+    make: impl FnOnce(u64) -> Patch,
+    offset: u64,
+) -> anyhow::Result<()> {
     let mut base = common.open.open(&common.base)?;
+    let patch = match part.partition {
+        None => make(offset),
+        Some(n) => {
+            let p = partition_by_number(&mut base, n)?;
+            let patch = make(p.start.saturating_add(offset));
+            // The change must stay inside the partition.
+            if qfault::image::check_range(offset, patch.len(), p.size).is_err() {
+                return Err(qfault::Error::Usage(format!(
+                    "range {offset}+{} is past the end of partition {n} ({} bytes)",
+                    patch.len(),
+                    p.size
+                ))
+                .into());
+            }
+            patch
+        }
+    };
+    let patches = vec![patch];
     let report = overlay::write_overlay(
         &common.base,
         &mut base,

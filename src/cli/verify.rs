@@ -30,9 +30,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!("the overlay reads exactly like its backing");
         return Ok(());
     }
-    println!("changed guest ranges:");
-    for r in &v.changed {
-        println!("  {}..{} ({} bytes)", r.start, r.end, r.len());
+    println!("changed guest ranges (512-byte sectors; --json lists exact bytes):");
+    for (start, end, differing) in sector_spans(&v.changed) {
+        println!(
+            "  {start}..{end} ({} bytes, {differing} of them differ)",
+            end - start
+        );
     }
     for p in &v.partitions {
         println!();
@@ -46,4 +49,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Groups exact byte ranges into runs of whole 512-byte sectors:
+/// (start, end, bytes that differ).
+fn sector_spans(ranges: &[qfault::verify::ByteRange]) -> Vec<(u64, u64, u64)> {
+    const SECTOR: u64 = 512;
+    let mut spans: Vec<(u64, u64, u64)> = Vec::new();
+    for r in ranges {
+        let (s, e) = (r.start / SECTOR * SECTOR, r.end.div_ceil(SECTOR) * SECTOR);
+        match spans.last_mut() {
+            Some(last) if s <= last.1 => {
+                last.1 = last.1.max(e);
+                last.2 += r.len();
+            }
+            _ => spans.push((s, e, r.len())),
+        }
+    }
+    spans
 }

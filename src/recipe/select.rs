@@ -58,6 +58,39 @@ pub fn partitions(disk: &mut dyn ReadAt) -> Result<Vec<Found>> {
     Ok(out)
 }
 
+/// The partition numbered `number` (as `inspect` numbers them), for
+/// commands that address bytes relative to a partition.
+pub fn partition_by_number(disk: &mut dyn ReadAt, number: u32) -> Result<Partition> {
+    let table = layout::read_layout(disk)?;
+    let names: Vec<String> = table
+        .partitions
+        .iter()
+        .map(|p| format!("{} ({} bytes at {})", p.number, p.size, p.start))
+        .collect();
+    let p = table
+        .partitions
+        .into_iter()
+        .find(|p| p.number == number)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "there is no partition {number}; the disk has: {}",
+                if names.is_empty() {
+                    "no partitions".to_string()
+                } else {
+                    names.join("; ")
+                }
+            ))
+        })?;
+    if p.end() > disk.size() {
+        return Err(Error::Guest(format!(
+            "partition {number} ends at byte {}, past the end of the disk ({} bytes)",
+            p.end(),
+            disk.size()
+        )));
+    }
+    Ok(p)
+}
+
 /// Which partitions to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Selection {
