@@ -9,6 +9,7 @@ use std::path::PathBuf;
 /// The output is written to a temporary file beside OUT and renamed into
 /// place, so OUT is either absent or complete.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,

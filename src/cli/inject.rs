@@ -12,6 +12,7 @@ use std::path::PathBuf;
 /// BASE and every image of its chain are opened read-only; only OVERLAY is
 /// written (atomically: it is either absent or complete).
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     #[command(subcommand)]
     pub recipe: Recipe,
@@ -21,6 +22,7 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum Recipe {
     /// Zero a guest byte range.
+    #[command(after_help = super::AFTER_HELP)]
     Zero {
         #[command(flatten)]
         common: OverlayArgs,
@@ -40,7 +42,7 @@ pub enum Recipe {
     /// and that the repaired volume opens; otherwise it refuses (exit 3).
     /// After writing, it reopens the overlay and checks it changes exactly the
     /// damaged bytes and behaves as predicted, before moving it into place.
-    #[command(name = "ntfs-boot")]
+    #[command(name = "ntfs-boot", after_help = super::AFTER_HELP)]
     NtfsBoot {
         #[command(flatten)]
         common: OverlayArgs,
@@ -59,6 +61,7 @@ pub enum Recipe {
         allow_unrepairable: bool,
     },
     /// Write a file's bytes at a guest offset.
+    #[command(after_help = super::AFTER_HELP)]
     Write {
         #[command(flatten)]
         common: OverlayArgs,
@@ -249,7 +252,7 @@ pub fn print_overlay(r: &OverlayReport) {
         r.backing_file, r.backing_format
     );
     println!(
-        "  {} clusters of {}: {} with data, {} zero-flagged",
+        "  {} cluster(s) of {}: {} with data, {} zero-flagged",
         r.data_clusters + r.zero_clusters,
         human_size(r.cluster_size),
         r.data_clusters,

@@ -12,7 +12,7 @@ mod map;
 mod report;
 mod verify;
 
-const AFTER_HELP: &str = "\
+pub const AFTER_HELP: &str = "\
 Exit codes:
   0  done
   1  error (I/O, malformed or unsupported image, ...)

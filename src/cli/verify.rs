@@ -7,6 +7,7 @@ use std::path::PathBuf;
 /// Check an existing overlay against its backing: the guest ranges it changes,
 /// and for each NTFS partition it touches, what `mount` and `ntfsfix` will do.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The overlay (a qcow2 with a backing file).
     pub overlay: PathBuf,

@@ -93,21 +93,21 @@ pub fn predict_mount(sector0: &[u8]) -> MountPrediction {
     if sector0.len() < BOOT_SECTOR_SIZE || &sector0[3..11] != OEM_ID {
         return MountPrediction {
             mounts: false,
-            detail: "mount fails: the NTFS signature is missing (ntfs-3g: \"NTFS signature is missing\"; mount without -t: \"you must specify the filesystem type\")".into(),
+            detail: "fails: the NTFS signature is missing (ntfs-3g: \"NTFS signature is missing\"; mount without -t: \"you must specify the filesystem type\")".into(),
         };
     }
     match NtfsBootSector::parse(sector0).map(|b| b.check()) {
         Ok(Ok(_)) => MountPrediction {
             mounts: true,
-            detail: "mount gets past the boot sector".into(),
+            detail: "succeeds as far as the boot sector goes".into(),
         },
         Ok(Err(defect)) => MountPrediction {
             mounts: false,
-            detail: format!("mount fails: the boot sector is invalid ({defect})"),
+            detail: format!("fails: the boot sector is invalid ({defect})"),
         },
         Err(e) => MountPrediction {
             mounts: false,
-            detail: format!("mount fails: {e}"),
+            detail: format!("fails: {e}"),
         },
     }
 }
