@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Seed corpora for the fuzz targets, made from the test fixtures and from
+# small images built with the same real tools the tests use. Writes only
+# fuzz/corpus/<target>/ (git-ignored).
+set -euo pipefail
+export PATH="$PATH:/sbin:/usr/sbin"
+cd "$(dirname "${BASH_SOURCE[0]}")"
+root=..
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline; do
+    mkdir -p "corpus/$t"
+done
+
+# qcow2: small images covering the reader's features (kept under 128 KiB).
+qemu-img create -q -f raw "$tmp/d.raw" 64K
+qemu-io -f raw -c "write -P 0x5a 0 8K" -c "write -P 0x11 20K 4K" "$tmp/d.raw" >/dev/null
+qemu-img convert -O qcow2 -o cluster_size=512 "$tmp/d.raw" corpus/qcow2_read/v3-512.qcow2
+qemu-img convert -O qcow2 -o compat=0.10,cluster_size=512 "$tmp/d.raw" corpus/qcow2_read/v2-512.qcow2
+qemu-img convert -c -O qcow2 -o cluster_size=4096 "$tmp/d.raw" corpus/qcow2_read/zlib-4k.qcow2
+qemu-img convert -c -O qcow2 -o cluster_size=4096,compression_type=zstd "$tmp/d.raw" corpus/qcow2_read/zstd-4k.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=16K,extended_l2=on "$tmp/e.qcow2" 64K
+qemu-io -f qcow2 -c "write -P 7 1K 2K" -c "write -z 8K 1K" "$tmp/e.qcow2" >/dev/null
+cp "$tmp/e.qcow2" corpus/qcow2_read/extl2-16k.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=512 -b d.raw -F raw "$tmp/o.qcow2"
+qemu-io -f qcow2 -c "write -z 512 1K" "$tmp/o.qcow2" >/dev/null
+cp "$tmp/o.qcow2" corpus/qcow2_read/overlay-512.qcow2
+
+# Partition tables: MBR with logical partitions, GPT (small disks).
+truncate -s 256K "$tmp/mbr.raw"
+printf 'label: dos\nstart=8, size=64, type=83\nstart=80, size=400, type=5\nstart=88, size=40, type=83\nstart=136, size=40, type=7\n' \
+    | sfdisk -q "$tmp/mbr.raw"
+cp "$tmp/mbr.raw" corpus/partition_tables/mbr-logical.raw
+truncate -s 128K "$tmp/gpt.raw"
+sgdisk -q -o -n 1:40:100 -t 1:0700 -n 2:101:180 -t 2:8300 "$tmp/gpt.raw" >/dev/null
+cp "$tmp/gpt.raw" corpus/partition_tables/gpt.raw
+
+# NTFS: the sample's boot sector, as a small "partition" with its backup at the end.
+qemu-img convert -O raw "$root/testdata/sample.qcow2" "$tmp/sample.raw"
+{ dd if="$tmp/sample.raw" bs=512 skip=34816 count=1 status=none
+  head -c $((512 * 6)) /dev/zero
+  dd if="$tmp/sample.raw" bs=512 skip=34816 count=1 status=none; } > corpus/ntfs_boot_sector/sample-boot.bin
+
+# The inspect pipeline: the MBR and GPT disks, and the sample's first MiB.
+cp "$tmp/mbr.raw" "$tmp/gpt.raw" corpus/inspect_pipeline/
+head -c $((1 << 20)) "$tmp/sample.raw" > corpus/inspect_pipeline/sample-head.raw
+echo "seeds written under fuzz/corpus/"

@@ -1,0 +1,298 @@
+//! Pipelines get killed, disks fill up and VMs keep images open: qfault must
+//! stay correct and lose nothing (issue 8, parts 3 to 5).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A raw base with some data, and a payload big enough that writing an
+/// overlay takes a few milliseconds.
+fn base_and_payload(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let base = dir.join("base.raw");
+    sparse_file(&base, 64 << 20);
+    write_at(&base, 1 << 20, &pattern(1 << 20, 1));
+    let payload = dir.join("payload.bin");
+    std::fs::write(&payload, pattern(16 << 20, 2)).unwrap();
+    (base, payload)
+}
+
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".qfault-tmp."))
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_never_leaves_a_partial_overlay() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, payload) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let out = dir.path().join("ov.qcow2");
+    // Time one full run to spread the kill moments over it.
+    let t = Instant::now();
+    qfault_ok([
+        "inject",
+        "write",
+        base.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--offset",
+        "3M",
+        "--from",
+        payload.to_str().unwrap(),
+    ]);
+    let full = t.elapsed().max(Duration::from_millis(5));
+    let expected = qemu_raw_bytes(&out);
+    let mut completed = 0;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for run in 0..100 {
+        let _ = std::fs::remove_file(&out);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full.as_micros() as u64 * 3 / 2 + 1));
+        let mut child = Command::new(qfault_bin())
+            .args([
+                "inject",
+                "write",
+                base.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--offset",
+                "3M",
+                "--from",
+                payload.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if out.exists() {
+            completed += 1;
+            assert_qemu_img_check_clean(&out);
+            if run % 10 == 0 {
+                assert_eq!(
+                    qemu_raw_bytes(&out),
+                    expected,
+                    "run {run}: complete but wrong"
+                );
+            }
+        }
+    }
+    eprintln!("sigkill: {completed} of 100 runs completed before the kill");
+    // A later run cleans up what the killed ones left behind.
+    let _ = std::fs::remove_file(&out);
+    qfault_ok([
+        "inject",
+        "zero",
+        base.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--offset",
+        "0",
+        "--length",
+        "512",
+    ]);
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+    guard.assert_unchanged();
+}
+
+#[test]
+fn file_size_limit_gives_a_clear_error_and_no_file() {
+    if !require_tools(&["sh"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, payload) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let out = dir.path().join("ov.qcow2");
+    // 1024-byte blocks: 2 MiB, less than the 16 MiB payload. SIGXFSZ is
+    // ignored so the write fails with EFBIG instead of killing qfault.
+    let script = format!(
+        "ulimit -f 2048; trap '' XFSZ; exec '{}' inject write '{}' -o '{}' --offset 3M --from '{}'",
+        qfault_bin().display(),
+        base.display(),
+        out.display(),
+        payload.display()
+    );
+    let o = run_expect(&mut cmd("sh", ["-c", &script]), 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("qfault: error: "), "{err}");
+    assert!(
+        err.contains("too large") || err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!out.exists(), "no target after EFBIG");
+    assert_eq!(temporaries(dir.path()), Vec::<String>::new());
+    guard.assert_unchanged();
+}
+
+#[test]
+fn full_filesystem_gives_a_clear_error_and_no_file() {
+    if !require_tools(&["mount", "umount"]) {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !in_ci(),
+            "CI runs as root; the full-filesystem test needs it"
+        );
+        eprintln!("SKIP: not root, cannot mount a small tmpfs");
+        return;
+    }
+    let dir = tmpdir();
+    let (base, payload) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    run(&mut cmd(
+        "mount",
+        [
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4m",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ],
+    ));
+    let out = small.join("ov.qcow2");
+    let o = qfault([
+        "inject",
+        "write",
+        base.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--offset",
+        "3M",
+        "--from",
+        payload.to_str().unwrap(),
+    ]);
+    let leftovers = temporaries(&small);
+    let existed = out.exists();
+    run(&mut cmd("umount", [small.to_str().unwrap()]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!existed, "no target on a full filesystem");
+    assert_eq!(leftovers, Vec::<String>::new());
+    guard.assert_unchanged();
+}
+
+/// Starts `qemu-io` holding `image` open read-write until its stdin closes.
+fn qemu_io_holding(image: &Path) -> std::process::Child {
+    let child = Command::new("qemu-io")
+        .args(["-f", "raw", image.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until its write lock (byte 101) is visible.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if qfault(["info", image.to_str().unwrap()]).status.code() == Some(3) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("qemu-io never took its locks on {}", image.display());
+}
+
+#[test]
+fn an_image_open_for_writing_elsewhere_is_refused_unless_force_share() {
+    if !require_tools(&["qemu-io", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let base = dir.path().join("base.raw");
+    sparse_file(&base, 8 << 20);
+    let top = dir.path().join("top.qcow2");
+    qemu_img([
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "base.raw",
+        "-F",
+        "raw",
+        top.to_str().unwrap(),
+    ]);
+    let mut holder = qemu_io_holding(&base);
+    // The locked file is the backing file: the error names it.
+    let o = qfault_expect(["info", top.to_str().unwrap()], 3);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("base.raw") && err.contains("open for writing"),
+        "{err}"
+    );
+    let out = dir.path().join("ov.qcow2");
+    qfault_expect(
+        [
+            "inject",
+            "zero",
+            top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--offset",
+            "0",
+            "--length",
+            "1",
+        ],
+        3,
+    );
+    assert!(!out.exists());
+    qfault_ok(["info", "-U", top.to_str().unwrap()]);
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    qfault_ok(["info", top.to_str().unwrap()]);
+}
+
+#[test]
+fn while_qfault_reads_a_base_qemu_cannot_take_write_access() {
+    if !require_tools(&["qemu-io"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let base = dir.path().join("base.raw");
+    sparse_file(&base, 8 << 20);
+    let image = qfault::image::open(&base, &Default::default()).unwrap();
+    let o = run_any(&mut cmd(
+        "qemu-io",
+        ["-f", "raw", "-c", "write 0 512", base.to_str().unwrap()],
+    ));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !o.status.success() || text.contains("lock"),
+        "qemu-io wrote while qfault held the base: {text}"
+    );
+    assert!(text.contains("lock"), "{text}");
+    drop(image);
+    let o = run_any(&mut cmd(
+        "qemu-io",
+        ["-f", "raw", "-c", "write 0 512", base.to_str().unwrap()],
+    ));
+    assert!(
+        o.status.success(),
+        "after qfault closed it, qemu-io may write"
+    );
+}
