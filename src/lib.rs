@@ -12,8 +12,10 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod export;
 pub mod fs;
 pub mod image;
 pub mod layout;
+pub mod output;
 
 pub use error::{Error, Result};

@@ -28,3 +28,101 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// Options every subcommand that reads an image accepts.
+#[derive(Debug, clap::Args)]
+pub struct ImageOpts {
+    /// Force the top image's format instead of probing it (qcow2 magic, else raw).
+    #[arg(short = 'f', long = "format", value_name = "FORMAT")]
+    pub format: Option<qfault::image::Format>,
+    /// Most backing files to follow before giving up (loops are always refused).
+    #[arg(long, value_name = "N", default_value_t = qfault::image::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+}
+
+impl ImageOpts {
+    /// Opens `path` and its backing chain read-only with these options.
+    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
+        let opts = qfault::image::OpenOptions {
+            format: self.format,
+            max_depth: self.max_depth,
+        };
+        Ok(qfault::image::open(path, &opts)?)
+    }
+}
+
+/// A percentage on stderr, redrawn in place, only when stderr is a terminal.
+pub struct Progress {
+    enabled: bool,
+    label: &'static str,
+    last: u64,
+}
+
+impl Progress {
+    /// A progress line for `total` bytes; silent unless stderr is a
+    /// terminal and the job is large enough to be worth watching.
+    pub fn new(label: &'static str, total: u64) -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            enabled: std::io::stderr().is_terminal() && total >= 256 << 20,
+            label,
+            last: u64::MAX,
+        }
+    }
+
+    /// Reports `done` of `total` bytes.
+    pub fn update(&mut self, done: u64, total: u64) {
+        if !self.enabled || total == 0 {
+            return;
+        }
+        let pct = done * 100 / total;
+        if pct != self.last {
+            self.last = pct;
+            eprint!(
+                "\r{}: {pct:3}% ({} of {})",
+                self.label,
+                human_size(done),
+                human_size(total)
+            );
+            if done >= total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+/// Bytes in binary units with one decimal ("1.5 GiB").
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Prints the backing chain, one image per line (for `inspect` and reports).
+#[allow(dead_code)] // first caller: inspect, landing from the layout branch
+pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
+    for (depth, l) in chain.iter().enumerate() {
+        let indent = "  ".repeat(depth);
+        let mut line = format!(
+            "{indent}{} ({}, {} virtual, file {}",
+            l.path.display(),
+            l.format.name(),
+            human_size(l.virtual_size),
+            human_size(l.file_size)
+        );
+        if let Some(cs) = l.cluster_size {
+            line += &format!(", cluster {}", human_size(cs));
+        }
+        line.push(')');
+        println!("{line}");
+    }
+}

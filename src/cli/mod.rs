@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 use qfault::error::EXIT_OK;
 
 mod common;
+mod export;
+mod info;
 mod inspect;
 
 const AFTER_HELP: &str = "\
@@ -28,6 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Info(info::Args),
+    Export(export::Args),
     Inspect(inspect::Args),
 }
 
@@ -35,6 +39,8 @@ enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Export(a) => export::run(a),
         Command::Inspect(a) => inspect::run(a),
     };
     match result {

@@ -1,9 +1,17 @@
 //! Disk images: raw files and qcow2, through the backing chain, as one guest disk.
 //!
 //! [`open`] follows the chain and returns an [`Image`] that implements
-//! [`ReadAt`]; wrap it in a [`Cursor`] for `Read + Seek`.
+//! [`ReadAt`]; wrap it in a [`Cursor`] for `Read + Seek`. Every file is opened
+//! read-only; names found inside images are resolved by the policy in
+//! [`backing`].
 
+pub mod backing;
+mod chain;
+pub mod qcow2;
 pub mod raw;
 mod read_at;
 
+pub use chain::{
+    open, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,
+};
 pub use read_at::{check_range, Cursor, MemDisk, ReadAt, Window};

@@ -1,4 +1,7 @@
 //! Raw images: the guest disk is the file, byte for byte.
+//!
+//! As in QEMU's block layer, the guest size is the file size rounded up to a
+//! whole 512-byte sector; the bytes past the end of the file read as zeros.
 
 use crate::error::{Error, Result};
 use crate::image::{check_range, ReadAt};
@@ -6,29 +9,45 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// QEMU's sector size, to which raw image sizes are rounded up (`BDRV_SECTOR_SIZE`).
+pub const SECTOR: u64 = 512;
+
 /// A raw image file opened read-only.
 #[derive(Debug)]
 pub struct RawImage {
     file: File,
     path: PathBuf,
     size: u64,
+    file_len: u64,
 }
 
 impl RawImage {
-    /// Opens `path` read-only; the guest size is the file size.
+    /// Opens `path` read-only.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Self::from_file(file, path)
+    }
+
+    /// Wraps an already opened file; the guest size is the file size rounded
+    /// up to a multiple of 512 bytes.
+    pub fn from_file(file: File, path: &Path) -> Result<Self> {
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         Ok(RawImage {
             file,
             path: path.to_path_buf(),
-            size,
+            size: file_len.div_ceil(SECTOR) * SECTOR,
+            file_len,
         })
     }
 
     /// The file this image reads.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's length in bytes (the guest size may be up to 511 bytes more).
+    pub fn file_len(&self) -> u64 {
+        self.file_len
     }
 
     /// The open file (for hole queries).

@@ -1,0 +1,50 @@
+# qfault developer tasks. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# mkntfs, sfdisk, losetup and friends live in sbin; tests call them too.
+export PATH := $(PATH):/sbin:/usr/sbin
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# command:package for every tool the tests and fixtures use
+TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
+	ntfsfix:ntfs-3g mkntfs:ntfs-3g ntfs-3g:ntfs-3g ntfscp:ntfs-3g ntfsinfo:ntfs-3g ntfslabel:ntfs-3g \
+	sfdisk:fdisk sgdisk:gdisk mkfs.vfat:dosfstools mkfs.ext4:e2fsprogs e2fsck:e2fsprogs \
+	blkid:util-linux losetup:util-linux
+
+.PHONY: help deps test demo lint fixtures bench fuzz check-clean
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install the real tools the tests use (apt-get; silent when all are there)
+	@missing="$$(for t in $(TOOLS); do command -v "$${t%%:*}" >/dev/null || echo "$${t#*:}"; done | sort -u | xargs)"; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" -ne 0 ]; then echo "deps: missing tools; run:" >&2; echo "sudo apt-get install -y $$missing" >&2; exit 1; fi; \
+	echo "deps: installing $$missing"; \
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	for t in $(TOOLS); do command -v "$${t%%:*}" >/dev/null || { echo "deps: $${t%%:*} still missing" >&2; exit 1; }; done
+
+test: deps ## run every test (unit, integration, doc) against the real tools
+	$(CARGO) test --all-targets
+	$(CARGO) test --doc
+
+demo: ## build qfault and damage a copy of testdata/sample.qcow2 under target/demo/
+	$(CARGO) build --release
+	QFAULT=$(TARGET_DIR)/release/qfault scripts/demo.sh
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fixtures: deps ## regenerate testdata/sample.qcow2 (see testdata/README.md)
+	testdata/make-sample.sh
+
+bench: ## benchmarks (placeholder)
+	@echo "bench: lands with issue 7"
+
+fuzz: ## fuzzing (placeholder)
+	@echo "fuzz: lands with issue 8"
+
+check-clean: ## fail if the work tree has uncommitted or untracked files
+	@git status --porcelain | grep . && { echo "check-clean: work tree not clean" >&2; exit 1; } || true

@@ -1,0 +1,39 @@
+//! `qfault export`: flatten the guest into a sparse raw file.
+
+use super::common::{ImageOpts, Progress};
+use qfault::image::ReadAt;
+use std::path::PathBuf;
+
+/// Flatten the guest disk into a sparse raw file (holes where it reads zeros).
+///
+/// The output is written to a temporary file beside OUT and renamed into
+/// place, so OUT is either absent or complete.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image (raw or qcow2); its backing chain is followed.
+    pub image: PathBuf,
+    /// Where to write the raw file.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub open: ImageOpts,
+}
+
+/// Runs `qfault export`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut image = args.open.open(&args.image)?;
+    let (start, len) = (0, image.size());
+    let mut progress = Progress::new("export", len);
+    qfault::export::export_raw(
+        &mut image,
+        start,
+        len,
+        &args.output,
+        args.overwrite,
+        &mut |d, t| progress.update(d, t),
+    )?;
+    Ok(())
+}

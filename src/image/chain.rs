@@ -1,0 +1,441 @@
+//! A backing chain opened as one guest disk.
+//!
+//! [`open`] opens the top image and every backing file it names (read-only),
+//! detecting loops and bounding the depth. [`Image`] then serves reads by
+//! asking each layer in turn what backs a range: data and zeros are answered
+//! where they are found, unallocated ranges fall through to the next layer,
+//! and ranges past a layer's end read as zeros.
+
+use crate::error::{Error, Result};
+use crate::image::qcow2::{header::MAGIC, Extent, Mapping, Qcow2Image};
+use crate::image::raw::{read_exact_at, RawImage};
+use crate::image::{backing, check_range, ReadAt};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Default limit on the number of backing links followed.
+pub const DEFAULT_MAX_DEPTH: usize = 256;
+
+/// An image file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The file is the guest disk.
+    Raw,
+    /// QEMU copy-on-write version 2 or 3.
+    Qcow2,
+}
+
+impl Format {
+    /// The name QEMU uses for the format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+
+    /// Parses a format name as recorded in a backing-format header extension.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "raw" => Some(Format::Raw),
+            "qcow2" => Some(Format::Qcow2),
+            _ => None,
+        }
+    }
+}
+
+/// How to open an image and its chain.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Format of the top image; probed (qcow2 magic, else raw) when `None`.
+    pub format: Option<Format>,
+    /// Most backing links to follow before giving up.
+    pub max_depth: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            format: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// What one image of a chain is, as `qemu-img info` would say.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerInfo {
+    /// Path the image was opened at.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// Guest size in bytes.
+    pub virtual_size: u64,
+    /// Size of the image file in bytes.
+    pub file_size: u64,
+    /// Cluster size (qcow2 only).
+    pub cluster_size: Option<u64>,
+    /// qcow2 version (qcow2 only).
+    pub version: Option<u32>,
+    /// Compression type of compressed clusters (qcow2 only).
+    pub compression_type: Option<crate::image::qcow2::CompressionType>,
+    /// Whether L2 entries are extended (sub-clusters).
+    pub extended_l2: bool,
+    /// Number of internal snapshots (qcow2 only; the active L1 is read).
+    pub snapshots: u32,
+    /// Backing file name exactly as stored in the header.
+    pub backing_file: Option<String>,
+    /// Backing format as stored in the header extension.
+    pub backing_format: Option<String>,
+}
+
+/// One image of a chain.
+#[derive(Debug)]
+pub enum Layer {
+    /// A raw file.
+    Raw(RawImage),
+    /// A qcow2 file.
+    Qcow2(Box<Qcow2Image>),
+}
+
+impl Layer {
+    /// Guest size of this layer.
+    pub fn size(&self) -> u64 {
+        match self {
+            Layer::Raw(r) => r.size(),
+            Layer::Qcow2(q) => q.size(),
+        }
+    }
+
+    /// What backs `offset` in this layer, for at most `max_len` bytes
+    /// (`offset` below [`Layer::size`]). With `holes`, a raw layer reports
+    /// file holes as [`Mapping::Zero`]; otherwise all of it is data.
+    pub fn map(&mut self, offset: u64, max_len: u64, holes: bool) -> Result<Extent> {
+        match self {
+            Layer::Qcow2(q) => q.map(offset, max_len),
+            Layer::Raw(r) => {
+                let len = max_len.min(r.size() - offset);
+                if holes {
+                    if let Some(e) = raw_hole_extent(r, offset, len) {
+                        return Ok(e);
+                    }
+                }
+                Ok(Extent {
+                    len,
+                    mapping: Mapping::Data { host: offset },
+                })
+            }
+        }
+    }
+
+    /// Reads bytes this layer stores (data or compressed) into `buf`.
+    fn read_mapped(&mut self, mapping: Mapping, guest: u64, buf: &mut [u8]) -> Result<()> {
+        match (self, mapping) {
+            (Layer::Raw(r), Mapping::Data { host }) => read_exact_at(r.file(), r.path(), host, buf),
+            (Layer::Qcow2(q), Mapping::Data { host }) => q.read_data(host, buf),
+            (
+                Layer::Qcow2(q),
+                Mapping::Compressed {
+                    descriptor,
+                    in_cluster,
+                },
+            ) => q.read_compressed(descriptor, in_cluster, guest, buf),
+            _ => {
+                buf.fill(0);
+                Ok(())
+            }
+        }
+    }
+
+    fn info(&self) -> LayerInfo {
+        match self {
+            Layer::Raw(r) => LayerInfo {
+                path: r.path().to_path_buf(),
+                format: Format::Raw,
+                virtual_size: r.size(),
+                file_size: r.file_len(),
+                cluster_size: None,
+                version: None,
+                compression_type: None,
+                extended_l2: false,
+                snapshots: 0,
+                backing_file: None,
+                backing_format: None,
+            },
+            Layer::Qcow2(q) => {
+                let h = q.header();
+                LayerInfo {
+                    path: q.path().to_path_buf(),
+                    format: Format::Qcow2,
+                    virtual_size: h.size,
+                    file_size: q.file_len(),
+                    cluster_size: Some(h.cluster_size()),
+                    version: Some(h.version),
+                    compression_type: Some(h.compression_type),
+                    extended_l2: h.extended_l2(),
+                    snapshots: h.nb_snapshots,
+                    backing_file: h.backing_file.clone(),
+                    backing_format: h.backing_format.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// A hole in a raw file at `offset` (SEEK_DATA/SEEK_HOLE), as a zero extent;
+/// `None` when `offset` is in data or the filesystem cannot tell.
+fn raw_hole_extent(r: &RawImage, offset: u64, len: u64) -> Option<Extent> {
+    use std::os::fd::AsRawFd;
+    let fd = r.file().as_raw_fd();
+    let off = libc::off_t::try_from(offset).ok()?;
+    // SAFETY: lseek on a file descriptor we own; it has no memory effects.
+    let data = unsafe { libc::lseek(fd, off, libc::SEEK_DATA) };
+    let hole_end = if data < 0 {
+        // ENXIO: no data at or after offset.
+        (std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO)).then_some(u64::MAX)?
+    } else {
+        data as u64
+    };
+    if hole_end > offset {
+        return Some(Extent {
+            len: len.min(hole_end - offset),
+            mapping: Mapping::Zero,
+        });
+    }
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek(fd, off, libc::SEEK_HOLE) };
+    if hole > off {
+        return Some(Extent {
+            len: len.min(hole as u64 - offset),
+            mapping: Mapping::Data { host: offset },
+        });
+    }
+    None
+}
+
+/// A run of guest bytes and which image of the chain provides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ChainExtent {
+    /// First guest byte.
+    pub start: u64,
+    /// Length in bytes.
+    pub length: u64,
+    /// Index in the chain (0 = top) of the image that provides these bytes;
+    /// `None` when no image does (they read as zeros).
+    pub depth: Option<usize>,
+    /// The bytes read as zeros without reading data.
+    pub zero: bool,
+    /// The bytes are stored as data (possibly compressed) in that image.
+    pub data: bool,
+    /// Whether that image stores them compressed.
+    pub compressed: bool,
+}
+
+/// A guest disk: the top image and its backing chain.
+#[derive(Debug)]
+pub struct Image {
+    layers: Vec<Layer>,
+}
+
+/// Opens `path` and its whole backing chain, read-only.
+pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
+    let mut layers = Vec::new();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut next: Option<(PathBuf, Option<Format>)> = Some((path.to_path_buf(), opts.format));
+    while let Some((p, format)) = next.take() {
+        let file = File::open(&p).map_err(|e| {
+            if layers.is_empty() {
+                Error::io(&p, e)
+            } else {
+                Error::Chain {
+                    reason: format!("cannot open backing file {}: {e}", p.display()),
+                }
+            }
+        })?;
+        let meta = file.metadata().map_err(|e| Error::io(&p, e))?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return Err(Error::Chain {
+                reason: format!(
+                    "loop: {} is its own backing file (directly or through other images)",
+                    p.display()
+                ),
+            });
+        }
+        if meta.is_dir() {
+            return Err(Error::io(
+                &p,
+                std::io::Error::from(std::io::ErrorKind::IsADirectory),
+            ));
+        }
+        let format = match format {
+            Some(f) => f,
+            None => probe(&file, &p)?,
+        };
+        let layer = match format {
+            Format::Raw => Layer::Raw(RawImage::from_file(file, &p)?),
+            Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(file, &p)?)),
+        };
+        if let Layer::Qcow2(q) = &layer {
+            if let Some(name) = &q.header().backing_file {
+                if layers.len() >= opts.max_depth {
+                    return Err(Error::Chain {
+                        reason: format!(
+                            "the chain is deeper than the limit of {} backing files (at {})",
+                            opts.max_depth,
+                            p.display()
+                        ),
+                    });
+                }
+                let backing_path = backing::resolve(name, &p)?;
+                let backing_format = match &q.header().backing_format {
+                    Some(f) => Some(Format::from_name(f).ok_or_else(|| {
+                        Error::unsupported(
+                            &p,
+                            format!("backing format '{f}' (qfault reads raw and qcow2)"),
+                        )
+                    })?),
+                    None => None,
+                };
+                next = Some((backing_path, backing_format));
+            }
+        }
+        layers.push(layer);
+    }
+    Ok(Image { layers })
+}
+
+/// qcow2 if the file starts with the qcow2 magic, raw otherwise.
+fn probe(file: &File, path: &Path) -> Result<Format> {
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len < 4 {
+        return Ok(Format::Raw);
+    }
+    let mut magic = [0u8; 4];
+    read_exact_at(file, path, 0, &mut magic)?;
+    Ok(if magic == MAGIC {
+        Format::Qcow2
+    } else {
+        Format::Raw
+    })
+}
+
+impl Image {
+    /// The images of the chain, top first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// What each image of the chain is, top first.
+    pub fn chain_info(&self) -> Vec<LayerInfo> {
+        self.layers.iter().map(Layer::info).collect()
+    }
+
+    /// The top image's format.
+    pub fn format(&self) -> Format {
+        match self.layers[0] {
+            Layer::Raw(_) => Format::Raw,
+            Layer::Qcow2(_) => Format::Qcow2,
+        }
+    }
+
+    /// The top image's path.
+    pub fn path(&self) -> &Path {
+        match &self.layers[0] {
+            Layer::Raw(r) => r.path(),
+            Layer::Qcow2(q) => q.path(),
+        }
+    }
+
+    /// Which image provides the guest bytes at `offset`, for at most
+    /// `max_len` bytes (the returned extent may be shorter).
+    pub fn extent(&mut self, offset: u64, max_len: u64) -> Result<ChainExtent> {
+        check_range(offset, 1, self.size())?;
+        let mut len = max_len.min(self.size() - offset);
+        for (depth, layer) in self.layers.iter_mut().enumerate() {
+            if offset >= layer.size() {
+                break;
+            }
+            let e = layer.map(offset, len, true)?;
+            len = e.len;
+            let (zero, data, compressed) = match e.mapping {
+                Mapping::Unallocated => continue,
+                Mapping::Zero => (true, false, false),
+                Mapping::Data { .. } => (false, true, false),
+                Mapping::Compressed { .. } => (false, true, true),
+            };
+            return Ok(ChainExtent {
+                start: offset,
+                length: len,
+                depth: Some(depth),
+                zero,
+                data,
+                compressed,
+            });
+        }
+        Ok(ChainExtent {
+            start: offset,
+            length: len,
+            depth: None,
+            zero: true,
+            data: false,
+            compressed: false,
+        })
+    }
+}
+
+impl ReadAt for Image {
+    fn size(&self) -> u64 {
+        self.layers[0].size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.size())?;
+        // Ranges still to read: (guest offset, start in buf, length).
+        let mut pending: Vec<(u64, usize, usize)> = vec![(offset, 0, buf.len())];
+        for layer in &mut self.layers {
+            let mut fall_through: Vec<(u64, usize, usize)> = Vec::new();
+            for (off, at, len) in pending {
+                let layer_size = layer.size();
+                let inside = if off >= layer_size {
+                    0
+                } else {
+                    (len as u64).min(layer_size - off) as usize
+                };
+                buf[at + inside..at + len].fill(0);
+                let mut done = 0usize;
+                while done < inside {
+                    let guest = off + done as u64;
+                    let e = layer.map(guest, (inside - done) as u64, false)?;
+                    let n = e.len as usize;
+                    let dst = &mut buf[at + done..at + done + n];
+                    match e.mapping {
+                        Mapping::Unallocated => match fall_through.last_mut() {
+                            Some(last)
+                                if last.0 + last.2 as u64 == guest
+                                    && last.1 + last.2 == at + done =>
+                            {
+                                last.2 += n;
+                            }
+                            _ => fall_through.push((guest, at + done, n)),
+                        },
+                        Mapping::Zero => dst.fill(0),
+                        m => layer.read_mapped(m, guest, dst)?,
+                    }
+                    done += n;
+                }
+            }
+            pending = fall_through;
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        // Unallocated in every image: zeros.
+        for (_, at, len) in pending {
+            buf[at..at + len].fill(0);
+        }
+        Ok(())
+    }
+}

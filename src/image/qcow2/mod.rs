@@ -1,0 +1,381 @@
+//! qcow2 images: guest offsets translated through the L1 and L2 tables.
+//!
+//! A [`Qcow2Image`] answers one question, [`Qcow2Image::map`]: what backs the
+//! guest bytes at an offset (host data, a compressed cluster, zeros, or
+//! nothing, meaning the backing image). The chain in [`crate::image::Image`]
+//! turns those answers into reads. Spec: `docs/interop/qcow2.txt`, "Cluster
+//! mapping" and "Extended L2 Entries".
+
+pub mod compressed;
+pub mod header;
+mod l2_cache;
+
+use crate::error::{Error, Result};
+use crate::image::raw::read_exact_at;
+use compressed::CompressedDescriptor;
+pub use header::{CompressionType, Header};
+use l2_cache::L2Cache;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// Bits 9-55 of an L1 or standard L2 entry: a host offset (spec: "L1 table entry").
+pub const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+/// L2 entry bit 62: the cluster is compressed.
+pub const L2_COMPRESSED: u64 = 1 << 62;
+/// L1/L2 entry bit 63: refcount is exactly one ("copied").
+pub const ENTRY_COPIED: u64 = 1 << 63;
+/// Standard cluster descriptor bit 0: the cluster reads as zeros (v3 only).
+pub const L2_ZERO: u64 = 1;
+/// Sub-clusters per cluster with extended L2 entries.
+pub const SUBCLUSTERS: u64 = 32;
+
+/// What backs a run of guest bytes in one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// Stored uncompressed at this host file offset.
+    Data {
+        /// File offset of the run's first byte.
+        host: u64,
+    },
+    /// Inside a compressed cluster.
+    Compressed {
+        /// Where the compressed stream lies.
+        descriptor: CompressedDescriptor,
+        /// Offset of the run's first byte inside the (inflated) cluster.
+        in_cluster: u64,
+    },
+    /// Reads as zeros without consulting the backing image.
+    Zero,
+    /// Not allocated here: read from the backing image.
+    Unallocated,
+}
+
+/// A run of guest bytes with one [`Mapping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Length in bytes (never 0).
+    pub len: u64,
+    /// What backs it.
+    pub mapping: Mapping,
+}
+
+/// An open qcow2 image (read-only).
+#[derive(Debug)]
+pub struct Qcow2Image {
+    file: File,
+    path: PathBuf,
+    file_len: u64,
+    header: Header,
+    l1: Vec<u64>,
+    l2_cache: L2Cache,
+    metadata: Vec<(u64, u64, &'static str)>,
+    /// The last inflated cluster, by descriptor offset.
+    inflated: Option<(u64, Vec<u8>)>,
+}
+
+impl Qcow2Image {
+    /// Parses the header of the already opened `file` and loads the active L1 table.
+    pub fn open(file: File, path: &Path) -> Result<Self> {
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let probe_len = file_len.min(4096) as usize;
+        let mut prefix = vec![0u8; probe_len];
+        read_exact_at(&file, path, 0, &mut prefix)?;
+        let want = Header::needed_len(&prefix).unwrap_or(probe_len);
+        let mut first = if want > probe_len {
+            let mut b = vec![0u8; (want as u64).min(file_len) as usize];
+            read_exact_at(&file, path, 0, &mut b)?;
+            b
+        } else {
+            prefix
+        };
+        first.truncate(want.min(first.len()));
+        let header = Header::parse(path, &first, file_len)?;
+
+        // check_tables() bounded l1_size by QEMU's 32 MiB limit and the file size.
+        let mut raw_l1 = vec![0u8; header.l1_size as usize * 8];
+        read_exact_at(&file, path, header.l1_table_offset, &mut raw_l1)?;
+        let l1 = raw_l1
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        Ok(Qcow2Image {
+            file,
+            path: path.to_path_buf(),
+            file_len,
+            l2_cache: L2Cache::new(header.cluster_size()),
+            metadata: header.metadata_ranges(),
+            header,
+            l1,
+            inflated: None,
+        })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The image file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The image file's size in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// Virtual disk size in bytes.
+    pub fn size(&self) -> u64 {
+        self.header.size
+    }
+
+    /// What backs the guest bytes at `offset`, for at most `max_len` bytes.
+    ///
+    /// Adjacent units with the same kind of mapping (and, for data, contiguous
+    /// host offsets) are merged, so a large allocated run is one extent.
+    /// `offset` must be below the virtual size and `max_len` non-zero.
+    pub fn map(&mut self, offset: u64, max_len: u64) -> Result<Extent> {
+        let first = self.map_unit(offset)?;
+        let mut ext = Extent {
+            len: first.len.min(max_len),
+            mapping: first.mapping,
+        };
+        if matches!(ext.mapping, Mapping::Compressed { .. }) {
+            return Ok(ext);
+        }
+        while ext.len < max_len && offset + ext.len < self.header.size {
+            let next = self.map_unit(offset + ext.len)?;
+            let joins = match (ext.mapping, next.mapping) {
+                (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,
+                (Mapping::Zero, Mapping::Zero) | (Mapping::Unallocated, Mapping::Unallocated) => {
+                    true
+                }
+                _ => false,
+            };
+            if !joins {
+                break;
+            }
+            ext.len = (ext.len + next.len).min(max_len);
+        }
+        ext.len = ext.len.min(self.header.size - offset);
+        Ok(ext)
+    }
+
+    /// The mapping of the unit (cluster, or sub-cluster with extended L2
+    /// entries) containing `offset`, from `offset` to the unit's end.
+    fn map_unit(&mut self, offset: u64) -> Result<Extent> {
+        let bits = self.header.cluster_bits;
+        let cs = 1u64 << bits;
+        let ext_l2 = self.header.extended_l2();
+        let words_per_entry: u64 = if ext_l2 { 2 } else { 1 };
+        let l2_entries = cs / 8 / words_per_entry;
+        let cluster = offset >> bits;
+        let in_cluster = offset & (cs - 1);
+        let l1_index = cluster / l2_entries;
+        let l2_index = cluster % l2_entries;
+        let to_cluster_end = cs - in_cluster;
+
+        let l1_entry = *self.l1.get(l1_index as usize).ok_or_else(|| {
+            Error::malformed(
+                &self.path,
+                format!("guest offset {offset} is beyond the L1 table"),
+            )
+        })?;
+        let l2_offset = l1_entry & OFFSET_MASK;
+        if l2_offset == 0 {
+            return Ok(Extent {
+                len: to_cluster_end,
+                mapping: Mapping::Unallocated,
+            });
+        }
+        let table = self.l2_table(l2_offset, l1_index)?;
+        let at = (l2_index * words_per_entry) as usize;
+        let entry = table[at];
+
+        if entry & L2_COMPRESSED != 0 {
+            let descriptor = CompressedDescriptor::decode(entry, bits);
+            if descriptor.offset >= self.file_len || descriptor.offset < cs {
+                return Err(Error::malformed(
+                    &self.path,
+                    format!(
+                        "compressed cluster descriptor for guest offset {} points to 0x{:x}, outside the data area of the {}-byte file",
+                        offset - in_cluster,
+                        descriptor.offset,
+                        self.file_len
+                    ),
+                ));
+            }
+            return Ok(Extent {
+                len: to_cluster_end,
+                mapping: Mapping::Compressed {
+                    descriptor,
+                    in_cluster,
+                },
+            });
+        }
+
+        let host = entry & OFFSET_MASK;
+        if ext_l2 {
+            let bitmap = table[at + 1];
+            let sc_size = cs / SUBCLUSTERS;
+            let sc = in_cluster / sc_size;
+            let len = sc_size - (in_cluster % sc_size);
+            let allocated = bitmap & (1 << sc) != 0;
+            let zero = bitmap & (1 << (32 + sc)) != 0;
+            let mapping = match (allocated, zero) {
+                (true, true) => {
+                    return Err(Error::malformed(
+                        &self.path,
+                        format!(
+                            "sub-cluster {sc} of guest offset {} is both allocated and zero",
+                            offset - in_cluster
+                        ),
+                    ))
+                }
+                (true, false) => Mapping::Data {
+                    host: self.check_data(host, offset - in_cluster)? + in_cluster,
+                },
+                (false, true) => Mapping::Zero,
+                (false, false) => Mapping::Unallocated,
+            };
+            return Ok(Extent { len, mapping });
+        }
+
+        let mapping = if self.header.version >= 3 && entry & L2_ZERO != 0 {
+            Mapping::Zero
+        } else if host == 0 {
+            if entry & ENTRY_COPIED != 0 {
+                return Err(Error::malformed(
+                    &self.path,
+                    format!(
+                        "L2 entry for guest offset {} maps host offset 0",
+                        offset - in_cluster
+                    ),
+                ));
+            }
+            Mapping::Unallocated
+        } else {
+            Mapping::Data {
+                host: self.check_data(host, offset - in_cluster)? + in_cluster,
+            }
+        };
+        Ok(Extent {
+            len: to_cluster_end,
+            mapping,
+        })
+    }
+
+    /// Validates a data cluster's host offset and returns it.
+    fn check_data(&self, host: u64, guest: u64) -> Result<u64> {
+        let cs = self.header.cluster_size();
+        if host == 0 {
+            return Err(Error::malformed(
+                &self.path,
+                format!("allocated cluster at guest offset {guest} has no host offset"),
+            ));
+        }
+        if host % cs != 0 {
+            return Err(Error::malformed(
+                &self.path,
+                format!("data cluster for guest offset {guest} at host offset 0x{host:x} is not cluster-aligned"),
+            ));
+        }
+        if host >= self.file_len {
+            return Err(Error::malformed(
+                &self.path,
+                format!(
+                    "data cluster for guest offset {guest} at host offset 0x{host:x} lies past the end of the file ({} bytes)",
+                    self.file_len
+                ),
+            ));
+        }
+        self.check_no_overlap(host, cs, &format!("data cluster for guest offset {guest}"))?;
+        Ok(host)
+    }
+
+    /// Refuses a cluster that overlaps the header, the L1 table or the refcount table.
+    fn check_no_overlap(&self, start: u64, len: u64, what: &str) -> Result<()> {
+        for &(m_start, m_len, name) in &self.metadata {
+            if start < m_start.saturating_add(m_len) && m_start < start.saturating_add(len) {
+                return Err(Error::malformed(
+                    &self.path,
+                    format!("{what} at host offset 0x{start:x} points into {name}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads (or takes from the cache) the L2 table at `l2_offset`.
+    fn l2_table(&mut self, l2_offset: u64, l1_index: u64) -> Result<Rc<[u64]>> {
+        if let Some(t) = self.l2_cache.get(l2_offset) {
+            return Ok(t);
+        }
+        let cs = self.header.cluster_size();
+        let what = format!("L2 table of L1 entry {l1_index}");
+        if l2_offset % cs != 0 {
+            return Err(Error::malformed(
+                &self.path,
+                format!("{what} at 0x{l2_offset:x} is not cluster-aligned"),
+            ));
+        }
+        if !header::fits(l2_offset, cs, self.file_len) {
+            return Err(Error::malformed(
+                &self.path,
+                format!(
+                    "{what} at 0x{l2_offset:x} lies past the end of the file ({} bytes)",
+                    self.file_len
+                ),
+            ));
+        }
+        self.check_no_overlap(l2_offset, cs, &what)?;
+        let mut raw = vec![0u8; cs as usize];
+        read_exact_at(&self.file, &self.path, l2_offset, &mut raw)?;
+        let table: Rc<[u64]> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        self.l2_cache.insert(l2_offset, Rc::clone(&table));
+        Ok(table)
+    }
+
+    /// Reads stored data at `host` (a [`Mapping::Data`] offset).
+    ///
+    /// Bytes past the end of the file read as zeros, as QEMU's file driver does.
+    pub fn read_data(&self, host: u64, buf: &mut [u8]) -> Result<()> {
+        read_exact_at(&self.file, &self.path, host, buf)
+    }
+
+    /// Reads from a compressed cluster: `buf.len()` bytes from `in_cluster`.
+    pub fn read_compressed(
+        &mut self,
+        descriptor: CompressedDescriptor,
+        in_cluster: u64,
+        guest_offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let cs = self.header.cluster_size() as usize;
+        let cached = matches!(&self.inflated, Some((off, _)) if *off == descriptor.offset);
+        if !cached {
+            let avail = self.file_len - descriptor.offset;
+            let mut input = vec![0u8; descriptor.len.min(avail) as usize];
+            read_exact_at(&self.file, &self.path, descriptor.offset, &mut input)?;
+            let mut out = self.inflated.take().map(|(_, v)| v).unwrap_or_default();
+            compressed::decompress(
+                &self.path,
+                self.header.compression_type,
+                &input,
+                cs,
+                &mut out,
+                guest_offset - in_cluster,
+            )?;
+            self.inflated = Some((descriptor.offset, out));
+        }
+        let (_, data) = self.inflated.as_ref().expect("just inflated");
+        let start = in_cluster as usize;
+        buf.copy_from_slice(&data[start..start + buf.len()]);
+        Ok(())
+    }
+}
