@@ -873,7 +873,8 @@ fn export_output_is_sparse_and_atomic() {
     guard.assert_unchanged();
 }
 
-/// `info --max-depth N` refuses a deeper chain with an error naming the depth.
+/// `info --max-depth N` follows at most N backing files (src/cli/common.rs:
+/// "Most backing files to follow"); a deeper chain is an error naming the limit.
 #[test]
 fn info_max_depth_limits_the_chain() {
     if !tools() {
@@ -887,32 +888,45 @@ fn info_max_depth_limits_the_chain() {
     create_qcow2(&mid, "1M", "", Some(("base.raw", "raw")));
     create_qcow2(&top, "1M", "", Some(("mid.qcow2", "qcow2")));
     let guard = BaseGuard::new(&[&top, &mid, &base]);
-    let ok = qfault_ok([
-        OsStr::new("info"),
-        top.as_os_str(),
-        OsStr::new("--json"),
-        OsStr::new("--max-depth"),
-        OsStr::new("3"),
-    ]);
-    let v: Value = serde_json::from_str(&ok).unwrap();
-    assert_eq!(v["chain"].as_array().map(Vec::len), Some(3));
-    let o = qfault_expect(
-        [
+    let info = |img: &Path, n: &str| {
+        qfault([
             OsStr::new("info"),
-            top.as_os_str(),
+            img.as_os_str(),
             OsStr::new("--json"),
             OsStr::new("--max-depth"),
-            OsStr::new("2"),
-        ],
-        1,
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.starts_with("qfault: error:"), "stderr: {stderr}");
-    assert!(
-        stderr.contains("depth"),
-        "stderr must mention the depth: {stderr}"
-    );
-    assert!(stderr.contains('2'), "stderr must name the limit: {stderr}");
-    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+            OsStr::new(n),
+        ])
+    };
+    // Two backing files: a limit of 2 is enough.
+    let ok = info(&top, "2");
+    assert!(ok.status.success(), "{ok:?}");
+    let v: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["chain"].as_array().map(Vec::len), Some(3));
+    // A raw image alone needs no backing file at all.
+    assert!(info(&base, "0").status.success());
+    for n in ["1", "0"] {
+        let o = info(&top, n);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "--max-depth {n}: {o:?}");
+        assert!(stderr.starts_with("qfault: error:"), "stderr: {stderr}");
+        assert!(
+            stderr.contains(&format!("deeper than the limit of {n} backing files")),
+            "stderr must name the depth limit: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+        assert!(o.stdout.is_empty());
+    }
+    // export honours the same option.
+    let out = d.path().join("out.raw");
+    let o = qfault([
+        OsStr::new("export"),
+        top.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+        OsStr::new("--max-depth"),
+        OsStr::new("1"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!out.exists());
     guard.assert_unchanged();
 }
