@@ -432,11 +432,13 @@ fn v3_cluster_2m() {
 /// (text), clusters QEMU stores uncompressed (random data does not shrink),
 /// and holes; then overwrites, `write -z` and `discard` over compressed clusters.
 fn compressed_case(ctype: &str) {
-    for cs in [4 * K, 64 * K] {
+    // Descriptor layouts differ with cluster_bits (x = 62 - (cluster_bits - 8)):
+    // 512 B clusters have a 1-bit sector count, 2 MiB clusters a 13-bit one.
+    for cs in [512, 4 * K, 64 * K, 2 * M] {
         let d = tmpdir();
         let raw = d.path().join("src.raw");
         let img = d.path().join(format!("{ctype}-{cs}.qcow2"));
-        let size = 3 * M + 512;
+        let size = (3 * M).max(8 * cs) + 512;
         raw_text_image(&raw, size, &[(0, M + 5000), (2 * M, 300 * K)], 7);
         write_at(&raw, M + 200 * K, &pattern(150_000, 8));
         convert_to_qcow2(
@@ -463,6 +465,48 @@ fn compressed_case(ctype: &str) {
         assert_qemu_img_check_clean(&img);
         verify(&img, &[&img]);
     }
+
+    // Compressed clusters written by qemu-io (`write -c`) into an overlay,
+    // and compressed clusters with extended L2 entries.
+    let d = tmpdir();
+    let base = d.path().join("base.raw");
+    raw_image(&base, 2 * M, &[(0, 2 * M)], 10);
+    let top = d.path().join("top.qcow2");
+    create_qcow2(
+        &top,
+        "2M",
+        &format!("compression_type={ctype}"),
+        Some(("base.raw", "raw")),
+    );
+    let text = d.path().join("text.bin");
+    std::fs::write(&text, text_fill(2 * 65536, 11)).unwrap();
+    qio(
+        &top,
+        &[&format!("write -c -s {} 65536 131072", text.display())],
+    );
+    assert!(
+        qemu_compressed_percent(&top) > 0.0,
+        "fixture: write -c compressed nothing"
+    );
+    verify(&top, &[&top, &base]);
+
+    let raw = d.path().join("ext.src");
+    raw_text_image(&raw, 3 * M, &[(0, 2 * M)], 12);
+    write_at(&raw, M, &pattern(100_000, 13));
+    let ext = d.path().join("ext.qcow2");
+    convert_to_qcow2(
+        &raw,
+        &ext,
+        &[
+            "-c",
+            "-o",
+            &format!("compression_type={ctype},extended_l2=on"),
+        ],
+    );
+    assert_eq!(qemu_format_data(&ext)["extended-l2"], true, "fixture");
+    assert!(qemu_compressed_percent(&ext) > 10.0, "fixture");
+    qio(&ext, &["write -z 2048 4096", "discard 65536 65536"]);
+    verify(&ext, &[&ext]);
 }
 
 #[test]
@@ -928,5 +972,203 @@ fn info_max_depth_limits_the_chain() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(!out.exists());
+    guard.assert_unchanged();
+}
+
+// ---------------------------------------------------------------------------
+// More images QEMU reads
+// ---------------------------------------------------------------------------
+
+/// A qcow2 whose header size is not a multiple of 512 (qemu-img never
+/// writes one, other tools may): QEMU reads floor(size / 512) sectors.
+#[test]
+fn qcow2_virtual_size_not_multiple_of_512() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let raw = d.path().join("src.raw");
+    raw_image(&raw, M, &[(0, M)], 131);
+    let img = d.path().join("odd.qcow2");
+    convert_to_qcow2(&raw, &img, &[]);
+    write_at(&img, 24, &(M - 1000).to_be_bytes());
+    assert_eq!(qemu_info(&img)["virtual-size"], Value::from(M - 1024));
+    verify(&img, &[&img]);
+}
+
+/// Backing format not recorded (the extension renamed to an unknown type,
+/// which must be skipped): the backing file's format is probed, as QEMU does.
+#[test]
+fn backing_format_not_recorded_is_probed() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let raw = d.path().join("base.raw");
+    raw_image(&raw, M, &[(0, M)], 141);
+    let qb = d.path().join("base.qcow2");
+    convert_to_qcow2(&raw, &qb, &["-o", "cluster_size=4096"]);
+    for (name, backing, fmt) in [
+        ("over-raw.qcow2", "base.raw", "raw"),
+        ("over-q.qcow2", "base.qcow2", "qcow2"),
+    ] {
+        let top = d.path().join(name);
+        create_qcow2(&top, "1M", "", Some((backing, fmt)));
+        qio_write_pattern(&top, 70_000, 5000, 142);
+        let mut head = std::fs::read(&top).unwrap();
+        head.truncate(65536);
+        let at = head
+            .windows(4)
+            .position(|w| w == 0xe279_2acau32.to_be_bytes())
+            .expect("fixture: backing format extension");
+        write_at(&top, at as u64, &0x1234_5678u32.to_be_bytes());
+        assert!(
+            qemu_info(&top)["backing-filename-format"].is_null(),
+            "fixture: backing format still recorded"
+        );
+        verify(&top, &[&top, &raw, &qb]);
+    }
+}
+
+/// A backing format recorded as raw over a file that is really qcow2: the
+/// recorded format wins (no probing), so the guest sees the qcow2 file's bytes.
+#[test]
+fn recorded_raw_backing_format_is_not_probed() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let raw = d.path().join("src.raw");
+    raw_image(&raw, M, &[(0, 300_000)], 151);
+    let qb = d.path().join("really.qcow2");
+    convert_to_qcow2(&raw, &qb, &[]);
+    let top = d.path().join("top.qcow2");
+    qemu_img([
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-u",
+        "-b",
+        "really.qcow2",
+        "-F",
+        "raw",
+        top.to_str().unwrap(),
+        "1M",
+    ]);
+    qio_write_pattern(&top, 500_000, 1000, 152);
+    verify(&top, &[&top, &qb]);
+}
+
+/// Images grown and shrunk by `qemu-img resize` (the L1 table is larger than
+/// the size needs after a shrink), and zero-sized images.
+#[test]
+fn resized_and_empty_images() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let raw = d.path().join("src.raw");
+    raw_image(&raw, M, &[(0, M)], 161);
+    let img = d.path().join("rs.qcow2");
+    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img(["resize", "-q", img.to_str().unwrap(), "5M"]);
+    qio_write_pattern(&img, 4 * M + 3, 100_000, 162);
+    verify(&img, &[&img]);
+    qemu_img(["resize", "-q", "--shrink", img.to_str().unwrap(), "512K"]);
+    verify(&img, &[&img]);
+
+    let q0 = d.path().join("empty.qcow2");
+    create_qcow2(&q0, "0", "", None);
+    verify(&q0, &[&q0]);
+    let r0 = d.path().join("empty.raw");
+    sparse_file(&r0, 0);
+    verify(&r0, &[&r0]);
+}
+
+/// Refcount widths, lazy refcounts and a set dirty bit do not change how
+/// data is read.
+#[test]
+fn refcount_widths_lazy_refcounts_and_dirty_bit() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let raw = d.path().join("src.raw");
+    raw_image(&raw, 2 * M, &[(0, 700_000), (M + 1, 1000)], 171);
+    for opts in ["refcount_bits=1", "refcount_bits=64", "lazy_refcounts=on"] {
+        let img = d.path().join(format!("{opts}.qcow2"));
+        convert_to_qcow2(&raw, &img, &["-o", opts]);
+        qio_write_pattern(&img, 600_000, 300_000, 172);
+        verify(&img, &[&img]);
+    }
+    let dirty = d.path().join("lazy_refcounts=on.qcow2");
+    let mut f = [0u8; 8];
+    f.copy_from_slice(&std::fs::read(&dirty).unwrap()[72..80]);
+    write_at(&dirty, 72, &(u64::from_be_bytes(f) | 1).to_be_bytes());
+    verify(&dirty, &[&dirty]);
+}
+
+/// `export -o` naming a file of the image's own chain must not replace it,
+/// even with `--overwrite`: the base is never written.
+#[test]
+fn export_never_replaces_a_file_of_its_own_chain() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let base = d.path().join("base.raw");
+    raw_image(&base, M, &[(0, M)], 181);
+    let top = d.path().join("top.qcow2");
+    create_qcow2(&top, "1M", "", Some(("base.raw", "raw")));
+    qio_write_pattern(&top, 0, 4096, 182);
+    let guard = BaseGuard::new(&[&top, &base]);
+    for out in [&top, &base] {
+        for extra in [&[][..], &["--overwrite"][..]] {
+            let mut args = vec![
+                OsStr::new("export"),
+                top.as_os_str(),
+                OsStr::new("-o"),
+                out.as_os_str(),
+            ];
+            args.extend(extra.iter().map(OsStr::new));
+            let o = qfault(&args);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                !o.status.success(),
+                "export {} -o {} {extra:?} succeeded",
+                top.display(),
+                out.display()
+            );
+            assert!(stderr.starts_with("qfault: error:"), "stderr: {stderr}");
+            assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+        }
+    }
+    guard.assert_unchanged();
+}
+
+/// An output directory that does not exist: exit 1, one line, nothing created.
+#[test]
+fn export_into_missing_directory() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = small_qcow2(d.path());
+    let guard = BaseGuard::new(&[&img]);
+    let out = d.path().join("no/such/dir/out.raw");
+    let o = qfault_expect(
+        [
+            OsStr::new("export"),
+            img.as_os_str(),
+            OsStr::new("-o"),
+            out.as_os_str(),
+        ],
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.starts_with("qfault: error:"), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
+    assert!(!d.path().join("no").exists());
     guard.assert_unchanged();
 }
