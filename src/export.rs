@@ -6,14 +6,11 @@
 
 use crate::error::{Error, Result};
 use crate::image::{check_range, Image, ReadAt};
-use crate::output::AtomicFile;
-use std::os::unix::fs::FileExt;
+use crate::output::{write_nonzero, AtomicFile};
 use std::path::Path;
 
 /// Bytes read per request.
 const CHUNK: u64 = 4 << 20;
-/// Granularity at which zero blocks become holes.
-const HOLE_BLOCK: usize = 4096;
 
 /// Writes guest bytes `[start, start + len)` of `image` to `out` as a sparse
 /// raw file, atomically. `progress(done, total)` is called as bytes are done.
@@ -44,29 +41,4 @@ pub fn export_raw(
         progress(pos, len);
     }
     target.commit()
-}
-
-/// Writes the non-zero 4 KiB blocks of `data` at `offset`, coalescing runs.
-fn write_nonzero(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-    let mut run_start: Option<usize> = None;
-    let mut i = 0;
-    while i < data.len() {
-        let end = (i + HOLE_BLOCK).min(data.len());
-        let zero = data[i..end].iter().all(|&b| b == 0);
-        match (zero, run_start) {
-            (false, None) => run_start = Some(i),
-            (true, Some(s)) => {
-                file.write_all_at(&data[s..i], offset + s as u64)
-                    .map_err(|e| Error::io(path, e))?;
-                run_start = None;
-            }
-            _ => {}
-        }
-        i = end;
-    }
-    if let Some(s) = run_start {
-        file.write_all_at(&data[s..], offset + s as u64)
-            .map_err(|e| Error::io(path, e))?;
-    }
-    Ok(())
 }

@@ -17,5 +17,7 @@ pub mod fs;
 pub mod image;
 pub mod layout;
 pub mod output;
+pub mod overlay;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Marker in the names of qfault's temporary files.
@@ -41,8 +41,7 @@ impl AtomicFile {
             name.to_string_lossy(),
             std::process::id()
         ));
-        // A leftover from a killed run with our PID can only be stale.
-        let _ = std::fs::remove_file(&tmp);
+        remove_stale_temporaries(&dir, &name.to_string_lossy());
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -110,12 +109,73 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Removes temporary files a killed qfault left for this target: those named
+/// `.NAME.qfault-tmp.PID` whose process no longer runs (or is this one).
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}{TMP_MARKER}");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a process with this PID exists.
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// Granularity at which zero blocks become holes (the usual filesystem block).
+pub const HOLE_BLOCK: usize = 4096;
+
+/// Writes the non-zero 4 KiB blocks of `data` at `offset`, coalescing runs;
+/// the all-zero blocks are skipped so they stay holes in a fresh file.
+pub fn write_nonzero(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    let mut run_start: Option<usize> = None;
+    let mut i = 0;
+    while i < data.len() {
+        let end = (i + HOLE_BLOCK).min(data.len());
+        let zero = data[i..end].iter().all(|&b| b == 0);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(i),
+            (true, Some(s)) => {
+                file.write_all_at(&data[s..i], offset + s as u64)
+                    .map_err(|e| Error::io(path, e))?;
+                run_start = None;
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(s) = run_start {
+        file.write_all_at(&data[s..], offset + s as u64)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -147,6 +207,28 @@ mod tests {
         a.file().write_all(b"two").unwrap();
         a.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed() {
+        let dir = std::env::temp_dir().join(format!("qfault-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // PID 0x7fff_fff0 does not exist; PID 1 (init) does.
+        let dead = dir.join(format!(".t.img{TMP_MARKER}{}", 0x7fff_fff0));
+        let alive = dir.join(format!(".t.img{TMP_MARKER}1"));
+        let other = dir.join(format!(".u.img{TMP_MARKER}{}", 0x7fff_fff0));
+        for p in [&dead, &alive, &other] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        let a = AtomicFile::create(&dir.join("t.img"), false).unwrap();
+        drop(a);
+        assert!(!dead.exists(), "stale temporary of a dead run removed");
+        assert!(
+            alive.exists(),
+            "a running process's temporary is left alone"
+        );
+        assert!(other.exists(), "another target's temporary is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -38,6 +38,10 @@ pub struct ImageOpts {
     /// Most backing files to follow before giving up (loops are always refused).
     #[arg(long, value_name = "N", default_value_t = qfault::image::DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
+    /// Read images even while another process (a running VM) writes them,
+    /// like `qemu-img -U`; by default such an image is refused (exit 3).
+    #[arg(short = 'U', long)]
+    pub force_share: bool,
 }
 
 impl ImageOpts {
@@ -46,6 +50,7 @@ impl ImageOpts {
         let opts = qfault::image::OpenOptions {
             format: self.format,
             max_depth: self.max_depth,
+            force_share: self.force_share,
         };
         Ok(qfault::image::open(path, &opts)?)
     }
@@ -124,5 +129,61 @@ pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
         }
         line.push(')');
         println!("{line}");
+    }
+}
+
+/// Parses a byte count: a plain number, or one with a binary suffix
+/// (`K`, `M`, `G`, `T`, optionally followed by `iB`, e.g. `64K`, `1MiB`), or
+/// `s`/`S` for 512-byte sectors.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(digits_end);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a byte count (e.g. 4096, 64K, 1M, 8s)"))?;
+    let mult: u64 = match suffix {
+        "" | "B" => 1,
+        "s" | "S" => 512,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{suffix}' (use K, M, G, T or s)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Raises the open-file soft limit to the hard limit: every image of a
+/// backing chain stays open, and chains can be 1000 images deep.
+pub fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("3s"), Ok(1536));
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("1X").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
     }
 }

@@ -6,7 +6,9 @@ use qfault::error::EXIT_OK;
 mod common;
 mod export;
 mod info;
+mod inject;
 mod inspect;
+mod map;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -33,15 +35,20 @@ enum Command {
     Info(info::Args),
     Export(export::Args),
     Inspect(inspect::Args),
+    Map(map::Args),
+    Inject(inject::Args),
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    common::raise_open_file_limit();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Map(a) => map::run(a),
+        Command::Inject(a) => inject::run(a),
     };
     match result {
         Ok(()) => EXIT_OK,

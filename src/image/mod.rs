@@ -7,6 +7,7 @@
 
 pub mod backing;
 mod chain;
+pub mod lock;
 pub mod qcow2;
 pub mod raw;
 mod read_at;

@@ -185,8 +185,9 @@ impl Qcow2Image {
         })?;
         let l2_offset = l1_entry & OFFSET_MASK;
         if l2_offset == 0 {
+            // No L2 table: the whole range it would map is unallocated.
             return Ok(Extent {
-                len: to_cluster_end,
+                len: (l2_entries - l2_index) * cs - in_cluster,
                 mapping: Mapping::Unallocated,
             });
         }

@@ -1,0 +1,246 @@
+//! The qcow2 overlay writer: a new image backed by the untouched base that
+//! holds only the clusters a change touches.
+//!
+//! [`write_overlay`] takes a list of [`Patch`]es (guest byte ranges to zero or
+//! to overwrite), reads the touched clusters through the base's chain, applies
+//! the patches, and writes a version 3 qcow2 whose backing file is the base.
+//! A touched cluster that ends up all zeros is recorded with the zero flag and
+//! stores no data. The file is written atomically (see [`crate::output`]) and
+//! is byte-for-byte deterministic for the same inputs.
+
+mod backing_name;
+mod layout;
+mod preview;
+
+pub use backing_name::{backing_name, BackingName};
+pub use preview::Preview;
+
+use crate::error::{Error, Result};
+use crate::image::{check_range, Image, ReadAt};
+use crate::output::AtomicFile;
+use layout::{ClusterContent, OverlayLayout};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Default overlay cluster size, as `qemu-img create` uses.
+pub const DEFAULT_CLUSTER_SIZE: u64 = 64 << 10;
+
+/// One change to the guest disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patch {
+    /// Zero `len` bytes at `offset`.
+    Zero {
+        /// First guest byte.
+        offset: u64,
+        /// Number of bytes.
+        len: u64,
+    },
+    /// Write `bytes` at `offset`.
+    Data {
+        /// First guest byte.
+        offset: u64,
+        /// The new content.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Patch {
+    /// First guest byte.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Patch::Zero { offset, .. } | Patch::Data { offset, .. } => *offset,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Patch::Zero { len, .. } => *len,
+            Patch::Data { bytes, .. } => bytes.len() as u64,
+        }
+    }
+
+    /// Whether the patch changes no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies the part of this patch that falls in `[start, start + buf.len())`.
+    pub fn apply(&self, start: u64, buf: &mut [u8]) {
+        let end = start + buf.len() as u64;
+        let (p_start, p_end) = (self.offset(), self.offset() + self.len());
+        let (s, e) = (p_start.max(start), p_end.min(end));
+        if s >= e {
+            return;
+        }
+        let dst = &mut buf[(s - start) as usize..(e - start) as usize];
+        match self {
+            Patch::Zero { .. } => dst.fill(0),
+            Patch::Data { bytes, .. } => {
+                dst.copy_from_slice(&bytes[(s - p_start) as usize..(e - p_start) as usize])
+            }
+        }
+    }
+}
+
+/// How to write an overlay.
+#[derive(Debug, Clone)]
+pub struct OverlayOptions {
+    /// Cluster size in bytes: a power of two from 512 B to 2 MiB.
+    pub cluster_size: u64,
+    /// How the backing file is named in the overlay.
+    pub backing_name: BackingName,
+    /// Replace an existing output file.
+    pub overwrite: bool,
+}
+
+impl Default for OverlayOptions {
+    fn default() -> Self {
+        OverlayOptions {
+            cluster_size: DEFAULT_CLUSTER_SIZE,
+            backing_name: BackingName::Relative,
+            overwrite: false,
+        }
+    }
+}
+
+/// What [`write_overlay`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OverlayReport {
+    /// The overlay's path.
+    pub path: PathBuf,
+    /// Virtual size (the base's).
+    pub virtual_size: u64,
+    /// Cluster size.
+    pub cluster_size: u64,
+    /// Backing file name as stored in the header.
+    pub backing_file: String,
+    /// Backing format as stored in the header extension.
+    pub backing_format: String,
+    /// Clusters stored with data.
+    pub data_clusters: u64,
+    /// Clusters recorded as zeros (no data stored).
+    pub zero_clusters: u64,
+    /// Apparent file size in bytes.
+    pub file_size: u64,
+    /// Bytes the file occupies on disk (`st_blocks` × 512).
+    pub allocated_size: u64,
+}
+
+/// Writes a qcow2 overlay at `out`, backed by the image `base` (already
+/// opened from `base_path` with its chain), containing `patches`.
+pub fn write_overlay(
+    base_path: &Path,
+    base: &mut Image,
+    patches: &[Patch],
+    out: &Path,
+    opts: &OverlayOptions,
+) -> Result<OverlayReport> {
+    let cs = opts.cluster_size;
+    if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
+        return Err(Error::Usage(format!(
+            "cluster size {cs} must be a power of two from 512 to 2097152 bytes"
+        )));
+    }
+    let size = base.size();
+    for p in patches {
+        check_range(p.offset(), p.len(), size)?;
+    }
+    let backing = backing_name(base_path, out, opts.backing_name)?;
+    let backing_format = base.format().name().to_string();
+
+    // Every guest cluster a patch touches, in order.
+    let mut touched = BTreeSet::new();
+    for p in patches.iter().filter(|p| !p.is_empty()) {
+        let first = p.offset() / cs;
+        let last = (p.offset() + p.len() - 1) / cs;
+        touched.extend(first..=last);
+    }
+
+    let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
+    let target = AtomicFile::create(out, opts.overwrite)?;
+    let mut writer = layout::Writer::new(target.file(), target.tmp_path());
+    let mut buf = vec![0u8; cs as usize];
+    for &cluster in &touched {
+        let start = cluster * cs;
+        let valid = (size - start).min(cs) as usize;
+        let content = if fully_zeroed(patches, start, valid as u64) {
+            ClusterContent::Zero
+        } else {
+            buf.fill(0);
+            base.read_at(start, &mut buf[..valid])?;
+            for p in patches {
+                p.apply(start, &mut buf[..valid]);
+            }
+            if buf.iter().all(|&b| b == 0) {
+                ClusterContent::Zero
+            } else {
+                ClusterContent::Data(&buf)
+            }
+        };
+        layout.add_cluster(&mut writer, cluster, content)?;
+    }
+    let (data_clusters, zero_clusters) = (layout.data_clusters(), layout.zero_clusters());
+    let file_size = layout.finish(&mut writer)?;
+    let allocated_size = {
+        use std::os::unix::fs::MetadataExt;
+        let m = target
+            .file()
+            .metadata()
+            .map_err(|e| Error::io(target.tmp_path(), e))?;
+        m.blocks() * 512
+    };
+    target.commit()?;
+    Ok(OverlayReport {
+        path: out.to_path_buf(),
+        virtual_size: size,
+        cluster_size: cs,
+        backing_file: backing,
+        backing_format,
+        data_clusters,
+        zero_clusters,
+        file_size,
+        allocated_size,
+    })
+}
+
+/// Whether the last patch covering each byte of `[start, start+len)` is a
+/// zero patch (so the cluster's content is known without reading the base).
+fn fully_zeroed(patches: &[Patch], start: u64, len: u64) -> bool {
+    patches.iter().any(|p| {
+        matches!(p, Patch::Zero { .. })
+            && p.offset() <= start
+            && p.offset() + p.len() >= start + len
+    }) && !patches.iter().any(|p| {
+        matches!(p, Patch::Data { .. }) && p.offset() < start + len && p.offset() + p.len() > start
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_apply_in_order_and_clip() {
+        let mut buf = vec![1u8; 8];
+        let ps = [
+            Patch::Zero {
+                offset: 2,
+                len: 100,
+            },
+            Patch::Data {
+                offset: 6,
+                bytes: vec![9, 9, 9, 9],
+            },
+        ];
+        for p in &ps {
+            p.apply(0, &mut buf);
+        }
+        assert_eq!(buf, [1, 1, 0, 0, 0, 0, 9, 9]);
+        let mut b2 = vec![1u8; 4];
+        ps[1].apply(8, &mut b2);
+        assert_eq!(b2, [9, 9, 1, 1]);
+        assert!(!fully_zeroed(&ps, 0, 8));
+        assert!(fully_zeroed(&ps, 16, 8));
+    }
+}

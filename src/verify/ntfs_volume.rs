@@ -1,0 +1,65 @@
+//! Opening an NTFS volume with a pure-Rust reader (the `ntfs` crate): the
+//! proof that a (repaired) volume is readable, without mounting anything.
+
+use crate::error::{Error, Result};
+use crate::image::{Cursor, ReadAt};
+use ntfs::structured_values::NtfsFileNamespace;
+use ntfs::Ntfs;
+
+/// What a pure-Rust NTFS reader sees in a volume.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VolumeSummary {
+    /// The volume label ($Volume's name), if any.
+    pub label: Option<String>,
+    /// Root directory entries a mount would show (no `$` system files, no DOS 8.3 aliases), sorted.
+    pub root_entries: Vec<String>,
+}
+
+/// Opens the NTFS volume in `part` (a partition-sized reader), reads its
+/// label and lists its root directory.
+pub fn read_volume<R: ReadAt>(part: R) -> Result<VolumeSummary> {
+    let mut fs = Cursor::new(part);
+    // The ntfs crate is not hardened against every malformed structure; a
+    // panic in it must not take the caller down.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| summarize(&mut fs)))
+        .unwrap_or_else(|_| Err("the NTFS reader panicked on this volume".to_string()))
+        .map_err(|e| Error::Guest(format!("pure-Rust NTFS reader: {e}")))
+}
+
+fn summarize<T: std::io::Read + std::io::Seek>(
+    fs: &mut T,
+) -> std::result::Result<VolumeSummary, String> {
+    let s = |e: ntfs::NtfsError| e.to_string();
+    let mut ntfs = Ntfs::new(fs).map_err(s)?;
+    ntfs.read_upcase_table(fs).map_err(s)?;
+    let label = match ntfs.volume_name(fs) {
+        Some(Ok(name)) => Some(name.name().to_string_lossy()),
+        Some(Err(e)) => return Err(e.to_string()),
+        None => None,
+    };
+    let root = ntfs.root_directory(fs).map_err(s)?;
+    let index = root.directory_index(fs).map_err(s)?;
+    let mut entries = index.entries();
+    let mut names = Vec::new();
+    // A directory index of a sane volume is finite; bound it anyway.
+    for _ in 0..1_000_000 {
+        let Some(entry) = entries.next(fs) else { break };
+        let entry = entry.map_err(s)?;
+        let Some(key) = entry.key() else { continue };
+        let key = key.map_err(s)?;
+        if key.namespace() == NtfsFileNamespace::Dos {
+            continue;
+        }
+        let name = key.name().to_string_lossy();
+        if name.starts_with('$') || name == "." {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    names.dedup();
+    Ok(VolumeSummary {
+        label,
+        root_entries: names,
+    })
+}
