@@ -1172,3 +1172,91 @@ fn export_into_missing_directory() {
     assert!(!d.path().join("no").exists());
     guard.assert_unchanged();
 }
+
+/// Preallocated images (metadata, falloc, full; with extended L2 and a
+/// backing file, where allocated-but-unwritten sub-clusters must not show
+/// the backing data).
+#[test]
+fn preallocated_images() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    for opts in [
+        "preallocation=metadata",
+        "preallocation=falloc",
+        "preallocation=full",
+        "preallocation=metadata,extended_l2=on",
+    ] {
+        let img = d.path().join(format!("{opts}.qcow2"));
+        create_qcow2(&img, "3M", opts, None);
+        qio_write_pattern(&img, 100_000, 10_000, 191);
+        verify(&img, &[&img]);
+    }
+    let base = d.path().join("base.raw");
+    raw_image(&base, 2 * M, &[(0, 2 * M)], 192);
+    let top = d.path().join("prealloc-over-base.qcow2");
+    create_qcow2(
+        &top,
+        "2M",
+        "preallocation=metadata,extended_l2=on",
+        Some(("base.raw", "raw")),
+    );
+    qio_write_pattern(&top, 70_000, 3000, 193);
+    verify(&top, &[&top, &base]);
+}
+
+/// `-f raw` on a qcow2 file exports the file's own bytes, as
+/// `qemu-img convert -f raw` does; `-f qcow2` on a raw file is an error.
+#[test]
+fn forced_format() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = small_qcow2(d.path());
+    let raw = d.path().join("plain.raw");
+    raw_image(&raw, M, &[(0, M)], 201);
+    let guard = BaseGuard::new(&[&img, &raw]);
+    let out = d.path().join("out.raw");
+    qfault_ok([
+        OsStr::new("export"),
+        img.as_os_str(),
+        OsStr::new("-f"),
+        OsStr::new("raw"),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ]);
+    let flat = d.path().join("qemu.raw");
+    qemu_img([
+        OsStr::new("convert"),
+        OsStr::new("-f"),
+        OsStr::new("raw"),
+        OsStr::new("-O"),
+        OsStr::new("raw"),
+        img.as_os_str(),
+        flat.as_os_str(),
+    ]);
+    assert_same_bytes(
+        "export -f raw of a qcow2 file",
+        &std::fs::read(&out).unwrap(),
+        &std::fs::read(&flat).unwrap(),
+    );
+    let out2 = d.path().join("out2.raw");
+    let o = qfault_expect(
+        [
+            OsStr::new("export"),
+            raw.as_os_str(),
+            OsStr::new("-f"),
+            OsStr::new("qcow2"),
+            OsStr::new("-o"),
+            out2.as_os_str(),
+        ],
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.starts_with("qfault: error:"), "stderr: {stderr}");
+    assert!(stderr.contains("not a qcow2 image"), "stderr: {stderr}");
+    assert!(!out2.exists());
+    guard.assert_unchanged();
+}
