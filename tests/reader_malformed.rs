@@ -617,3 +617,194 @@ fn backing_file_missing() {
     overlay_naming(&img, "gone.raw", "raw");
     expect_open_error(&img, &[], &["gone.raw"]);
 }
+
+// ---------------------------------------------------------------------------
+// Random corruption of metadata: never a panic
+// ---------------------------------------------------------------------------
+
+/// Where the last panic happened (set by the test's panic hook).
+static PANIC_AT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Byte ranges worth corrupting in `img`: the header fields and extensions,
+/// the L1 table and the first L2 table.
+fn metadata_ranges(img: &[u8]) -> Vec<(usize, usize)> {
+    let be64 = |at: usize| u64::from_be_bytes(img[at..at + 8].try_into().unwrap());
+    let be32 = |at: usize| u32::from_be_bytes(img[at..at + 4].try_into().unwrap());
+    let cs = 1usize << be32(20);
+    let l1 = be64(40) as usize;
+    let l1_len = be32(36) as usize * 8;
+    let mut v = vec![(0, 112), (112, 512.min(cs)), (l1, l1_len.max(8))];
+    let l2 = (be64(l1) & OFFSET_MASK) as usize;
+    if l2 != 0 {
+        v.push((l2, 256.min(cs)));
+    }
+    v
+}
+
+/// Opens and reads the whole guest through the library; a panic is returned
+/// as its message, an error or success as `None`.
+fn read_all_catching_panics(path: &Path) -> Option<String> {
+    let p = path.to_path_buf();
+    let r = std::panic::catch_unwind(move || {
+        let opts = qfault::image::OpenOptions::default();
+        if let Ok(mut img) = qfault::image::open(&p, &opts) {
+            use qfault::image::ReadAt;
+            let size = img.size().min(64 * M);
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut off = 0;
+            while off < size {
+                let n = (size - off).min(buf.len() as u64) as usize;
+                if img.read_at(off, &mut buf[..n]).is_err() {
+                    break;
+                }
+                off += n as u64;
+            }
+        }
+    });
+    r.err().map(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
+}
+
+/// Thousands of deterministic random corruptions of header, L1 and L2 bytes
+/// in several kinds of image: opening and reading may fail, never panic
+/// (debug builds also trap arithmetic overflow).
+#[test]
+fn random_metadata_corruption_never_panics() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let base = d.path().join("base.raw");
+    sparse_file(&base, M);
+    write_at(&base, 0, &pattern(M as usize, 3));
+    let ext = d.path().join("ext.qcow2");
+    qemu_img([
+        OsStr::new("create"),
+        OsStr::new("-q"),
+        OsStr::new("-f"),
+        OsStr::new("qcow2"),
+        OsStr::new("-o"),
+        OsStr::new("extended_l2=on"),
+        OsStr::new("-b"),
+        OsStr::new("base.raw"),
+        OsStr::new("-F"),
+        OsStr::new("raw"),
+        ext.as_os_str(),
+        OsStr::new("1M"),
+    ]);
+    qemu_io(
+        "qcow2",
+        &ext,
+        &["write -P 7 4096 6144", "write -z 65536 4096"],
+    );
+    let fixtures = [
+        valid_qcow2(d.path(), "plain.qcow2", &[], false),
+        valid_qcow2(d.path(), "small.qcow2", &["-o", "cluster_size=512"], false),
+        valid_qcow2(d.path(), "zlib.qcow2", &["-c"], true),
+        valid_qcow2(
+            d.path(),
+            "zstd.qcow2",
+            &["-c", "-o", "compression_type=zstd"],
+            true,
+        ),
+        valid_qcow2(d.path(), "v2.qcow2", &["-o", "compat=0.10"], false),
+        ext,
+    ];
+    let guard = BaseGuard::new(&[&base]);
+    let interesting: [u64; 10] = [
+        0,
+        1,
+        0xff,
+        0x200,
+        0x1_0000,
+        1 << 31,
+        1 << 62,
+        1 << 63,
+        u64::MAX,
+        0x00ff_ffff_ffff_fe00,
+    ];
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        *PANIC_AT.lock().unwrap() = at;
+    }));
+    // One example per panic location: (location, example).
+    let mut failures: Vec<(String, String)> = Vec::new();
+    let mut count = 0;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for fixture in &fixtures {
+        let pristine = std::fs::read(fixture).unwrap();
+        let ranges = metadata_ranges(&pristine);
+        let victim = d.path().join("victim.qcow2");
+        for iter in 0..250 {
+            let mut img = pristine.clone();
+            let mut edits = Vec::new();
+            for _ in 0..1 + rnd() % 3 {
+                let (start, len) = ranges[(rnd() % ranges.len() as u64) as usize];
+                if start >= img.len() {
+                    continue;
+                }
+                let len = len.min(img.len() - start);
+                if rnd() % 2 == 0 {
+                    // An aligned big-endian field set to an interesting value.
+                    let at = (start + (rnd() as usize % len)) & !7;
+                    if at < start || at + 8 > img.len() {
+                        continue;
+                    }
+                    let v = interesting[(rnd() % 10) as usize]
+                        ^ if rnd() % 3 == 0 {
+                            rnd() & 0xffff_fe00
+                        } else {
+                            0
+                        };
+                    img[at..at + 8].copy_from_slice(&v.to_be_bytes());
+                    edits.push(format!("be64 at {at} = 0x{v:x}"));
+                } else {
+                    let at = start + (rnd() as usize % len);
+                    let v = rnd() as u8;
+                    img[at] = v;
+                    edits.push(format!("byte at {at} = 0x{v:02x}"));
+                }
+            }
+            std::fs::write(&victim, &img).unwrap();
+            if let Some(msg) = read_all_catching_panics(&victim) {
+                count += 1;
+                let at = PANIC_AT.lock().unwrap().clone();
+                if !failures.iter().any(|(l, _)| *l == at) {
+                    failures.push((
+                        at.clone(),
+                        format!(
+                            "{at}: {msg}\n    {} iteration {iter}: {edits:?}",
+                            fixture.file_name().unwrap().to_string_lossy()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    std::panic::set_hook(prev);
+    guard.assert_unchanged();
+    assert!(
+        failures.is_empty(),
+        "{count} corruptions made the reader panic, at {} places (one example each):\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
