@@ -749,7 +749,7 @@ fn random_metadata_corruption_never_panics() {
         let pristine = std::fs::read(fixture).unwrap();
         let ranges = metadata_ranges(&pristine);
         let victim = d.path().join("victim.qcow2");
-        for iter in 0..250 {
+        for iter in 0..200 {
             let mut img = pristine.clone();
             let mut edits = Vec::new();
             for _ in 0..1 + rnd() % 3 {
