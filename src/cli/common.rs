@@ -45,14 +45,18 @@ pub struct ImageOpts {
 }
 
 impl ImageOpts {
-    /// Opens `path` and its backing chain read-only with these options.
-    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
-        let opts = qfault::image::OpenOptions {
+    /// The library's open options for these arguments.
+    pub fn options(&self) -> qfault::image::OpenOptions {
+        qfault::image::OpenOptions {
             format: self.format,
             max_depth: self.max_depth,
             force_share: self.force_share,
-        };
-        Ok(qfault::image::open(path, &opts)?)
+        }
+    }
+
+    /// Opens `path` and its backing chain read-only with these options.
+    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
+        Ok(qfault::image::open(path, &self.options())?)
     }
 }
 
@@ -113,7 +117,6 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// Prints the backing chain, one image per line (for `inspect` and reports).
-#[allow(dead_code)] // first caller: inspect, landing from the layout branch
 pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
     for (depth, l) in chain.iter().enumerate() {
         let indent = "  ".repeat(depth);

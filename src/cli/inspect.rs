@@ -1,18 +1,191 @@
 //! `qfault inspect`: the chain, the partition table and the filesystem in each partition.
 
+use super::common::{human_size, print_chain, print_json, ImageOpts};
+use qfault::fs::{FsInfo, NtfsGeometry};
+use qfault::image::{ReadAt, Window};
+use qfault::layout::{read_layout, DiskLayout, Partition};
 use std::path::PathBuf;
 
 /// Show the partition table and the filesystem in each partition.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The disk image (raw or qcow2; its backing chain is followed).
     pub image: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: ImageOpts,
+}
+
+/// One partition row of the JSON output.
+#[derive(Debug, serde::Serialize)]
+struct Row<'a> {
+    number: u32,
+    start: u64,
+    size: u64,
+    #[serde(rename = "type")]
+    ptype: Option<String>,
+    type_name: Option<&'static str>,
+    bootable: bool,
+    role: Option<qfault::layout::MbrRole>,
+    name: Option<&'a str>,
+    partuuid: Option<String>,
+    filesystem: Option<&'static str>,
+    label: Option<&'a str>,
+    uuid: Option<&'a str>,
+    version: Option<&'a str>,
+    ntfs: Option<&'a NtfsGeometry>,
+}
+
+impl<'a> Row<'a> {
+    fn new(p: &'a Partition, fs: Option<&'a FsInfo>) -> Self {
+        Row {
+            number: p.number,
+            start: p.start,
+            size: p.size,
+            ptype: p.ptype.code(),
+            type_name: p.type_name,
+            bootable: p.bootable,
+            role: p.mbr_role,
+            name: p.name.as_deref(),
+            partuuid: p.uuid.map(|g| g.to_string()),
+            filesystem: fs.map(|f| f.fstype),
+            label: fs.and_then(|f| f.label.as_deref()),
+            uuid: fs.and_then(|f| f.uuid.as_deref()),
+            version: fs.and_then(|f| f.version.as_deref()),
+            ntfs: fs.and_then(|f| f.ntfs.as_ref()),
+        }
+    }
+}
+
+/// Identifies the filesystem of every partition that lies on the disk;
+/// extended partitions are containers and are not probed.
+fn probe_all(
+    disk: &mut dyn ReadAt,
+    layout: &mut DiskLayout,
+) -> anyhow::Result<Vec<Option<FsInfo>>> {
+    let mut out = Vec::with_capacity(layout.partitions.len());
+    for p in &layout.partitions {
+        if p.is_extended() {
+            out.push(None);
+            continue;
+        }
+        match Window::new(&mut *disk, p.start, p.size) {
+            Ok(mut w) => out.push(qfault::fs::probe(&mut w)?),
+            Err(_) => {
+                layout.warnings.push(format!(
+                    "partition {} is not probed: it does not lie within the disk",
+                    p.number
+                ));
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `qfault inspect`.
-pub fn run(_args: &Args) -> anyhow::Result<()> {
-    anyhow::bail!("inspect is not implemented yet")
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mut image = args.open.open(&args.image)?;
+    let chain = image.chain_info();
+    let mut layout = read_layout(&mut image)?;
+    let fs = probe_all(&mut image, &mut layout)?;
+    let rows: Vec<Row> = layout
+        .partitions
+        .iter()
+        .zip(&fs)
+        .map(|(p, f)| Row::new(p, f.as_ref()))
+        .collect();
+    if args.json {
+        return print_json(&serde_json::json!({
+            "chain": chain,
+            "table": layout.table,
+            "sector_size": layout.sector_size,
+            "disk_size": layout.disk_size,
+            "gpt": layout.gpt,
+            "warnings": layout.warnings,
+            "partitions": rows,
+        }));
+    }
+    println!("chain:");
+    print_chain(&chain);
+    let mut table = format!(
+        "partition table: {} ({}-byte sectors)",
+        layout.table.as_str(),
+        layout.sector_size
+    );
+    if layout.gpt.as_ref().is_some_and(|g| g.used_backup) {
+        table += ", read from the backup GPT header";
+    }
+    println!("{table}");
+    for w in &layout.warnings {
+        println!("warning: {w}");
+    }
+    if rows.is_empty() {
+        println!("no partitions and no filesystem found");
+        return Ok(());
+    }
+    println!();
+    print_rows(&rows);
+    Ok(())
+}
+
+/// Prints the partitions as an aligned table.
+fn print_rows(rows: &[Row]) {
+    let header = [
+        "#",
+        "START",
+        "SIZE",
+        "TYPE",
+        "BOOT",
+        "FILESYSTEM",
+        "LABEL",
+        "UUID",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.number.to_string(),
+                r.start.to_string(),
+                format!("{} ({})", r.size, human_size(r.size)),
+                match (&r.ptype, r.type_name) {
+                    (Some(c), Some(n)) => format!("{c} {n}"),
+                    (Some(c), None) => c.clone(),
+                    _ => "-".to_string(),
+                },
+                if r.bootable { "*" } else { "" }.to_string(),
+                r.filesystem.unwrap_or("-").to_string(),
+                r.label.unwrap_or("").to_string(),
+                r.uuid.unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for c in &cells {
+        for (w, s) in widths.iter_mut().zip(c) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        let mut out = String::new();
+        for (i, (s, w)) in c.iter().zip(widths).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            // Numbers right-aligned, text left-aligned.
+            if i <= 1 {
+                out.push_str(&format!("{s:>w$}"));
+            } else {
+                out.push_str(&format!("{s:<w$}"));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(&header.map(String::from));
+    for c in &cells {
+        line(c);
+    }
 }
