@@ -133,7 +133,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 /// Prints the partitions as an aligned table.
 fn print_rows(rows: &[Row]) {
-    let header = ["#", "START", "SIZE", "TYPE", "BOOT", "FILESYSTEM", "LABEL", "UUID"];
+    let header = [
+        "#",
+        "START",
+        "SIZE",
+        "TYPE",
+        "BOOT",
+        "FILESYSTEM",
+        "LABEL",
+        "UUID",
+    ];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {

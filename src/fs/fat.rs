@@ -69,14 +69,23 @@ fn magic_len(s: &[u8]) -> Option<usize> {
 /// blkid's `fat_valid_superblock`.
 fn valid(s: &[u8]) -> Option<Bpb> {
     let mlen = magic_len(s)?;
-    if mlen <= 2 && (s[0x1FE] != 0x55 || s[0x1FF] != 0xAA || &s[0x36..0x3E] == b"JFS     " || &s[0x36..0x3E] == b"HPFS    ") {
+    if mlen <= 2
+        && (s[0x1FE] != 0x55
+            || s[0x1FF] != 0xAA
+            || &s[0x36..0x3E] == b"JFS     "
+            || &s[0x36..0x3E] == b"HPFS    ")
+    {
         return None;
     }
     let fats = u32::from(s[0x10]);
     let reserved = u32::from(le16(s, 0x0E));
     let media = s[0x15];
     let cluster_sectors = u32::from(s[0x0D]);
-    if fats == 0 || reserved == 0 || !(media >= 0xF8 || media == 0xF0) || !cluster_sectors.is_power_of_two() {
+    if fats == 0
+        || reserved == 0
+        || !(media >= 0xF8 || media == 0xF0)
+        || !cluster_sectors.is_power_of_two()
+    {
         return None;
     }
     let sector_size = u32::from(le16(s, 0x0B));
@@ -90,7 +99,11 @@ fn valid(s: &[u8]) -> Option<Bpb> {
     }
     let fat16_length = le16(s, 0x16);
     let fat32_length = le32(s, 0x24);
-    let fat_length = if fat16_length == 0 { fat32_length } else { u32::from(fat16_length) };
+    let fat_length = if fat16_length == 0 {
+        fat32_length
+    } else {
+        u32::from(fat16_length)
+    };
     let fat_size = fat_length.wrapping_mul(fats);
     let dir_size = (dir_entries * DIR_ENTRY as u32).div_ceil(sector_size);
     let cluster_count = sect_count
@@ -135,7 +148,11 @@ fn search_label(part: &mut dyn ReadAt, offset: u64, entries: u32) -> Result<Opti
             break;
         }
         let attr = e[11];
-        if e[0] == ENTRY_FREE || le16(e, 20) != 0 || le16(e, 26) != 0 || attr & ATTR_MASK == ATTR_LONG_NAME {
+        if e[0] == ENTRY_FREE
+            || le16(e, 20) != 0
+            || le16(e, 26) != 0
+            || attr & ATTR_MASK == ATTR_LONG_NAME
+        {
             continue;
         }
         if attr & (ATTR_VOLUME_ID | ATTR_DIR) == ATTR_VOLUME_ID {
@@ -185,7 +202,9 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
             };
             let sig1 = &fsi[0..4];
             let sig2 = &fsi[484..488];
-            if !(sig1 == b"RRaA" || sig1 == b"RRdA" || sig1 == [0; 4]) || !(sig2 == b"rrAa" || sig2 == [0; 4]) {
+            if !(sig1 == b"RRaA" || sig1 == b"RRdA" || sig1 == [0; 4])
+                || !(sig2 == b"rrAa" || sig2 == [0; 4])
+            {
                 return Ok(None);
             }
         }

@@ -56,10 +56,11 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
             VD_END => break,
             VD_BOOT if !boot_seen => boot_seen = true,
             VD_PRIMARY if pvd.is_none() => pvd = Some(d),
-            VD_SUPPLEMENTARY if joliet.is_none() => {
-                if [&b"%/@"[..], b"%/C", b"%/E"].contains(&&d[ESCAPES..ESCAPES + 3]) {
-                    joliet = Some(d);
-                }
+            VD_SUPPLEMENTARY
+                if joliet.is_none()
+                    && [&b"%/@"[..], b"%/C", b"%/E"].contains(&&d[ESCAPES..ESCAPES + 3]) =>
+            {
+                joliet = Some(d)
             }
             _ => {}
         }
@@ -71,7 +72,8 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
         return Ok(None);
     };
     let mut info = FsInfo::new("iso9660");
-    info.uuid = date_uuid(&pvd[MODIFIED..MODIFIED + 17]).or_else(|| date_uuid(&pvd[CREATED..CREATED + 17]));
+    info.uuid =
+        date_uuid(&pvd[MODIFIED..MODIFIED + 17]).or_else(|| date_uuid(&pvd[CREATED..CREATED + 17]));
     let ascii = &pvd[VOLUME_ID..VOLUME_ID + ID_LEN];
     info.label = match &joliet {
         Some(j) => {
@@ -120,7 +122,8 @@ fn merge_utf16be_ascii(utf16: &[u8], ascii: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(len * 2 + 4);
     let (mut a, mut u) = (0, 0);
     while u + 1 < len && a < len {
-        if (0xD8..=0xDB).contains(&utf16[u]) && u + 3 < len && (0xDC..=0xDF).contains(&utf16[u + 2]) {
+        if (0xD8..=0xDB).contains(&utf16[u]) && u + 3 < len && (0xDC..=0xDF).contains(&utf16[u + 2])
+        {
             out.extend_from_slice(&utf16[u..u + 2]);
             u += 2;
         }
@@ -132,7 +135,11 @@ fn merge_utf16be_ascii(utf16: &[u8], ascii: &[u8]) -> Option<Vec<u8>> {
         } else if utf16[u] == 0 && utf16[u + 1] == b'_' {
             out.extend_from_slice(&[0, ascii[a]]);
         } else if utf16[u] == 0 && ascii[a].eq_ignore_ascii_case(&utf16[u + 1]) {
-            let c = if ascii[a].is_ascii_uppercase() { utf16[u + 1] } else { ascii[a] };
+            let c = if ascii[a].is_ascii_uppercase() {
+                utf16[u + 1]
+            } else {
+                ascii[a]
+            };
             out.extend_from_slice(&[0, c]);
         } else {
             return None;

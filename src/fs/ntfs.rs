@@ -332,7 +332,8 @@ impl NtfsBootSector {
             return Err(BytesPerSector(self.bytes_per_sector));
         }
         let spc = self.sectors_per_cluster_raw;
-        let spc_ok = matches!(spc, 1 | 2 | 4 | 8 | 16 | 32 | 64 | 128) || (240..=253).contains(&spc);
+        let spc_ok =
+            matches!(spc, 1 | 2 | 4 | 8 | 16 | 32 | 64 | 128) || (240..=253).contains(&spc);
         if !spc_ok {
             return Err(SectorsPerCluster(spc));
         }
@@ -801,7 +802,9 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
 pub fn backup_boot_sector_problem(part: &mut dyn ReadAt) -> Result<Option<String>> {
     let sectors = part.size() / u64::from(NTFSFIX_DEVICE_SECTOR_SIZE);
     if sectors < 2 {
-        return Ok(Some("the partition is too small to hold a backup".to_string()));
+        return Ok(Some(
+            "the partition is too small to hold a backup".to_string(),
+        ));
     }
     let lba = sectors - 1;
     let Some(s) = read_sector(part, &[0; BOOT_SECTOR_SIZE], lba)? else {
@@ -842,3 +845,7 @@ fn volume_name(rec: &[u8]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+#[path = "ntfs_tests.rs"]
+mod tests;

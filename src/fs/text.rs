@@ -71,10 +71,7 @@ pub fn serial4(b: &[u8]) -> Option<String> {
     if b.len() < 4 || all_zero(&b[..4]) {
         return None;
     }
-    Some(format!(
-        "{:02X}{:02X}-{:02X}{:02X}",
-        b[3], b[2], b[1], b[0]
-    ))
+    Some(format!("{:02X}{:02X}-{:02X}{:02X}", b[3], b[2], b[1], b[0]))
 }
 
 #[cfg(test)]
@@ -86,7 +83,10 @@ mod tests {
         assert_eq!(label_bytes(b"DATA       "), Some("DATA".into()));
         assert_eq!(label_bytes(b"   \0junk"), None);
         assert_eq!(label_bytes(b""), None);
-        let le: Vec<u8> = "Sys ".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let le: Vec<u8> = "Sys "
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         assert_eq!(label_utf16(&le, Utf16::Le), Some("Sys".into()));
         let be: Vec<u8> = "CD".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
         assert_eq!(label_utf16(&be, Utf16::Be), Some("CD".into()));
@@ -95,10 +95,7 @@ mod tests {
     #[test]
     fn uuids() {
         let b: Vec<u8> = (0u8..16).collect();
-        assert_eq!(
-            uuid16(&b).unwrap(),
-            "00010203-0405-0607-0809-0a0b0c0d0e0f"
-        );
+        assert_eq!(uuid16(&b).unwrap(), "00010203-0405-0607-0809-0a0b0c0d0e0f");
         assert_eq!(uuid16(&[0; 16]), None);
         assert_eq!(serial4(&[0x78, 0x56, 0x34, 0x12]).unwrap(), "1234-5678");
         assert_eq!(serial4(&[0; 4]), None);

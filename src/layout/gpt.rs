@@ -115,7 +115,10 @@ pub fn parse_header(sector: &[u8], lba: u64) -> std::result::Result<GptHeader, S
         entries_crc32: le32(sector, 88),
     };
     if h.my_lba != lba {
-        return Err(format!("MyLBA is {} but the header is at LBA {lba}", h.my_lba));
+        return Err(format!(
+            "MyLBA is {} but the header is at LBA {lba}",
+            h.my_lba
+        ));
     }
     if h.first_usable_lba > h.last_usable_lba {
         return Err(format!(
@@ -283,7 +286,9 @@ fn build(
         }
         let sectors = last - first + 1;
         let (Some(start), Some(size)) = (first.checked_mul(ss64), sectors.checked_mul(ss64)) else {
-            warnings.push(format!("partition {number}: byte offsets overflow; ignored"));
+            warnings.push(format!(
+                "partition {number}: byte offsets overflow; ignored"
+            ));
             continue;
         };
         partitions.push(Partition {

@@ -123,7 +123,10 @@ pub fn read_mbr(
     }
     let mut next_number = FIRST_LOGICAL_NUMBER;
     let mut extended_seen = 0;
-    for rec in records.iter().filter(|r| !r.is_empty() && is_mbr_extended(r.ptype)) {
+    for rec in records
+        .iter()
+        .filter(|r| !r.is_empty() && is_mbr_extended(r.ptype))
+    {
         extended_seen += 1;
         if extended_seen > 1 {
             warnings.push(format!(
