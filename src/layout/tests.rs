@@ -315,3 +315,62 @@ fn gpt_entries_outside_disk_or_reversed_warn() {
     assert!(w.contains("before it starts"), "{w}");
     assert!(w.contains("past the end"), "{w}");
 }
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_random_disks_never_panic() {
+    // Random disks with just enough structure to get past the first checks:
+    // MBR signatures everywhere, a protective entry or extended entries, GPT
+    // and filesystem magics at their offsets.
+    for seed in 0..200u64 {
+        let mut d = noise(256 * 1024, seed);
+        for lba in 0..d.len() / 512 {
+            d[lba * 512 + 510] = 0x55;
+            d[lba * 512 + 511] = 0xAA;
+            for slot in 0..4 {
+                let o = lba * 512 + 446 + slot * 16;
+                d[o] = if (seed + slot as u64) % 2 == 0 {
+                    0
+                } else {
+                    0x80
+                };
+                if seed % 3 == 0 {
+                    d[o + 4] = [0x05, 0x0F, 0x85, 0x83][(seed as usize + slot) % 4];
+                    d[o + 8..o + 12]
+                        .copy_from_slice(&((seed as u32 * 7 + slot as u32) % 600).to_le_bytes());
+                }
+            }
+        }
+        match seed % 5 {
+            0 => d[446 + 4] = 0xEE,
+            1 => {
+                d[446 + 4] = 0xEE;
+                d[512..520].copy_from_slice(b"EFI PART");
+                d[512 + 12..512 + 16].copy_from_slice(&92u32.to_le_bytes());
+            }
+            2 => d[3..11].copy_from_slice(b"NTFS    "),
+            3 => d[0x36..0x3E].copy_from_slice(b"FAT16   "),
+            _ => d[3..11].copy_from_slice(b"EXFAT   "),
+        }
+        let mut disk = MemDisk(d);
+        if let Ok(l) = read_layout(&mut disk) {
+            for p in &l.partitions {
+                if let Ok(mut w) = crate::image::Window::new(&mut disk, p.start, p.size) {
+                    let _ = crate::fs::probe(&mut w);
+                }
+            }
+        }
+    }
+}
