@@ -18,6 +18,7 @@ pub mod image;
 pub mod layout;
 pub mod output;
 pub mod overlay;
+pub mod recipe;
 pub mod verify;
 
 pub use error::{Error, Result};

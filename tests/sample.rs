@@ -3,9 +3,9 @@
 
 mod common;
 
+use qfault::fs::read_volume;
 use qfault::image::{self, ReadAt, Window};
 use qfault::overlay::{Patch, Preview};
-use qfault::verify::read_volume;
 
 /// Partition 2 ("C") of the sample, from testdata/README.md.
 const C_START: u64 = 34_816 * 512;

@@ -45,14 +45,18 @@ pub struct ImageOpts {
 }
 
 impl ImageOpts {
-    /// Opens `path` and its backing chain read-only with these options.
-    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
-        let opts = qfault::image::OpenOptions {
+    /// The library's open options for these arguments.
+    pub fn options(&self) -> qfault::image::OpenOptions {
+        qfault::image::OpenOptions {
             format: self.format,
             max_depth: self.max_depth,
             force_share: self.force_share,
-        };
-        Ok(qfault::image::open(path, &opts)?)
+        }
+    }
+
+    /// Opens `path` and its backing chain read-only with these options.
+    pub fn open(&self, path: &std::path::Path) -> anyhow::Result<qfault::image::Image> {
+        Ok(qfault::image::open(path, &self.options())?)
     }
 }
 
@@ -156,6 +160,19 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Raises the open-file soft limit to the hard limit: every image of a
+/// backing chain stays open, and chains can be 1000 images deep.
+pub fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 #[cfg(test)]

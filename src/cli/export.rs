@@ -4,17 +4,21 @@ use super::common::{ImageOpts, Progress};
 use qfault::image::ReadAt;
 use std::path::PathBuf;
 
-/// Flatten the guest disk into a sparse raw file (holes where it reads zeros).
+/// Flatten the guest disk (or one partition) into a sparse raw file (holes where it reads zeros).
 ///
 /// The output is written to a temporary file beside OUT and renamed into
 /// place, so OUT is either absent or complete.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,
     /// Where to write the raw file.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
+    /// Export only this partition (as `inspect` numbers them).
+    #[arg(long, value_name = "N")]
+    pub partition: Option<u32>,
     /// Replace OUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
@@ -25,7 +29,13 @@ pub struct Args {
 /// Runs `qfault export`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut image = args.open.open(&args.image)?;
-    let (start, len) = (0, image.size());
+    let (start, len) = match args.partition {
+        None => (0, image.size()),
+        Some(n) => {
+            let p = qfault::recipe::select::partition_by_number(&mut image, n)?;
+            (p.start, p.size)
+        }
+    };
     let mut progress = Progress::new("export", len);
     qfault::export::export_raw(
         &mut image,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Show an image's format, size and backing chain (like `qemu-img info --backing-chain`).
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,

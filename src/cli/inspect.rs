@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 /// Show the partition table and the filesystem in each partition.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The disk image (raw or qcow2; its backing chain is followed).
     pub image: PathBuf,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 /// Show which image of the chain provides each guest range, and which ranges
 /// read as zeros (in the spirit of `qemu-img map --output=json`).
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,

@@ -9,8 +9,10 @@ mod info;
 mod inject;
 mod inspect;
 mod map;
+mod report;
+mod verify;
 
-const AFTER_HELP: &str = "\
+pub const AFTER_HELP: &str = "\
 Exit codes:
   0  done
   1  error (I/O, malformed or unsupported image, ...)
@@ -37,17 +39,20 @@ enum Command {
     Inspect(inspect::Args),
     Map(map::Args),
     Inject(inject::Args),
+    Verify(verify::Args),
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    common::raise_open_file_limit();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Map(a) => map::run(a),
         Command::Inject(a) => inject::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     match result {
         Ok(()) => EXIT_OK,

@@ -18,6 +18,7 @@ pub mod iso9660;
 pub mod luks;
 pub mod lvm;
 pub mod ntfs;
+pub mod ntfs_volume;
 pub mod swap;
 mod text;
 pub mod xfs;
@@ -25,6 +26,7 @@ pub mod xfs;
 use crate::error::{Error, Result};
 use crate::image::ReadAt;
 pub use ntfs::{predict_ntfsfix, NtfsBootSector, NtfsGeometry, NtfsfixPrediction};
+pub use ntfs_volume::{read_volume, VolumeSummary};
 
 /// What [`probe`] found in a partition.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

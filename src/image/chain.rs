@@ -330,6 +330,42 @@ fn probe(file: &File, path: &Path) -> Result<Format> {
 }
 
 impl Image {
+    /// Puts the qcow2 overlay at `path`, whose backing file must be this
+    /// image's top, on top of the chain, without reopening the rest of it.
+    /// This is how chains grow one link at a time in O(1) per link.
+    pub fn push_overlay(&mut self, path: &Path, opts: &OpenOptions) -> Result<()> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        if !opts.force_share {
+            lock::lock_for_reading(&file, path)?;
+        }
+        let q = Qcow2Image::open(file, path)?;
+        let name = q
+            .header()
+            .backing_file
+            .as_deref()
+            .ok_or_else(|| Error::Chain {
+                reason: format!("{} has no backing file", path.display()),
+            })?;
+        let named = backing::resolve(name, path)?;
+        let same = |a: &Path, b: &Path| -> Result<bool> {
+            let ma = std::fs::metadata(a).map_err(|e| Error::io(a, e))?;
+            let mb = std::fs::metadata(b).map_err(|e| Error::io(b, e))?;
+            Ok((ma.dev(), ma.ino()) == (mb.dev(), mb.ino()))
+        };
+        if !same(&named, self.path())? {
+            return Err(Error::Chain {
+                reason: format!(
+                    "{} is backed by {}, not by {}",
+                    path.display(),
+                    named.display(),
+                    self.path().display()
+                ),
+            });
+        }
+        self.layers.insert(0, Layer::Qcow2(Box::new(q)));
+        Ok(())
+    }
+
     /// The images of the chain, top first.
     pub fn layers(&self) -> &[Layer] {
         &self.layers

@@ -136,6 +136,21 @@ pub fn write_overlay(
     out: &Path,
     opts: &OverlayOptions,
 ) -> Result<OverlayReport> {
+    write_overlay_checked(base_path, base, patches, out, opts, |_| Ok(()))
+}
+
+/// Like [`write_overlay`], but calls `check` with the path of the complete,
+/// fsynced temporary file before moving it into place; if `check` fails,
+/// the temporary file is removed and `out` is left untouched. The temporary
+/// file lies in `out`'s directory, so its relative backing name resolves.
+pub fn write_overlay_checked(
+    base_path: &Path,
+    base: &mut Image,
+    patches: &[Patch],
+    out: &Path,
+    opts: &OverlayOptions,
+    check: impl FnOnce(&Path) -> Result<()>,
+) -> Result<OverlayReport> {
     let cs = opts.cluster_size;
     if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
         return Err(Error::Usage(format!(
@@ -190,6 +205,11 @@ pub fn write_overlay(
             .map_err(|e| Error::io(target.tmp_path(), e))?;
         m.blocks() * 512
     };
+    target
+        .file()
+        .sync_data()
+        .map_err(|e| Error::io(target.tmp_path(), e))?;
+    check(target.tmp_path())?;
     target.commit()?;
     Ok(OverlayReport {
         path: out.to_path_buf(),

@@ -1,6 +1,8 @@
 //! Checking what an overlay does: how its guest differs from its backing,
-//! and whether a repaired volume opens with a pure-Rust reader.
+//! and what `mount` and `ntfsfix` will do with the partitions it touches.
 
-pub mod ntfs_volume;
+pub mod diff;
+pub mod overlay;
 
-pub use ntfs_volume::{read_volume, VolumeSummary};
+pub use diff::{changed_ranges, ByteRange};
+pub use overlay::{verify_overlay, OverlayVerification, PartitionVerdict};

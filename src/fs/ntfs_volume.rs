@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::image::{Cursor, ReadAt};
-use ntfs::structured_values::NtfsFileNamespace;
-use ntfs::Ntfs;
+use ::ntfs::structured_values::NtfsFileNamespace;
+use ::ntfs::Ntfs;
 
 /// What a pure-Rust NTFS reader sees in a volume.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -29,7 +29,7 @@ pub fn read_volume<R: ReadAt>(part: R) -> Result<VolumeSummary> {
 fn summarize<T: std::io::Read + std::io::Seek>(
     fs: &mut T,
 ) -> std::result::Result<VolumeSummary, String> {
-    let s = |e: ntfs::NtfsError| e.to_string();
+    let s = |e: ::ntfs::NtfsError| e.to_string();
     let mut ntfs = Ntfs::new(fs).map_err(s)?;
     ntfs.read_upcase_table(fs).map_err(s)?;
     let label = match ntfs.volume_name(fs) {

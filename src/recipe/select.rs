@@ -1,0 +1,154 @@
+//! Choosing the partition(s) a recipe acts on.
+
+use crate::error::{Error, Result};
+use crate::fs::{self, FsInfo};
+use crate::image::{ReadAt, Window};
+use crate::layout::{self, Partition};
+
+/// A partition together with the filesystem found in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    /// Where it is.
+    pub partition: Partition,
+    /// What `blkid -p` would say about it (`None`: nothing recognised).
+    pub filesystem: Option<FsInfo>,
+}
+
+impl Found {
+    /// blkid's TYPE, if any.
+    pub fn fstype(&self) -> Option<&'static str> {
+        self.filesystem.as_ref().map(|f| f.fstype)
+    }
+
+    /// The filesystem label, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.filesystem.as_ref().and_then(|f| f.label.as_deref())
+    }
+
+    /// "partition 2 (47.0 MiB, ntfs "C")" for messages.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "partition {} ({} bytes at {}",
+            self.partition.number, self.partition.size, self.partition.start
+        );
+        match (self.fstype(), self.label()) {
+            (Some(t), Some(l)) => s += &format!(", {t} \"{l}\")"),
+            (Some(t), None) => s += &format!(", {t})"),
+            _ => s += ", no filesystem recognised)",
+        }
+        s
+    }
+}
+
+/// Every partition of `disk` (extended containers excluded) with its filesystem.
+pub fn partitions(disk: &mut dyn ReadAt) -> Result<Vec<Found>> {
+    let table = layout::read_layout(disk)?;
+    let mut out = Vec::new();
+    for p in table.partitions.into_iter().filter(|p| !p.is_extended()) {
+        let filesystem = match Window::new(&mut *disk, p.start, p.size) {
+            Ok(mut w) => fs::probe(&mut w)?,
+            // A partition past the end of the disk: report it, probe nothing.
+            Err(_) => None,
+        };
+        out.push(Found {
+            partition: p,
+            filesystem,
+        });
+    }
+    Ok(out)
+}
+
+/// The partition numbered `number` (as `inspect` numbers them), for
+/// commands that address bytes relative to a partition.
+pub fn partition_by_number(disk: &mut dyn ReadAt, number: u32) -> Result<Partition> {
+    let table = layout::read_layout(disk)?;
+    let names: Vec<String> = table
+        .partitions
+        .iter()
+        .map(|p| format!("{} ({} bytes at {})", p.number, p.size, p.start))
+        .collect();
+    let p = table
+        .partitions
+        .into_iter()
+        .find(|p| p.number == number)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "there is no partition {number}; the disk has: {}",
+                if names.is_empty() {
+                    "no partitions".to_string()
+                } else {
+                    names.join("; ")
+                }
+            ))
+        })?;
+    if p.end() > disk.size() {
+        return Err(Error::Guest(format!(
+            "partition {number} ends at byte {}, past the end of the disk ({} bytes)",
+            p.end(),
+            disk.size()
+        )));
+    }
+    Ok(p)
+}
+
+/// Which partitions to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// The disk's only partition holding the wanted filesystem.
+    #[default]
+    Only,
+    /// This partition number.
+    Number(u32),
+    /// Every partition holding the wanted filesystem.
+    All,
+}
+
+/// Picks the partitions holding `fstype` according to `sel`.
+///
+/// Errors: an unknown number or an ambiguous choice is a usage error (exit
+/// 2, listing the candidates); a chosen partition without that filesystem,
+/// or a disk with none, is refused (exit 3).
+pub fn select(found: &[Found], fstype: &str, sel: Selection) -> Result<Vec<Found>> {
+    let matching: Vec<&Found> = found
+        .iter()
+        .filter(|f| f.fstype() == Some(fstype))
+        .collect();
+    match sel {
+        Selection::Number(n) => {
+            let f = found
+                .iter()
+                .find(|f| f.partition.number == n)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "there is no partition {n}; the disk has: {}",
+                        list(found.iter())
+                    ))
+                })?;
+            if f.fstype() != Some(fstype) {
+                return Err(Error::Refused(format!(
+                    "{} does not hold {fstype}",
+                    f.describe()
+                )));
+            }
+            Ok(vec![f.clone()])
+        }
+        Selection::Only | Selection::All if matching.is_empty() => Err(Error::Refused(format!(
+            "no {fstype} partition on this disk; it has: {}",
+            list(found.iter())
+        ))),
+        Selection::Only if matching.len() > 1 => Err(Error::Usage(format!(
+            "several {fstype} partitions; choose one with --partition N (or --all): {}",
+            list(matching.iter().copied())
+        ))),
+        Selection::Only | Selection::All => Ok(matching.into_iter().cloned().collect()),
+    }
+}
+
+fn list<'a>(it: impl Iterator<Item = &'a Found>) -> String {
+    let v: Vec<String> = it.map(Found::describe).collect();
+    if v.is_empty() {
+        "no partitions".to_string()
+    } else {
+        v.join("; ")
+    }
+}
