@@ -209,9 +209,17 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
         layout.sector_size = table.sector_size;
         layout.gpt = Some(table.info);
         layout.partitions = table.partitions;
-    } else if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
-        layout.table = TableKind::Dos;
-        layout.partitions = mbr::read_mbr(disk, &sector0, &mut layout.warnings)?;
+    } else {
+        if let Some(ss) = gpt::signature_without_protective_mbr(disk)? {
+            layout.warnings.push(format!(
+                "a GPT header is at LBA 1 ({ss}-byte sectors) but sector 0 holds no protective MBR; \
+                 ignored, as sfdisk and blkid ignore it"
+            ));
+        }
+        if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
+            layout.table = TableKind::Dos;
+            layout.partitions = mbr::read_mbr(disk, &sector0, &mut layout.warnings)?;
+        }
     }
     // An exFAT (or other) boot sector carries 0x55AA and passes for an empty
     // MBR; with no partitions in it, the filesystem at offset 0 wins.

@@ -272,6 +272,19 @@ fn gpt_corrupt_array_uses_backup_and_bad_backup_is_reported() {
 }
 
 #[test]
+fn gpt_without_protective_mbr_is_ignored_with_a_warning() {
+    let mut d = gpt_disk(&spec(512));
+    d[..512].fill(0);
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.table, TableKind::None);
+    assert!(
+        l.warnings[0].contains("no protective MBR"),
+        "{:?}",
+        l.warnings
+    );
+}
+
+#[test]
 fn gpt_both_headers_bad_is_an_error() {
     let mut d = gpt_disk(&spec(512));
     d[512..1024].fill(0);
