@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::image::qcow2::{header::MAGIC, Extent, Mapping, Qcow2Image};
 use crate::image::raw::{read_exact_at, RawImage};
+use crate::image::storage::FileStorage;
 use crate::image::{backing, check_range, lock, ReadAt};
 use std::collections::HashSet;
 use std::fs::File;
@@ -283,7 +284,9 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         };
         let layer = match format {
             Format::Raw => Layer::Raw(RawImage::from_file(file, &p)?),
-            Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(file, &p)?)),
+            Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(Box::new(FileStorage::new(
+                file, &p,
+            )?))?)),
         };
         if let Layer::Qcow2(q) = &layer {
             if let Some(name) = &q.header().backing_file {
@@ -330,6 +333,15 @@ fn probe(file: &File, path: &Path) -> Result<Format> {
 }
 
 impl Image {
+    /// A one-image "chain" from an already opened layer (no backing file is
+    /// followed; unallocated ranges read as zeros). For in-memory images,
+    /// tests and fuzzing.
+    pub fn from_layer(layer: Layer) -> Image {
+        Image {
+            layers: vec![layer],
+        }
+    }
+
     /// Puts the qcow2 overlay at `path`, whose backing file must be this
     /// image's top, on top of the chain, without reopening the rest of it.
     /// This is how chains grow one link at a time in O(1) per link.
@@ -338,7 +350,7 @@ impl Image {
         if !opts.force_share {
             lock::lock_for_reading(&file, path)?;
         }
-        let q = Qcow2Image::open(file, path)?;
+        let q = Qcow2Image::open(Box::new(FileStorage::new(file, path)?))?;
         let name = q
             .header()
             .backing_file

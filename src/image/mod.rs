@@ -11,6 +11,7 @@ pub mod lock;
 pub mod qcow2;
 pub mod raw;
 mod read_at;
+pub mod storage;
 
 pub use chain::{
     open, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,

@@ -11,11 +11,10 @@ pub mod header;
 mod l2_cache;
 
 use crate::error::{Error, Result};
-use crate::image::raw::read_exact_at;
+use crate::image::storage::Storage;
 use compressed::CompressedDescriptor;
 pub use header::{CompressionType, Header};
 use l2_cache::L2Cache;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -63,7 +62,7 @@ pub struct Extent {
 /// An open qcow2 image (read-only).
 #[derive(Debug)]
 pub struct Qcow2Image {
-    file: File,
+    storage: Box<dyn Storage>,
     path: PathBuf,
     file_len: u64,
     header: Header,
@@ -75,16 +74,18 @@ pub struct Qcow2Image {
 }
 
 impl Qcow2Image {
-    /// Parses the header of the already opened `file` and loads the active L1 table.
-    pub fn open(file: File, path: &Path) -> Result<Self> {
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    /// Parses the header of the image in `storage` and loads the active L1 table.
+    pub fn open(storage: Box<dyn Storage>) -> Result<Self> {
+        let path = storage.path().to_path_buf();
+        let path = path.as_path();
+        let file_len = storage.len();
         let probe_len = file_len.min(4096) as usize;
         let mut prefix = vec![0u8; probe_len];
-        read_exact_at(&file, path, 0, &mut prefix)?;
+        storage.read_at(0, &mut prefix)?;
         let want = Header::needed_len(&prefix).unwrap_or(probe_len);
         let mut first = if want > probe_len {
             let mut b = vec![0u8; (want as u64).min(file_len) as usize];
-            read_exact_at(&file, path, 0, &mut b)?;
+            storage.read_at(0, &mut b)?;
             b
         } else {
             prefix
@@ -94,13 +95,13 @@ impl Qcow2Image {
 
         // check_tables() bounded l1_size by QEMU's 32 MiB limit and the file size.
         let mut raw_l1 = vec![0u8; header.l1_size as usize * 8];
-        read_exact_at(&file, path, header.l1_table_offset, &mut raw_l1)?;
+        storage.read_at(header.l1_table_offset, &mut raw_l1)?;
         let l1 = raw_l1
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
             .collect();
         Ok(Qcow2Image {
-            file,
+            storage,
             path: path.to_path_buf(),
             file_len,
             l2_cache: L2Cache::new(header.cluster_size()),
@@ -333,7 +334,7 @@ impl Qcow2Image {
         }
         self.check_no_overlap(l2_offset, cs, &what)?;
         let mut raw = vec![0u8; cs as usize];
-        read_exact_at(&self.file, &self.path, l2_offset, &mut raw)?;
+        self.storage.read_at(l2_offset, &mut raw)?;
         let table: Rc<[u64]> = raw
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
@@ -346,7 +347,7 @@ impl Qcow2Image {
     ///
     /// Bytes past the end of the file read as zeros, as QEMU's file driver does.
     pub fn read_data(&self, host: u64, buf: &mut [u8]) -> Result<()> {
-        read_exact_at(&self.file, &self.path, host, buf)
+        self.storage.read_at(host, buf)
     }
 
     /// Reads from a compressed cluster: `buf.len()` bytes from `in_cluster`.
@@ -362,7 +363,7 @@ impl Qcow2Image {
         if !cached {
             let avail = self.file_len - descriptor.offset;
             let mut input = vec![0u8; descriptor.len.min(avail) as usize];
-            read_exact_at(&self.file, &self.path, descriptor.offset, &mut input)?;
+            self.storage.read_at(descriptor.offset, &mut input)?;
             let mut out = self.inflated.take().map(|(_, v)| v).unwrap_or_default();
             compressed::decompress(
                 &self.path,
