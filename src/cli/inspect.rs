@@ -132,38 +132,48 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the partitions as an aligned table.
+/// The TYPE cell: `0x07 HPFS/NTFS/exFAT` for MBR; the readable name, else
+/// the GUID, for GPT (a GUID and a name side by side are too wide).
+fn type_cell(r: &Row) -> String {
+    match (&r.ptype, r.type_name) {
+        (Some(c), Some(n)) if c.starts_with("0x") => format!("{c} {n}"),
+        (_, Some(n)) => n.to_string(),
+        (Some(c), None) => c.clone(),
+        (None, None) => "-".to_string(),
+    }
+}
+
+/// Prints the partitions as an aligned table; a NAME column appears when
+/// any partition has a (GPT) name.
 fn print_rows(rows: &[Row]) {
-    let header = [
-        "#",
-        "START",
-        "SIZE",
-        "TYPE",
-        "BOOT",
-        "FILESYSTEM",
-        "LABEL",
-        "UUID",
-    ];
-    let cells: Vec<[String; 8]> = rows
+    let with_names = rows.iter().any(|r| r.name.is_some());
+    let mut header = vec!["#", "START", "SIZE", "TYPE", "BOOT"];
+    if with_names {
+        header.push("NAME");
+    }
+    header.extend(["FILESYSTEM", "LABEL", "UUID"]);
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            let mut c = vec![
                 r.number.to_string(),
                 r.start.to_string(),
                 format!("{} ({})", r.size, human_size(r.size)),
-                match (&r.ptype, r.type_name) {
-                    (Some(c), Some(n)) => format!("{c} {n}"),
-                    (Some(c), None) => c.clone(),
-                    _ => "-".to_string(),
-                },
+                type_cell(r),
                 if r.bootable { "*" } else { "" }.to_string(),
+            ];
+            if with_names {
+                c.push(r.name.unwrap_or("").to_string());
+            }
+            c.extend([
                 r.filesystem.unwrap_or("-").to_string(),
                 r.label.unwrap_or("").to_string(),
                 r.uuid.unwrap_or("").to_string(),
-            ]
+            ]);
+            c
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for c in &cells {
         for (w, s) in widths.iter_mut().zip(c) {
             *w = (*w).max(s.chars().count());
@@ -171,7 +181,7 @@ fn print_rows(rows: &[Row]) {
     }
     let line = |c: &[String]| {
         let mut out = String::new();
-        for (i, (s, w)) in c.iter().zip(widths).enumerate() {
+        for (i, (s, &w)) in c.iter().zip(&widths).enumerate() {
             if i > 0 {
                 out.push_str("  ");
             }
@@ -184,7 +194,8 @@ fn print_rows(rows: &[Row]) {
         }
         println!("{}", out.trim_end());
     };
-    line(&header.map(String::from));
+    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    line(&header);
     for c in &cells {
         line(c);
     }

@@ -56,10 +56,11 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
             VD_END => break,
             VD_BOOT if !boot_seen => boot_seen = true,
             VD_PRIMARY if pvd.is_none() => pvd = Some(d),
-            VD_SUPPLEMENTARY if joliet.is_none() => {
-                if [&b"%/@"[..], b"%/C", b"%/E"].contains(&&d[ESCAPES..ESCAPES + 3]) {
-                    joliet = Some(d);
-                }
+            VD_SUPPLEMENTARY
+                if joliet.is_none()
+                    && [&b"%/@"[..], b"%/C", b"%/E"].contains(&&d[ESCAPES..ESCAPES + 3]) =>
+            {
+                joliet = Some(d)
             }
             _ => {}
         }

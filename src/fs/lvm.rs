@@ -70,3 +70,9 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
     info.version = Some("LVM2 001".into());
     Ok(Some(info))
 }
+
+/// LVM's CRC, for building test labels.
+#[cfg(test)]
+pub(crate) fn tests_crc(data: &[u8]) -> u32 {
+    lvm_crc(data)
+}

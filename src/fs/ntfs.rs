@@ -680,7 +680,7 @@ fn explain(rule: NtfsfixRule, lba: u64, why: &str, hint: Option<i64>, actual: i6
             s
         }
         NtfsfixRule::ShownSector => format!(
-            "no usable backup boot sector at LBA {lba}, the sector sector 0's number of sectors names: {why}"
+            "no usable backup boot sector at LBA {lba} (the sector named by sector 0's number of sectors): {why}"
         ),
         NtfsfixRule::TruncatedCount => format!(
             "sector 0 is unusable even with its number of sectors truncated to {actual}: {why}"
@@ -845,3 +845,7 @@ fn volume_name(rec: &[u8]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+#[path = "ntfs_tests.rs"]
+mod tests;

@@ -246,6 +246,18 @@ pub fn read_gpt(disk: &mut dyn ReadAt, warnings: &mut Vec<String>) -> Result<Gpt
     )))
 }
 
+/// The sector size at which LBA 1 starts with "EFI PART", if any; used to
+/// warn about a GPT whose protective MBR is gone.
+pub fn signature_without_protective_mbr(disk: &mut dyn ReadAt) -> Result<Option<u32>> {
+    for ss in [SECTOR_512, SECTOR_4096] {
+        let off = u64::from(ss) * PRIMARY_HEADER_LBA;
+        if off + 8 <= disk.size() && disk.read_vec(off, 8)? == SIGNATURE {
+            return Ok(Some(ss));
+        }
+    }
+    Ok(None)
+}
+
 /// Decodes the used entries of a checked array into partitions.
 fn build(
     ss: u32,

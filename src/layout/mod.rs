@@ -182,7 +182,9 @@ pub const SECTOR_4096: u32 = 4096;
 /// sector 0 has the 0x55AA signature, sane boot indicators and is not itself
 /// a FAT or NTFS boot sector (the same tests blkid makes); otherwise the disk
 /// has no table and, if a filesystem sits at offset 0, it is reported as
-/// partition 0 covering the whole disk.
+/// partition 0 covering the whole disk. An MBR without a single partition
+/// over a filesystem at offset 0 (an exFAT boot sector looks like that) is
+/// taken as the filesystem.
 pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     let disk_size = disk.size();
     let mut layout = DiskLayout {
@@ -207,10 +209,27 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
         layout.sector_size = table.sector_size;
         layout.gpt = Some(table.info);
         layout.partitions = table.partitions;
-    } else if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
-        layout.table = TableKind::Dos;
-        layout.partitions = mbr::read_mbr(disk, &sector0, &mut layout.warnings)?;
-    } else if crate::fs::probe(disk)?.is_some() {
+    } else {
+        if let Some(ss) = gpt::signature_without_protective_mbr(disk)? {
+            layout.warnings.push(format!(
+                "a GPT header is at LBA 1 ({ss}-byte sectors) but sector 0 holds no protective MBR; \
+                 ignored, as sfdisk and blkid ignore it"
+            ));
+        }
+        if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
+            layout.table = TableKind::Dos;
+            layout.partitions = mbr::read_mbr(disk, &sector0, &mut layout.warnings)?;
+        }
+    }
+    // An exFAT (or other) boot sector carries 0x55AA and passes for an empty
+    // MBR; with no partitions in it, the filesystem at offset 0 wins.
+    if layout.table == TableKind::Dos
+        && layout.partitions.is_empty()
+        && crate::fs::probe(disk)?.is_some()
+    {
+        layout.table = TableKind::None;
+    }
+    if layout.table == TableKind::None && crate::fs::probe(disk)?.is_some() {
         layout.partitions.push(Partition {
             number: 0,
             start: 0,
