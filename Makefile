@@ -42,8 +42,9 @@ lint: ## rustfmt check and clippy with warnings as errors
 fixtures: deps ## regenerate testdata/sample.qcow2 (see testdata/README.md)
 	testdata/make-sample.sh
 
-bench: ## benchmarks (placeholder)
-	@echo "bench: lands with issue 7"
+bench: deps ## qfault vs QEMU's tools, same jobs; writes bench/RESULTS.md (BENCH_QUICK=1: smoke run)
+	$(CARGO) build --release
+	python3 bench/bench.py --qfault $(TARGET_DIR)/release/qfault
 
 fuzz: ## fuzzing (placeholder)
 	@echo "fuzz: lands with issue 8"
