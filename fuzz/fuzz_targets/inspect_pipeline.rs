@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for f in found.iter().filter(|f| f.fstype() == Some("ntfs")) {
         if let Ok(mut w) = Window::new(&mut disk, f.partition.start, f.partition.size) {
-            let _ = predict_ntfs(&mut w);
+            let _ = predict_ntfs(&mut w, None);
         }
     }
 });

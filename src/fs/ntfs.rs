@@ -572,15 +572,20 @@ fn read_sector(part: &mut dyn ReadAt, sector0: &[u8], lba: u64) -> Result<Option
 }
 
 /// The volume size a readable boot sector records, for explaining failures:
+/// from `original` (the undamaged sector 0, when the caller knows it), else
 /// from `sector0` if it is still NTFS, else from the partition's own LBA 0.
-fn volume_sectors_hint(part: &mut dyn ReadAt, sector0: &[u8]) -> Result<Option<i64>> {
+fn volume_sectors_hint(
+    part: &mut dyn ReadAt,
+    sector0: &[u8],
+    original: Option<&[u8]>,
+) -> Result<Option<i64>> {
     let from = |b: &[u8]| {
         NtfsBootSector::parse(b)
             .ok()
             .filter(|bs| bs.check_is_ntfs().is_ok() && bs.number_of_sectors > 0)
             .map(|bs| bs.number_of_sectors)
     };
-    if let Some(n) = from(sector0) {
+    if let Some(n) = original.and_then(from).or_else(|| from(sector0)) {
         return Ok(Some(n));
     }
     Ok(read_opt(part, 0, BOOT_SECTOR_SIZE)?.and_then(|b| from(&b)))
@@ -596,6 +601,18 @@ fn volume_sectors_hint(part: &mut dyn ReadAt, sector0: &[u8]) -> Result<Option<i
 /// actual; else sector 0 with count = actual if shown > actual. A candidate
 /// must declare 512 bytes per sector and pass both ntfs-3g checks.
 pub fn predict_ntfsfix(sector0: &[u8], part: &mut dyn ReadAt) -> Result<NtfsfixPrediction> {
+    predict_ntfsfix_explained(sector0, part, None)
+}
+
+/// [`predict_ntfsfix`], with the partition's undamaged sector 0 (`original`)
+/// used only to explain failures (e.g. where the volume ends, to say the
+/// partition was grown after formatting). The prediction itself depends only
+/// on `sector0` and `part`, which is what ntfsfix sees.
+pub fn predict_ntfsfix_explained(
+    sector0: &[u8],
+    part: &mut dyn ReadAt,
+    original: Option<&[u8]>,
+) -> Result<NtfsfixPrediction> {
     let bs0 = NtfsBootSector::parse(sector0)?;
     let device_sectors = part.size() / u64::from(NTFSFIX_DEVICE_SECTOR_SIZE);
     let actual = i64::try_from(device_sectors).unwrap_or(i64::MAX) - 1;
@@ -638,7 +655,7 @@ pub fn predict_ntfsfix(sector0: &[u8], part: &mut dyn ReadAt) -> Result<NtfsfixP
     if shown > actual {
         plan.push((NtfsfixRule::TruncatedCount, 0, actual));
     }
-    let hint = volume_sectors_hint(part, sector0)?;
+    let hint = volume_sectors_hint(part, sector0, original)?;
     for (rule, lba, count) in plan {
         let lba = lba as u64; // every planned sector is > 0 or exactly 0
         let rejected = match read_sector(part, sector0, lba)? {

@@ -175,7 +175,7 @@ impl Layer {
                 LayerInfo {
                     path: q.path().to_path_buf(),
                     format: Format::Qcow2,
-                    virtual_size: h.size,
+                    virtual_size: q.size(),
                     file_size: q.file_len(),
                     cluster_size: Some(h.cluster_size()),
                     version: Some(h.version),
@@ -243,6 +243,8 @@ pub struct ChainExtent {
 #[derive(Debug)]
 pub struct Image {
     layers: Vec<Layer>,
+    /// (device, inode) of every file of the chain, to refuse writing over one.
+    files: HashSet<(u64, u64)>,
 }
 
 /// Opens `path` and its whole backing chain, read-only.
@@ -314,7 +316,10 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         }
         layers.push(layer);
     }
-    Ok(Image { layers })
+    Ok(Image {
+        layers,
+        files: seen,
+    })
 }
 
 /// qcow2 if the file starts with the qcow2 magic, raw otherwise.
@@ -339,6 +344,7 @@ impl Image {
     pub fn from_layer(layer: Layer) -> Image {
         Image {
             layers: vec![layer],
+            files: HashSet::new(),
         }
     }
 
@@ -374,7 +380,26 @@ impl Image {
                 ),
             });
         }
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        self.files.insert((meta.dev(), meta.ino()));
         self.layers.insert(0, Layer::Qcow2(Box::new(q)));
+        Ok(())
+    }
+
+    /// Whether `path` names one of the chain's files (the same inode).
+    /// Output paths are checked against this: qfault never writes its inputs.
+    pub fn holds_file(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| self.files.contains(&(m.dev(), m.ino())))
+    }
+
+    /// A usage error if `out` is one of the chain's files.
+    pub fn refuse_as_output(&self, out: &Path) -> Result<()> {
+        if self.holds_file(out) {
+            return Err(Error::Usage(format!(
+                "{} is an image of the input chain; qfault never writes its inputs",
+                out.display()
+            )));
+        }
         Ok(())
     }
 

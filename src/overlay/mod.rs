@@ -161,6 +161,7 @@ pub fn write_overlay_checked(
     for p in patches {
         check_range(p.offset(), p.len(), size)?;
     }
+    base.refuse_as_output(out)?;
     let backing = backing_name(base_path, out, opts.backing_name)?;
     let backing_format = base.format().name().to_string();
 

@@ -126,7 +126,7 @@ impl Header {
         let bits = be32(prefix, 20);
         (MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS)
             .contains(&bits)
-            .then_some(1usize << bits)
+            .then(|| 1usize << bits)
     }
 
     /// Parses and validates the header found in `buf` (the file's first
