@@ -45,8 +45,8 @@ fixtures: deps ## regenerate testdata/sample.qcow2 (see testdata/README.md)
 bench: ## benchmarks (placeholder)
 	@echo "bench: lands with issue 7"
 
-fuzz: ## fuzzing (placeholder)
-	@echo "fuzz: lands with issue 8"
+fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fuzz/artifacts/
+	fuzz/run.sh
 
 check-clean: ## fail if the work tree has uncommitted or untracked files
 	@git status --porcelain | grep . && { echo "check-clean: work tree not clean" >&2; exit 1; } || true

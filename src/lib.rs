@@ -14,6 +14,8 @@
 pub mod error;
 pub mod export;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod layout;
 pub mod output;
