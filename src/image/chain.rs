@@ -429,6 +429,17 @@ impl Image {
         }
     }
 
+    /// Whether the top image itself provides the guest bytes at `offset`
+    /// (data, compressed data or zeros), and for how long: `(provides, len)`
+    /// with `len <= max_len`. Unlike [`Image::extent`], this never consults
+    /// the backing chain.
+    pub fn top_extent(&mut self, offset: u64, max_len: u64) -> Result<(bool, u64)> {
+        check_range(offset, 1, self.size())?;
+        let len = max_len.min(self.size() - offset);
+        let e = self.layers[0].map(offset, len, false)?;
+        Ok((e.mapping != Mapping::Unallocated, e.len))
+    }
+
     /// Which image provides the guest bytes at `offset`, for at most
     /// `max_len` bytes (the returned extent may be shorter).
     pub fn extent(&mut self, offset: u64, max_len: u64) -> Result<ChainExtent> {
