@@ -184,7 +184,10 @@ pub fn qemu_io(format: &str, image: &Path, commands: &[&str]) {
 
 /// `qemu-img check` must report no errors and no leaks.
 pub fn assert_qemu_img_check_clean(image: &Path) {
-    let out = run_any(&mut cmd("qemu-img", [OsStr::new("check"), image.as_os_str()]));
+    let out = run_any(&mut cmd(
+        "qemu-img",
+        [OsStr::new("check"), image.as_os_str()],
+    ));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
