@@ -807,3 +807,343 @@ fn l2_boundary_64k_on_sparse_600m() {
         ),
     ]);
 }
+
+// ---------------------------------------------------------------------------
+// Naming, moving, refusing
+
+/// Runs `qfault` in `dir`, returning its output whatever the status.
+fn qfault_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    run_any(cmd(qfault_bin(), args).current_dir(dir))
+}
+
+/// The names in `dir`, sorted (to see that nothing was left behind).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A 1 MiB + 512 raw base at ROOT/other/base.raw and ROOT/sub/.
+fn small_raw() -> Fixture {
+    build_base(Base::Raw(&[]), M + 512)
+}
+
+/// Relative CLI paths, run from various directories, still store the path
+/// relative to the overlay's directory; `--absolute-backing` stores the
+/// canonical absolute path.
+#[test]
+fn backing_names() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let fx = small_raw();
+    let guard = BaseGuard::new(&fx.chain);
+    let root = fx.root();
+    let base_flat = root.join("base-flat.raw");
+    qemu_flat(&fx.base, &base_flat);
+    let abs = std::fs::canonicalize(&fx.base).unwrap();
+    // (run in, base argument, output argument, extra, stored name)
+    let table: &[(&str, &str, &str, &[&str], &str)] = &[
+        (
+            "",
+            "other/base.raw",
+            "sub/a.qcow2",
+            &[],
+            "../other/base.raw",
+        ),
+        (
+            "sub",
+            "../other/base.raw",
+            "b.qcow2",
+            &[],
+            "../other/base.raw",
+        ),
+        ("", "other/base.raw", "c.qcow2", &[], "other/base.raw"),
+        ("other", "base.raw", "d.qcow2", &[], "base.raw"),
+        (
+            "other",
+            "./base.raw",
+            "../sub/e.qcow2",
+            &[],
+            "../other/base.raw",
+        ),
+        (
+            "sub",
+            "../other/base.raw",
+            "f.qcow2",
+            &["--absolute-backing"],
+            abs.to_str().unwrap(),
+        ),
+    ];
+    for &(cwd, base, out, extra, want) in table {
+        let dir = root.join(cwd);
+        let mut args = vec![
+            "inject", "zero", base, "-o", out, "--offset", "4096", "--length", "100",
+        ];
+        args.extend(extra);
+        let o = qfault_in(&dir, &args);
+        assert!(o.status.success(), "{args:?} in {cwd:?}: {o:?}");
+        let ov = dir.join(out);
+        assert_eq!(
+            qemu_info(&ov)["backing-filename"],
+            want,
+            "{args:?} in {cwd:?}"
+        );
+        assert_qemu_img_check_clean(&ov);
+        let flat = root.join("flat.raw");
+        qemu_flat(&ov, &flat);
+        assert_flat_eq(&base_flat, &flat, M + 512, "overlay", &|at, buf| {
+            Change::Zero(4096, 100).apply(&None, at, buf)
+        });
+        std::fs::remove_file(&flat).unwrap();
+    }
+    // The absolute name survives moving the overlay alone; a relative one
+    // does not (from sub/lone/, ../other/base.raw does not exist).
+    let lone = root.join("sub/lone");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::rename(root.join("sub/f.qcow2"), lone.join("f.qcow2")).unwrap();
+    std::fs::rename(root.join("sub/a.qcow2"), lone.join("a.qcow2")).unwrap();
+    assert_qemu_img_check_clean(&lone.join("f.qcow2"));
+    let o = run_any(&mut cmd(
+        "qemu-img",
+        [
+            "convert",
+            "-O",
+            "raw",
+            p(&lone.join("a.qcow2")),
+            p(&lone.join("x.raw")),
+        ],
+    ));
+    assert!(
+        !o.status.success(),
+        "a relative name resolved from the wrong directory"
+    );
+    guard.assert_unchanged();
+}
+
+/// Base, a qfault link and the overlay moved together (the whole tree renamed)
+/// stay readable by qemu-img and qfault, with the same guest content.
+#[test]
+fn moved_together_stay_readable() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let top = tmpdir();
+    let (a, b) = (top.path().join("a"), top.path().join("b"));
+    std::fs::create_dir_all(a.join("other")).unwrap();
+    std::fs::create_dir_all(a.join("sub/deeper")).unwrap();
+    let raw = a.join("other/base.raw");
+    make_raw(&raw, 2 * M, 5, &[], false);
+    let data = top.path().join("data.bin");
+    std::fs::write(&data, pattern(5000, 5)).unwrap();
+    let link = a.join("other/link.qcow2");
+    qfault_ok([
+        "inject",
+        "write",
+        p(&raw),
+        "-o",
+        p(&link),
+        "--offset",
+        "70000",
+        "--from",
+        p(&data),
+    ]);
+    let ov = a.join("sub/deeper/ov.qcow2");
+    qfault_ok([
+        "inject",
+        "zero",
+        p(&link),
+        "-o",
+        p(&ov),
+        "--offset",
+        "69000",
+        "--length",
+        "3000",
+        "--cluster-size",
+        "512",
+    ]);
+    let before = top.path().join("before.raw");
+    qemu_flat(&ov, &before);
+    std::fs::rename(&a, &b).unwrap();
+    let guard = BaseGuard::new(&[b.join("other/base.raw"), b.join("other/link.qcow2")]);
+    let ov = b.join("sub/deeper/ov.qcow2");
+    assert_qemu_img_check_clean(&ov);
+    assert_eq!(qemu_info(&ov)["backing-filename"], "../../other/link.qcow2");
+    let after = top.path().join("after.raw");
+    qemu_flat(&ov, &after);
+    assert_flat_eq(&before, &after, 2 * M, "after the move", &|_, _| {});
+    let exported = top.path().join("exported.raw");
+    qfault_ok(["export", p(&ov), "-o", p(&exported)]);
+    assert_flat_eq(
+        &before,
+        &exported,
+        2 * M,
+        "qfault export after the move",
+        &|_, _| {},
+    );
+    // And the content is right: base, then the write, then the zeros.
+    let mut want = std::fs::read(b.join("other/base.raw")).unwrap();
+    want[70000..75000].copy_from_slice(&pattern(5000, 5));
+    want[69000..72000].fill(0);
+    assert!(
+        std::fs::read(&after).unwrap() == want,
+        "guest content after the move"
+    );
+    guard.assert_unchanged();
+}
+
+/// An existing target (file, or dangling symlink) is not replaced without
+/// `--overwrite` (exit 2, nothing left behind); with it, it is.
+#[test]
+fn existing_target_needs_overwrite() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let fx = small_raw();
+    let guard = BaseGuard::new(&fx.chain);
+    let sub = fx.root().join("sub");
+    let ov = sub.join("ov.qcow2");
+    let dangling = sub.join("dangling.qcow2");
+    std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
+    let from = fx.root().join("data.bin");
+    std::fs::write(&from, b"hello").unwrap();
+    std::fs::write(&ov, b"sentinel").unwrap();
+    let before = listing(&sub);
+    for target in [&ov, &dangling] {
+        for recipe in [
+            &["zero", "--length", "10"][..],
+            &["write", "--from", p(&from)][..],
+        ] {
+            let mut args = vec![
+                "inject",
+                recipe[0],
+                p(&fx.base),
+                "-o",
+                p(target),
+                "--offset",
+                "0",
+            ];
+            args.extend(&recipe[1..]);
+            let o = qfault_expect(&args, 2);
+            assert!(!o.stderr.is_empty(), "no message for {args:?}");
+            assert_eq!(listing(&sub), before, "{args:?} left something behind");
+        }
+    }
+    assert_eq!(std::fs::read(&ov).unwrap(), b"sentinel");
+    assert_eq!(std::fs::read_link(&dangling).unwrap(), Path::new("nowhere"));
+    qfault_ok([
+        "inject",
+        "write",
+        p(&fx.base),
+        "-o",
+        p(&ov),
+        "--offset",
+        "0",
+        "--from",
+        p(&from),
+        "--overwrite",
+    ]);
+    assert_qemu_img_check_clean(&ov);
+    assert_eq!(&qemu_raw_bytes(&ov)[..5], b"hello");
+    assert_eq!(listing(&sub), before, "--overwrite left a temporary file");
+    guard.assert_unchanged();
+}
+
+/// A range past the end of the disk is a usage error (exit 2) that leaves no file.
+#[test]
+fn range_past_the_end_is_a_usage_error() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    for kind in [Base::Raw(&[]), Base::Qcow2] {
+        let fx = build_base(kind, M + 512);
+        let guard = BaseGuard::new(&fx.chain);
+        let s = M + 512;
+        let sub = fx.root().join("sub");
+        let ov = sub.join("ov.qcow2");
+        let from = fx.root().join("data.bin");
+        // (offset, length): zero when the recipe is zero, else a file of that length.
+        let table: &[(u64, u64)] = &[
+            (s, 1),
+            (s - 511, 512),
+            (0, s + 1),
+            (s + 4096, 1),
+            (u64::MAX - 100, 200),
+            (1, u64::MAX),
+        ];
+        for &(off, len) in table {
+            let zero_args = ["--length".to_string(), len.to_string()];
+            let mut args: Vec<String> = ["inject", "zero", p(&fx.base), "-o", p(&ov)]
+                .map(String::from)
+                .to_vec();
+            args.extend(["--offset".into(), off.to_string()]);
+            args.extend(zero_args);
+            qfault_expect(&args, 2);
+            assert!(
+                listing(&sub).is_empty(),
+                "{args:?} left {:?}",
+                listing(&sub)
+            );
+            if len <= s + 1 {
+                std::fs::write(&from, pattern(len as usize, 1)).unwrap();
+                let mut w: Vec<String> = ["inject", "write", p(&fx.base), "-o", p(&ov)]
+                    .map(String::from)
+                    .to_vec();
+                w.extend([
+                    "--offset".into(),
+                    off.to_string(),
+                    "--from".into(),
+                    p(&from).into(),
+                ]);
+                qfault_expect(&w, 2);
+                assert!(listing(&sub).is_empty(), "{w:?} left {:?}", listing(&sub));
+            }
+        }
+        guard.assert_unchanged();
+    }
+}
+
+/// The output may not be the base or any file of its chain, however it is
+/// spelled, even with `--overwrite`: that would replace the base.
+#[test]
+fn output_in_the_base_chain_is_refused() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let mut bad = Vec::new();
+    for name in ["l2.qcow2", "../other/./l2.qcow2", "l1.qcow2", "base.raw"] {
+        let fx = build_base(Base::QfaultChain, M + 512);
+        let guard = BaseGuard::new(&fx.chain);
+        let out = fx.root().join("other").join(name);
+        let o = qfault([
+            "inject",
+            "zero",
+            p(&fx.base),
+            "-o",
+            p(&out),
+            "--offset",
+            "0",
+            "--length",
+            "512",
+            "--overwrite",
+        ]);
+        // The guard's panic message (printed) names the file that changed.
+        let replaced =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.assert_unchanged()))
+                .is_err();
+        if !matches!(o.status.code(), Some(2 | 3)) || replaced {
+            bad.push(format!(
+                "-o other/{name} on l2.qcow2: exit {:?}, base chain changed: {replaced}",
+                o.status.code()
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "inject accepted an output in its own base chain:\n{}",
+        bad.join("\n")
+    );
+}
