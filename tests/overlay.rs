@@ -735,6 +735,10 @@ fn cluster_64k() {
             extra: &["-f", "raw"],
             ..case("forced raw", Raw(&[]), SMALL, cs, Write(999, 77))
         },
+        Case {
+            extra: &["-f", "qcow2"],
+            ..case("forced qcow2", Qcow2, SMALL, cs, Zero(5 * cs, 3 * cs))
+        },
     ]);
 }
 
@@ -1146,4 +1150,101 @@ fn output_in_the_base_chain_is_refused() {
         "inject accepted an output in its own base chain:\n{}",
         bad.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Size
+
+/// A 512-byte zero at an unaligned offset of a 64 MiB base: the overlay
+/// stays small, no larger on disk than the one `qemu-img create -b` +
+/// `qemu-io write -z` makes, and reads the same. Prints both sizes.
+#[test]
+fn small_zero_on_64m_base_vs_qemu() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let base = dir.path().join("base.raw");
+    sparse_file(&base, 64 * M);
+    qemu_io("raw", &base, &["write -P 0x5a 0 64M"]);
+    let guard = BaseGuard::new(&[&base]);
+    let (ours, theirs) = (dir.path().join("ours.qcow2"), dir.path().join("qemu.qcow2"));
+    let off = "1000";
+    qfault_ok([
+        "inject",
+        "zero",
+        p(&base),
+        "-o",
+        p(&ours),
+        "--offset",
+        off,
+        "--length",
+        "512",
+    ]);
+    qemu_img([
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        p(&base),
+        "-F",
+        "raw",
+        p(&theirs),
+    ]);
+    qemu_io("qcow2", &theirs, &[&format!("write -z {off} 512")]);
+    assert_qemu_img_check_clean(&ours);
+    assert!(
+        qemu_raw_bytes(&ours) == qemu_raw_bytes(&theirs),
+        "guest content differs"
+    );
+    let size = |f: &Path| (std::fs::metadata(f).unwrap().len(), allocated(f));
+    let ((oa, ob), (qa, qb)) = (size(&ours), size(&theirs));
+    eprintln!(
+        "qfault: apparent {oa} allocated {ob}; qemu-img+qemu-io: apparent {qa} allocated {qb}"
+    );
+    assert!(ob <= 128 * K, "qfault overlay allocates {ob} bytes");
+    assert!(ob <= qb, "qfault overlay allocates {ob} bytes, qemu's {qb}");
+    guard.assert_unchanged();
+}
+
+/// `inject --json` reports `allocated_size` as the file's st_blocks × 512;
+/// it must be what the finished file occupies.
+#[test]
+fn reported_allocated_size_is_the_files() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let fx = build_base(Base::Raw(&[]), 4 * M);
+    let guard = BaseGuard::new(&fx.chain);
+    let mut bad = Vec::new();
+    for cs in ["512", "64K", "2M"] {
+        let ov = fx.root().join(format!("sub/{cs}.qcow2"));
+        let r: Value = serde_json::from_str(&qfault_ok([
+            "inject",
+            "zero",
+            p(&fx.base),
+            "-o",
+            p(&ov),
+            "--offset",
+            "1000",
+            "--length",
+            "512",
+            "--cluster-size",
+            cs,
+            "--json",
+        ]))
+        .unwrap();
+        let (reported, actual) = (
+            r["overlay"]["allocated_size"].as_u64().unwrap(),
+            allocated(&ov),
+        );
+        if reported != actual {
+            bad.push(format!(
+                "--cluster-size {cs}: reported {reported}, st_blocks*512 {actual}"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "allocated_size is not the file's: {bad:?}");
+    guard.assert_unchanged();
 }
