@@ -37,6 +37,10 @@ enum Base {
     Qcow2,
     /// qcow2 written with `qemu-img convert -c`: compressed clusters.
     Compressed,
+    /// qcow2 made by `qemu-img convert [-c] -o OPTIONS` (e.g. zstd, extended L2).
+    Qcow2Opts(&'static str, bool),
+    /// A 1 MiB raw under a qcow2 of the full size: the top is larger than its backing.
+    Grown,
     /// raw <- qcow2 <- qcow2, made with `qemu-img create -b` and `qemu-io`.
     Chain3,
     /// raw <- qfault overlay <- qfault overlay (chains grown one link at a time).
@@ -190,15 +194,21 @@ fn build_base(kind: Base, size: u64) -> Fixture {
             }
             (raw.clone(), "raw", vec![raw])
         }
-        Base::Qcow2 | Base::Compressed => {
+        Base::Qcow2 | Base::Compressed | Base::Qcow2Opts(..) => {
             let src = dir.path().join("src.raw");
-            let compressed = matches!(kind, Base::Compressed);
+            let (opts, compressed) = match kind {
+                Base::Qcow2Opts(o, c) => (o, c),
+                _ => ("", matches!(kind, Base::Compressed)),
+            };
             let hole = ((size * 3 / 4) & !(64 * K - 1), 256 * K);
             make_raw(&src, size, 2, &[hole], compressed);
             let q = other.join("base.qcow2");
             let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
             if compressed {
                 args.push("-c");
+            }
+            if !opts.is_empty() {
+                args.extend(["-o", opts]);
             }
             args.extend([p(&src), p(&q)]);
             qemu_img(args);
@@ -215,6 +225,25 @@ fn build_base(kind: Base, size: u64) -> Fixture {
                 qemu_io("qcow2", &q, &[&z]);
             }
             (q.clone(), "qcow2", vec![q])
+        }
+        Base::Grown => {
+            make_raw(&raw, M, 6, &[], false);
+            let top = other.join("grown.qcow2");
+            let size_arg = size.to_string();
+            qemu_img([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                "base.raw",
+                "-F",
+                "raw",
+                p(&top),
+                &size_arg,
+            ]);
+            qemu_io("qcow2", &top, &[&format!("write -P 0x77 {} 64K", 2 * M)]);
+            (top.clone(), "qcow2", vec![raw, top])
         }
         Base::Chain3 => {
             make_raw(&raw, size, 3, &[], false);
@@ -615,6 +644,7 @@ const BIG: u64 = 16 * M - 512;
 const HOLES: &[(u64, u64)] = &[(M, 60 * K), (2 * M, 512 * K)];
 
 #[test]
+#[rustfmt::skip]
 fn cluster_512() {
     use Base::*;
     use Change::*;
@@ -622,193 +652,67 @@ fn cluster_512() {
     run_cases(&[
         case("aligned", Raw(&[]), SMALL, cs, Zero(8 * K, 512)),
         case("inside one", Raw(&[]), SMALL, cs, Zero(5 * 512 + 100, 200)),
-        case(
-            "across clusters",
-            Raw(&[]),
-            SMALL,
-            cs,
-            Write(7 * 512 - 100, 300),
-        ),
-        case(
-            "across L2 (32K)",
-            Qcow2,
-            SMALL,
-            cs,
-            Zero(32 * K - 1000, 2000),
-        ),
-        case(
-            "across L2, compressed",
-            Compressed,
-            SMALL,
-            cs,
-            Write(64 * K - 700, 1400),
-        ),
-        case(
-            "many L2 tables",
-            Raw(&[]),
-            SMALL,
-            cs,
-            Zero(30 * K + 3, 70 * K),
-        ),
-        case(
-            "end, 3-deep chain",
-            Chain3,
-            SMALL,
-            cs,
-            Zero(SMALL - 700, 700),
-        ),
-        case(
-            "end, qfault chain",
-            QfaultChain,
-            SMALL,
-            cs,
-            Write(SMALL - 1537, 1537),
-        ),
-        case(
-            "rest is a hole",
-            Raw(HOLES),
-            SMALL,
-            cs,
-            Zero(M + 60 * K - 200, 300),
-        ),
+        case("across clusters", Raw(&[]), SMALL, cs, Write(7 * 512 - 100, 300)),
+        case("across L2 (32K)", Qcow2, SMALL, cs, Zero(32 * K - 1000, 2000)),
+        case("across L2, compressed", Compressed, SMALL, cs, Write(64 * K - 700, 1400)),
+        case("many L2 tables", Raw(&[]), SMALL, cs, Zero(30 * K + 3, 70 * K)),
+        case("end, 3-deep chain", Chain3, SMALL, cs, Zero(SMALL - 700, 700)),
+        case("end, qfault chain", QfaultChain, SMALL, cs, Write(SMALL - 1537, 1537)),
+        case("rest is a hole", Raw(HOLES), SMALL, cs, Zero(M + 60 * K - 200, 300)),
+        case("past the backing's end", Grown, SMALL, cs, Zero(M - 300, 600)),
     ]);
 }
 
 #[test]
+#[rustfmt::skip]
 fn cluster_64k() {
     use Base::*;
     use Change::*;
     let cs = 64 * K;
     run_cases(&[
         case("aligned", Raw(&[]), SMALL, cs, Zero(128 * K, 64 * K)),
-        case(
-            "rest is a hole",
-            Raw(HOLES),
-            SMALL,
-            cs,
-            Zero(M + 60 * K, 4 * K + 100),
-        ),
+        case("rest is a hole", Raw(HOLES), SMALL, cs, Zero(M + 60 * K, 4 * K + 100)),
         case("on a hole", Raw(HOLES), SMALL, cs, Zero(2 * M + 1000, 3000)),
-        case(
-            "inside one, qcow2",
-            Qcow2,
-            SMALL,
-            cs,
-            Zero(64 * K + 1000, 512),
-        ),
-        case(
-            "across, compressed",
-            Compressed,
-            SMALL,
-            cs,
-            Zero(3 * cs - 5000, 10_000),
-        ),
-        case(
-            "across, 3-deep chain",
-            Chain3,
-            SMALL,
-            cs,
-            Write(2 * cs - 3000, 6000),
-        ),
-        case(
-            "partial last cluster",
-            Qcow2,
-            SMALL,
-            cs,
-            Zero(4 * M - 100, 1636),
-        ),
-        case(
-            "multi, qfault chain",
-            QfaultChain,
-            SMALL,
-            cs,
-            Zero(32 * K, 300 * K),
-        ),
-        case(
-            "zeros written",
-            Raw(&[]),
-            SMALL,
-            cs,
-            WriteZeros(192 * K, 64 * K + 10),
-        ),
-        Case {
-            extra: &["-f", "raw"],
-            ..case("forced raw", Raw(&[]), SMALL, cs, Write(999, 77))
-        },
-        Case {
-            extra: &["-f", "qcow2"],
-            ..case("forced qcow2", Qcow2, SMALL, cs, Zero(5 * cs, 3 * cs))
-        },
+        case("inside one, qcow2", Qcow2, SMALL, cs, Zero(64 * K + 1000, 512)),
+        case("across, compressed", Compressed, SMALL, cs, Zero(3 * cs - 5000, 10_000)),
+        case("across, 3-deep chain", Chain3, SMALL, cs, Write(2 * cs - 3000, 6000)),
+        case("partial last cluster", Qcow2, SMALL, cs, Zero(4 * M - 100, 1636)),
+        case("multi, qfault chain", QfaultChain, SMALL, cs, Zero(32 * K, 300 * K)),
+        case("zeros written", Raw(&[]), SMALL, cs, WriteZeros(192 * K, 64 * K + 10)),
+        case("zstd compressed", Qcow2Opts("compression_type=zstd", true), SMALL, cs, Write(100 * K + 1, 200 * K)),
+        case("extended L2", Qcow2Opts("extended_l2=on,cluster_size=128K", false), SMALL, cs, Zero(3 * M - 7, 70 * K)),
+        Case { extra: &["-f", "raw"], ..case("forced raw", Raw(&[]), SMALL, cs, Write(999, 77)) },
+        Case { extra: &["-f", "qcow2"], ..case("forced qcow2", Qcow2, SMALL, cs, Zero(5 * cs, 3 * cs)) },
     ]);
 }
 
 #[test]
+#[rustfmt::skip]
 fn cluster_2m() {
     use Base::*;
     use Change::*;
     let cs = 2 * M;
     run_cases(&[
         case("aligned", Raw(&[]), BIG, cs, Zero(2 * M, 2 * M)),
-        case(
-            "inside one, qcow2",
-            Qcow2,
-            BIG,
-            cs,
-            Zero(4 * M + 12_345, 1000),
-        ),
-        case(
-            "across, 3-deep chain",
-            Chain3,
-            BIG,
-            cs,
-            Zero(6 * M - 4096, 8192),
-        ),
-        case(
-            "end, compressed",
-            Compressed,
-            BIG,
-            cs,
-            Zero(BIG - 4096, 4096),
-        ),
-        case(
-            "end, across",
-            Raw(&[]),
-            BIG,
-            cs,
-            Write(14 * M - 1000, 2 * M - 512 + 1000),
-        ),
+        case("inside one, qcow2", Qcow2, BIG, cs, Zero(4 * M + 12_345, 1000)),
+        case("across, 3-deep chain", Chain3, BIG, cs, Zero(6 * M - 4096, 8192)),
+        case("end, compressed", Compressed, BIG, cs, Zero(BIG - 4096, 4096)),
+        case("end, across", Raw(&[]), BIG, cs, Write(14 * M - 1000, 2 * M - 512 + 1000)),
         case("qfault chain", QfaultChain, BIG, cs, Write(3 * M + 3, 5000)),
     ]);
 }
 
 /// With 64 KiB clusters an L2 table maps 512 MiB.
 #[test]
+#[rustfmt::skip]
 fn l2_boundary_64k_on_sparse_600m() {
     use Change::*;
     const S: u64 = 600 * M;
     let cs = 64 * K;
     run_cases(&[
-        case(
-            "zero across 512M",
-            Base::SparseRaw,
-            S,
-            cs,
-            Zero(512 * M - 1000, 2000),
-        ),
-        case(
-            "write across 512M",
-            Base::SparseRaw,
-            S,
-            cs,
-            Write(512 * M - 70 * K, 140 * K),
-        ),
-        case(
-            "zero at the end",
-            Base::SparseRaw,
-            S,
-            cs,
-            Zero(S - 100, 100),
-        ),
+        case("zero across 512M", Base::SparseRaw, S, cs, Zero(512 * M - 1000, 2000)),
+        case("write across 512M", Base::SparseRaw, S, cs, Write(512 * M - 70 * K, 140 * K)),
+        case("zero at the end", Base::SparseRaw, S, cs, Zero(S - 100, 100)),
     ]);
 }
 
