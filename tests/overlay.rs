@@ -2,20 +2,27 @@
 //! `qfault inject zero|write`, checked against `qemu-img` and `qemu-io`.
 //!
 //! The table-driven harness [`check_case`] builds a base (raw, sparse raw,
-//! qcow2, compressed qcow2, a 3-deep qemu chain, or a chain grown by qfault
-//! itself) in `ROOT/other/`, writes the overlay into `ROOT/sub/`, and checks:
+//! qcow2, zlib- or zstd-compressed qcow2, extended-L2 qcow2, a qcow2 larger
+//! than its backing, a 3-deep qemu chain, or a chain grown by qfault itself)
+//! in `ROOT/other/`, writes the overlay into `ROOT/sub/`, and checks:
 //! `qemu-img check` is clean; `qemu-img convert -O raw` of the overlay equals
 //! the base's with exactly the change applied; `qemu-img info` shows the
 //! relative backing name `../other/NAME`, its format, the cluster size and
 //! the virtual size; exactly the touched clusters are at depth 0 in
-//! `qemu-img map`, all-zero ones as zero:true data:false; the allocated size
-//! stays small; `qfault map --json` agrees with `qemu-img map`; `qfault
-//! export` equals qemu's convert; a second run is byte-identical; the base
-//! chain is unchanged.
+//! `qemu-img map`, all-zero ones as zero:true data:false; the `--json`
+//! report's counts agree; the allocated size stays small; `qfault map --json`
+//! agrees with `qemu-img map` byte for byte (depth, present, data,
+//! compressed, and zero where there is no data); `qfault export` equals
+//! qemu's convert; a second run is byte-identical; the base chain is
+//! unchanged.
 //!
-//! Note: the 64 KiB-cluster L2 boundary (512 MiB) uses a 600 MiB sparse raw;
-//! the 2 MiB-cluster L2 boundary (512 GiB) is not covered (too large to
-//! convert and compare in a quick test).
+//! L2-table boundaries: 32 KiB with 512-byte clusters (in the tables), 512 MiB
+//! with 64 KiB clusters (600 MiB sparse raw), 512 GiB with 2 MiB clusters (a
+//! 513 GiB qcow2 base, compared in a window around the boundary).
+//!
+//! Known failures (bugs in src/, kept failing on purpose):
+//! `output_in_the_base_chain_is_refused` and
+//! `reported_allocated_size_is_the_files`.
 
 mod common;
 
@@ -1015,7 +1022,8 @@ fn range_past_the_end_is_a_usage_error() {
 }
 
 /// The output may not be the base or any file of its chain, however it is
-/// spelled, even with `--overwrite`: that would replace the base.
+/// spelled, even with `--overwrite`: that would replace the base. Bug: today
+/// inject exits 0 and renames the overlay over the chain file.
 #[test]
 fn output_in_the_base_chain_is_refused() {
     if !require_tools(&["qemu-img", "qemu-io"]) {
@@ -1113,7 +1121,8 @@ fn small_zero_on_64m_base_vs_qemu() {
 }
 
 /// `inject --json` reports `allocated_size` as the file's st_blocks × 512;
-/// it must be what the finished file occupies.
+/// it must be what the finished file occupies. Bug: it is taken before the
+/// file is synced, so on ext4 it misses the extent-tree block (4 KiB less).
 #[test]
 fn reported_allocated_size_is_the_files() {
     if !require_tools(&["qemu-img", "qemu-io"]) {
@@ -1150,5 +1159,94 @@ fn reported_allocated_size_is_the_files() {
         }
     }
     assert!(bad.is_empty(), "allocated_size is not the file's: {bad:?}");
+    guard.assert_unchanged();
+}
+
+/// `[start, start+len)` of the guest, as qemu reads it (a raw filter with an
+/// offset over the image), into `out`.
+fn qemu_flat_window(image: &Path, format: &str, start: u64, len: u64, out: &Path) {
+    let opts = format!(
+        "driver=raw,offset={start},size={len},file.driver={format},file.file.driver=file,file.file.filename={}",
+        p(image)
+    );
+    qemu_img(["convert", "--image-opts", &opts, "-O", "raw", p(out)]);
+}
+
+/// With 2 MiB clusters an L2 table maps 512 GiB: a 513 GiB qcow2 base (a
+/// small file, cheap to hash) with data around 512 GiB. The guest is compared
+/// in an 8 MiB window around the boundary; the maps over the whole disk.
+#[test]
+fn l2_boundary_2m_on_513g_qcow2() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    const G: u64 = 1 << 30;
+    let (size, cs, w0, wlen) = (513 * G, 2 * M, 512 * G - 4 * M, 8 * M);
+    let dir = tmpdir();
+    let base = dir.path().join("base.qcow2");
+    qemu_img(["create", "-q", "-f", "qcow2", p(&base), &size.to_string()]);
+    let writes: Vec<String> = (0..16u64)
+        .map(|i| {
+            format!(
+                "write -P {} {} {}",
+                i + 1,
+                w0 + i * 512 * K + i * 512,
+                512 * K - 1024
+            )
+        })
+        .collect();
+    qemu_io(
+        "qcow2",
+        &base,
+        &writes.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let guard = BaseGuard::new(&[&base]);
+    let base_win = dir.path().join("base-window.raw");
+    qemu_flat_window(&base, "qcow2", w0, wlen, &base_win);
+    let data = dir.path().join("data.bin");
+    for change in [
+        Change::Zero(512 * G - 1000, 2000),
+        Change::Write(512 * G - 3 * M - 5, 5 * M),
+    ] {
+        let c = case("across 512 GiB", Base::Qcow2, size, cs, change);
+        let payload = change.payload();
+        if let Some(bytes) = &payload {
+            std::fs::write(&data, bytes).unwrap();
+        }
+        let (ov, ov2) = (dir.path().join("ov.qcow2"), dir.path().join("ov2.qcow2"));
+        for f in [&ov, &ov2] {
+            let _ = std::fs::remove_file(f);
+            qfault_ok(inject_args(&c, &base, f, &data));
+        }
+        assert_eq!(
+            sha256_file(&ov),
+            sha256_file(&ov2),
+            "{change:?}: second run differs"
+        );
+        assert_qemu_img_check_clean(&ov);
+        let info = qemu_info(&ov);
+        assert_eq!(info["backing-filename"], "base.qcow2");
+        assert_eq!(info["backing-filename-format"], "qcow2");
+        assert_eq!(info["virtual-size"], size);
+        let win = dir.path().join("window.raw");
+        let _ = std::fs::remove_file(&win);
+        qemu_flat_window(&ov, "qcow2", w0, wlen, &win);
+        assert_flat_eq(&base_win, &win, wlen, &format!("{change:?}"), &|at, buf| {
+            change.apply(&payload, w0 + at, buf)
+        });
+        let map = qemu_map(&ov);
+        let (off, len) = change.range();
+        let touched = ((off + len - 1) / cs - off / cs + 1) * cs;
+        let top: Vec<&Run> = map.iter().filter(|r| r.depth == Some(0)).collect();
+        assert_eq!(top.iter().map(|r| r.len).sum::<u64>(), touched, "{map:#?}");
+        assert!(top
+            .iter()
+            .all(|r| r.start >= off / cs * cs && r.start + r.len <= off + len + cs));
+        assert_eq!(
+            merged(&qfault_map(&ov)),
+            merged(&map),
+            "qfault map (left) vs qemu-img map"
+        );
+    }
     guard.assert_unchanged();
 }
