@@ -1069,9 +1069,21 @@ fn resized_and_empty_images() {
     let q0 = d.path().join("empty.qcow2");
     create_qcow2(&q0, "0", "", None);
     verify(&q0, &[&q0]);
+    // A zero-length file is refused (issue 8: it is not a disk image), even
+    // though QEMU would open it as an empty raw disk.
     let r0 = d.path().join("empty.raw");
     sparse_file(&r0, 0);
-    verify(&r0, &[&r0]);
+    let o = qfault_expect(
+        [
+            "export",
+            r0.to_str().unwrap(),
+            "-o",
+            d.path().join("e.out").to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty (0 bytes)"));
+    assert!(!d.path().join("e.out").exists());
 }
 
 /// Refcount widths, lazy refcounts and a set dirty bit do not change how

@@ -277,6 +277,12 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                 std::io::Error::from(std::io::ErrorKind::IsADirectory),
             ));
         }
+        if meta.len() == 0 {
+            return Err(Error::malformed(
+                &p,
+                "the file is empty (0 bytes): not a disk image",
+            ));
+        }
         if !opts.force_share {
             lock::lock_for_reading(&file, &p)?;
         }
