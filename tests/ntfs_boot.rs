@@ -344,24 +344,36 @@ fn assert_overlay_shape(overlay: &Path, base: &Path, base_format: &str, report: 
 // ---------------------------------------------------------------------------
 // Mounting: FUSE, or the loud fallback
 
-/// Can this process use FUSE? Decided once; the fallback is announced loudly.
+/// Can this process use FUSE? Decided once; the fallback is announced
+/// loudly. `QFAULT_TEST_NO_FUSE=1` forces the fallback (to exercise it).
 fn fuse_usable() -> bool {
     static FUSE: OnceLock<bool> = OnceLock::new();
-    *FUSE.get_or_init(
-        || match OpenOptions::new().read(true).write(true).open("/dev/fuse") {
-            Ok(_) => true,
-            Err(e) => {
-                eprintln!(
+    *FUSE.get_or_init(|| {
+        let why = if std::env::var_os("QFAULT_TEST_NO_FUSE").is_some_and(|v| v == "1") {
+            Some("QFAULT_TEST_NO_FUSE=1".to_string())
+        } else {
+            match OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+                Ok(_) => None,
+                Err(e) => Some(format!("/dev/fuse is unusable: {e}")),
+            }
+        };
+        match why {
+            None => true,
+            Some(why) => {
+                // Straight to fd 2, past libtest's capture: seen even when
+                // every test passes.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                     !!! FUSE FALLBACK: /dev/fuse is unusable ({e}).\n\
+                     !!! FUSE FALLBACK ({why}).\n\
                      !!! ntfs_boot tests check mounts with `ntfsinfo -m` and list roots with\n\
                      !!! `ntfsls -f` instead of a real ntfs-3g FUSE mount.\n\
                      !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
                 );
                 false
             }
-        },
-    )
+        }
+    })
 }
 
 /// A live ntfs-3g mount, unmounted on drop (also when a test panics).
@@ -438,7 +450,9 @@ fn mount_and_list(part: &Path, mnt: &Path) -> (Vec<String>, Option<Vec<u8>>) {
             "FUSE FALLBACK: ntfsinfo -m and ntfsls -f instead of mounting {}",
             part.display()
         );
-        tool_ok("ntfsinfo", ["-m".as_ref(), p(part)]);
+        // ntfsfix leaves the volume marked dirty; ntfs-3g mounts it anyway,
+        // the ntfsprogs need -f for that.
+        tool_ok("ntfsinfo", ["-f".as_ref(), "-m".as_ref(), p(part)]);
         let mut names: Vec<String> = tool_ok("ntfsls", ["-f".as_ref(), p(part)])
             .lines()
             .map(str::to_string)
@@ -567,6 +581,13 @@ fn assert_repairs_for_real(
     assert_eq!(t["range"]["start"], part.start, "{t:#}");
     assert_eq!(t["range"]["end"], part.start + zeroed, "{t:#}");
     assert_eq!(pr["mount"]["mounts"], false, "{pr:#}");
+    assert!(
+        pr["mount"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(SIG_MISSING),
+        "{pr:#}"
+    );
     let outcome = &pr["ntfsfix"]["outcome"];
     assert_eq!(outcome["outcome"], "rewritten", "{pr:#}");
     assert_eq!(outcome["rule"], "last_sector", "{pr:#}");
@@ -620,6 +641,7 @@ fn assert_repairs_for_real(
     );
     assert!(fix_text.contains(ALT_USABLE), "{fix_text}");
     assert!(fix_text.contains("Rewriting the bootsector"), "{fix_text}");
+    assert!(fix_text.contains("processed successfully"), "{fix_text}");
 
     let (names, hello) = mount_and_list(&img, &mnt);
     assert_eq!(
@@ -697,7 +719,13 @@ fn assert_refused_and_unrepairable(
         !fix.status.success(),
         "qfault predicted ntfsfix cannot repair partition {n}, but real ntfsfix succeeded:\n{text}"
     );
+    // It fails where qfault said: no alternate boot sector is usable.
     assert!(!text.contains(ALT_USABLE), "{text}");
+    assert!(
+        text.contains("Trying the alternate boot sector")
+            && text.contains("Volume is corrupt. You should run chkdsk."),
+        "real ntfsfix failed, but not on the boot sector:\n{text}"
+    );
     report
 }
 
