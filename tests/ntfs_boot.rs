@@ -780,6 +780,23 @@ fn full_size_40g_mbr_partition_2() {
     eprintln!("40G: disk built in {:?}", t0.elapsed());
 
     let overlay = w.join("win40g-ntfs-boot.qcow2");
+    // Two NTFS partitions: without --partition qfault asks which (exit 2).
+    let out = qfault_expect(
+        [
+            "inject".as_ref(),
+            "ntfs-boot".as_ref(),
+            p(&disk),
+            "-o".as_ref(),
+            p(&overlay),
+        ],
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"System Reserved\"") && err.contains("\"C\""),
+        "{err}"
+    );
+    assert!(!overlay.exists());
     let report = inject_json(&disk, &overlay, &["--partition", "2"]);
     eprintln!("40G: injected at {:?}", t0.elapsed());
     assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 1);
@@ -1454,4 +1471,86 @@ fn demo_script_prints_the_report() {
     // The overlay the demo wrote is real qcow2 that QEMU opens.
     let demo_overlay = root.join("target/demo/sample-ntfs-boot.qcow2");
     assert_qemu_img_check_clean(&demo_overlay);
+}
+
+// ---------------------------------------------------------------------------
+// The helpers the 40 GiB case relies on must be able to fail.
+
+/// copy_extents copies data extents (and only their range) to the right
+/// offsets; SparseGuard notices a write into a hole, a write of equal
+/// length into data, and a change of size.
+#[test]
+fn sparse_helpers_copy_and_guard_for_real() {
+    if !common::require_tools(&[]) {
+        return;
+    }
+    let dir = tmpdir();
+    let w = dir.path();
+    let src = w.join("src.raw");
+    sparse_file(&src, 64 * MIB);
+    let a = common::pattern(5000, 1);
+    let b = common::pattern(70_000, 2);
+    write_at(&src, 3 * MIB + 17, &a);
+    write_at(&src, 40 * MIB, &b);
+    let f = File::open(&src).unwrap();
+    let ext = data_extents(&f);
+    assert!(
+        !ext.is_empty() && ext.iter().map(|(s, e)| e - s).sum::<u64>() < 4 * MIB,
+        "the filesystem does not report holes: {ext:?}"
+    );
+
+    // Copy [2 MiB, 2 MiB + 48 MiB) of src to dst at 10 MiB.
+    let dst = w.join("dst.raw");
+    sparse_file(&dst, 64 * MIB);
+    copy_extents(&src, 2 * MIB, 48 * MIB, &dst, 10 * MIB);
+    let want = {
+        let mut v = vec![0u8; 64 * MIB as usize];
+        let s = std::fs::read(&src).unwrap();
+        v[10 * MIB as usize..58 * MIB as usize]
+            .copy_from_slice(&s[2 * MIB as usize..50 * MIB as usize]);
+        v
+    };
+    assert!(
+        std::fs::read(&dst).unwrap() == want,
+        "copy_extents misplaced data"
+    );
+
+    // Each change on a fresh file with a fresh guard, its mtime put back,
+    // so that only the content (or size) can give it away.
+    type Change = Box<dyn Fn(&Path)>;
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "zeros written into a hole",
+            Box::new(|f| write_at(f, 20 * MIB, &[0u8; 4096])),
+        ),
+        (
+            "data rewritten in place, same length",
+            Box::new(|f| write_at(f, 40 * MIB, &common::pattern(70_000, 3))),
+        ),
+        (
+            "size changed",
+            Box::new(|f| {
+                let h = OpenOptions::new().write(true).open(f).unwrap();
+                h.set_len(65 * MIB).unwrap();
+            }),
+        ),
+    ];
+    for (what, change) in changes {
+        let victim = w.join("victim.raw");
+        let _ = std::fs::remove_file(&victim);
+        sparse_file(&victim, 64 * MIB);
+        write_at(&victim, 3 * MIB + 17, &a);
+        write_at(&victim, 40 * MIB, &b);
+        let guard = SparseGuard::new(&victim);
+        guard.assert_unchanged();
+        change(&victim);
+        OpenOptions::new()
+            .write(true)
+            .open(&victim)
+            .unwrap()
+            .set_modified(guard.mtime)
+            .unwrap();
+        let missed = std::panic::catch_unwind(|| guard.assert_unchanged()).is_ok();
+        assert!(!missed, "SparseGuard missed: {what}");
+    }
 }
