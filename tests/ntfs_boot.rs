@@ -1546,6 +1546,84 @@ fn sample_sectors_8_zeroes_4096_bytes_and_repairs() {
     guard.assert_unchanged();
 }
 
+/// The boundary of `--sectors` on the sample's "C" (4 KiB clusters, `$MFT`
+/// at cluster 4 = partition byte 16,384): 32 sectors stop just short of
+/// `$MFT` and real ntfsfix repairs; 33 sectors zero the start of MFT record
+/// 0, so qfault refuses ("the repaired volume does not open"). Under
+/// --allow-unrepairable its JSON says ntfsfix will still rewrite the boot
+/// sector but the result does not open, and real ntfsfix does exactly that:
+/// "The alternate bootsector is usable", then fails on `$MFT`.
+#[test]
+fn sample_sectors_boundary_at_mft() {
+    if !common::require_tools(&[
+        "qemu-img", "ntfsfix", "ntfs-3g", "ntfsinfo", "ntfsls", "ntfscat", "umount",
+    ]) {
+        return;
+    }
+    let sample = common::sample_image();
+    let guard = BaseGuard::new(&[&sample]);
+    let dir = tmpdir();
+    let w = dir.path();
+
+    let ok = w.join("s32.qcow2");
+    let report = inject_json(&sample, &ok, &["--partition", "2", "--sectors", "32"]);
+    assert_verify_agrees(&ok, &report);
+    assert_repairs_for_real(w, &ok, &sample, &report, &SAMPLE_P2, 16_384);
+
+    let bad = w.join("s33.qcow2");
+    let out = qfault_expect(
+        [
+            "inject".as_ref(),
+            "ntfs-boot".as_ref(),
+            p(&sample),
+            "-o".as_ref(),
+            p(&bad),
+            "--partition".as_ref(),
+            "2".as_ref(),
+            "--sectors".as_ref(),
+            "33".as_ref(),
+        ],
+        3,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "ntfsfix would rewrite the boot sector, but the repaired volume does not open"
+        ),
+        "{err}"
+    );
+    assert!(!bad.exists());
+    let report = inject_json(
+        &sample,
+        &bad,
+        &[
+            "--partition",
+            "2",
+            "--sectors",
+            "33",
+            "--allow-unrepairable",
+        ],
+    );
+    assert_overlay_shape(&bad, &sample, "qcow2", &report);
+    assert_verify_agrees(&bad, &report);
+    let pr = &target(&report, 2)["prediction"];
+    assert_eq!(pr["ntfsfix"]["outcome"]["outcome"], "rewritten", "{pr:#}");
+    assert!(pr["after_repair"].is_null(), "{pr:#}");
+    assert!(!pr["after_repair_problem"].is_null(), "{pr:#}");
+
+    let img = w.join("s33.raw");
+    qemu_extract(&bad, SAMPLE_P2.start, SAMPLE_P2.size, &img);
+    assert_mount_fails(&img, &w.join("mnt33"));
+    let fix = run_any(&mut tool("ntfsfix", [p(&img)]));
+    let text = all_text(&fix);
+    assert!(!fix.status.success(), "real ntfsfix repaired it:\n{text}");
+    assert!(
+        text.contains(ALT_USABLE) && text.contains("Failed to load $MFT"),
+        "real ntfsfix did not fail the predicted way:\n{text}"
+    );
+    guard.assert_unchanged();
+}
+
 /// `make demo`'s script runs the recipe on the shipped sample and prints the
 /// report; testdata stays as it was.
 #[test]
