@@ -1191,6 +1191,37 @@ fn all_skips_the_unrepairable_partition() {
     guard.assert_unchanged();
 }
 
+/// No partition table: NTFS on the whole disk, chosen as partition 0.
+#[test]
+fn whole_disk_ntfs_is_partition_0() {
+    if !common::require_tools(&[
+        "qemu-img", "mkntfs", "ntfscp", "ntfsfix", "ntfs-3g", "ntfsinfo", "ntfsls", "ntfscat",
+        "umount",
+    ]) {
+        return;
+    }
+    let dir = tmpdir();
+    let w = dir.path();
+    let disk = w.join("superfloppy.raw");
+    sparse_file(&disk, 64 * MIB);
+    put_ntfs(&disk, 0, 64 * MIB, "Whole", &[], true);
+    let guard = SparseGuard::new(&disk);
+    let overlay = w.join("overlay.qcow2");
+    let report = inject_json(&disk, &overlay, &["--partition", "0"]);
+    assert_overlay_shape(&overlay, &disk, "raw", &report);
+    assert_verify_agrees(&overlay, &report);
+    let part = Part {
+        number: 0,
+        start: 0,
+        size: 64 * MIB,
+        label: "Whole",
+        root: &["hello.txt"],
+        hello: Some(HELLO),
+    };
+    assert_repairs_for_real(w, &overlay, &disk, &report, &part, SECTOR);
+    guard.assert_unchanged();
+}
+
 // ---------------------------------------------------------------------------
 // Negative cases: predicted by qfault, confirmed by real ntfsfix
 
@@ -1519,6 +1550,26 @@ fn sample_without_partition_is_usage_error_listing_both() {
     );
     assert!(
         err.contains("partition 2 (") && err.contains("\"C\""),
+        "{err}"
+    );
+    assert!(!overlay.exists());
+
+    // A partition that does not exist: also a usage error, listing the disk.
+    let out = qfault_expect(
+        [
+            "inject".as_ref(),
+            "ntfs-boot".as_ref(),
+            p(&sample),
+            "-o".as_ref(),
+            p(&overlay),
+            "--partition".as_ref(),
+            "7".as_ref(),
+        ],
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("there is no partition 7") && err.contains("\"System Reserved\""),
         "{err}"
     );
     assert!(!overlay.exists());
