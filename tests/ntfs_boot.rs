@@ -1710,7 +1710,10 @@ fn demo_script_prints_the_report() {
         text.contains("ntfsfix:") && text.contains(ALT_USABLE),
         "the demo does not print the ntfsfix prediction:\n{text}"
     );
-    assert!(text.contains("mount fails"), "{text}");
+    assert!(
+        text.contains("mount:") && text.contains("fails: the NTFS signature is missing"),
+        "{text}"
+    );
     assert!(!text.contains("pipeline incomplete"), "{text}");
     assert_eq!(status(), before, "the demo changed testdata");
     guard.assert_unchanged();
