@@ -578,12 +578,15 @@ fn volume_sectors_hint(
     part: &mut dyn ReadAt,
     sector0: &[u8],
     original: Option<&[u8]>,
-) -> Result<Option<i64>> {
+) -> Result<Option<VolumeHint>> {
     let from = |b: &[u8]| {
         NtfsBootSector::parse(b)
             .ok()
             .filter(|bs| bs.check_is_ntfs().is_ok() && bs.number_of_sectors > 0)
-            .map(|bs| bs.number_of_sectors)
+            .map(|bs| VolumeHint {
+                sectors: bs.number_of_sectors,
+                bytes_per_sector: bs.bytes_per_sector,
+            })
     };
     if let Some(n) = original.and_then(from).or_else(|| from(sector0)) {
         return Ok(Some(n));
@@ -683,16 +686,41 @@ pub fn predict_ntfsfix_explained(
 }
 
 /// Turns a candidate's defect into the sentence the prediction reports.
-fn explain(rule: NtfsfixRule, lba: u64, why: &str, hint: Option<i64>, actual: i64) -> String {
+/// What a readable boot sector says about the volume, for explanations.
+#[derive(Debug, Clone, Copy)]
+struct VolumeHint {
+    /// number_of_sectors, in the volume's own sectors.
+    sectors: i64,
+    /// The volume's bytes per sector.
+    bytes_per_sector: u16,
+}
+
+fn explain(
+    rule: NtfsfixRule,
+    lba: u64,
+    why: &str,
+    hint: Option<VolumeHint>,
+    actual: i64,
+) -> String {
     match rule {
         NtfsfixRule::LastSector => {
             let mut s = format!(
                 "no usable backup boot sector at the partition's last sector (LBA {lba}): {why}"
             );
-            if let Some(n) = hint.filter(|&n| n < actual) {
-                s.push_str(&format!(
-                    "; the volume ends at LBA {n}, so the partition was grown after formatting"
-                ));
+            match hint {
+                Some(h) if u32::from(h.bytes_per_sector) != NTFSFIX_DEVICE_SECTOR_SIZE => {
+                    s.push_str(&format!(
+                        "; the volume uses {}-byte sectors, so its backup is the partition's last {} bytes, and ntfsfix, reading a file in {NTFSFIX_DEVICE_SECTOR_SIZE}-byte sectors, rejects boot sectors that declare {} bytes per sector",
+                        h.bytes_per_sector, h.bytes_per_sector, h.bytes_per_sector
+                    ));
+                }
+                Some(h) if h.sectors < actual => {
+                    s.push_str(&format!(
+                        "; the volume ends at LBA {}, so the partition was grown after formatting",
+                        h.sectors
+                    ));
+                }
+                _ => {}
             }
             s
         }
