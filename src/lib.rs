@@ -18,6 +18,7 @@ pub mod image;
 pub mod layout;
 pub mod output;
 pub mod overlay;
+pub mod units;
 pub mod verify;
 
 pub use error::{Error, Result};
