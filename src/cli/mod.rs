@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use qfault::error::EXIT_OK;
 
+mod batch;
+mod chain;
 mod common;
 mod export;
 mod info;
@@ -37,6 +39,8 @@ enum Command {
     Inspect(inspect::Args),
     Map(map::Args),
     Inject(inject::Args),
+    Chain(chain::Args),
+    Batch(batch::Args),
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
@@ -49,6 +53,8 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::run(a),
         Command::Map(a) => map::run(a),
         Command::Inject(a) => inject::run(a),
+        Command::Chain(a) => chain::run(a),
+        Command::Batch(a) => batch::run(a),
     };
     match result {
         Ok(()) => EXIT_OK,
