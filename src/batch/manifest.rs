@@ -76,8 +76,9 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
 /// Parses manifest `text` as if read from `path` (relative paths resolve
 /// against its directory; errors start with it).
 pub fn parse(text: &str, path: &Path) -> Result<Vec<Entry>> {
-    let dir = crate::output::parent_dir(path);
-    parse_in(text, &dir).map_err(|e| e.context(path.display().to_string()))
+    // "" for a bare file name, so paths stay as written ("a.qcow2", not "./a.qcow2").
+    let dir = path.parent().unwrap_or(Path::new(""));
+    parse_in(text, dir).map_err(|e| e.context(path.display().to_string()))
 }
 
 fn parse_in(text: &str, dir: &Path) -> Result<Vec<Entry>> {
