@@ -48,11 +48,17 @@ enum EachRecipe {
 pub fn parse_each(text: &str) -> Result<RecipeSpec> {
     let words = split_words(text)?;
     let line = EachLine::try_parse_from(&words).map_err(|e| {
+        // clap's message, without its usage and tip paragraphs, on one line.
         let msg = e.to_string();
-        let first = msg.lines().next().unwrap_or("").trim();
+        let what: Vec<&str> = msg
+            .lines()
+            .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+            .map(str::trim)
+            .collect();
+        let what = what.join(" ");
         Error::Usage(format!(
             "--each '{text}': {}",
-            first.strip_prefix("error: ").unwrap_or(first)
+            what.strip_prefix("error: ").unwrap_or(&what)
         ))
     })?;
     Ok(match line.recipe {
