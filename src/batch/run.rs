@@ -179,7 +179,10 @@ impl Batch {
     }
 
     /// Checks every entry (not only this shard's) without writing anything:
-    /// see [`super::validate`].
+    /// every base opens, every recipe's preflight passes against its base,
+    /// no two entries write the same file, and no output is a base or a
+    /// file of a base's backing chain. The first problem, in manifest order,
+    /// is returned naming the entry and the field (`m.toml: image[3].offset: …`).
     pub fn validate(&self) -> Result<()> {
         super::validate::validate(self, &self.open)
     }

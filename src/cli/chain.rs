@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub depth: usize,
     /// Recipe each link applies, e.g. "zero --offset 1M --length 512" or
-    /// "write --offset 0 --from FILE" (default: empty overlays).
+    /// "write --offset 0 --from FILE".
     #[arg(long, value_name = "RECIPE", default_value = "empty")]
     pub each: String,
     /// Link file names; {i} is the 1-based link number, {i:04} zero-pads it.
