@@ -295,6 +295,21 @@ fn bad_recipes_are_refused_before_anything_is_written() {
         2,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("{i}"));
+    // More links than files can be open (Linux caps the limit near 2^30).
+    let out = qfault_expect(
+        [
+            "chain",
+            sample.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--depth",
+            "3000000000",
+        ],
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("depth:") && err.contains("open-file"), "{err}");
+    assert!(!out_dir.exists());
     // A chain whose links would replace the base is refused.
     let base_dir = dir.path().join("base");
     std::fs::create_dir(&base_dir).unwrap();

@@ -33,7 +33,8 @@ use std::time::Instant;
 pub struct ChainBuilder {
     base: PathBuf,
     dir: PathBuf,
-    links: Vec<RecipeSpec>,
+    /// Runs of links applying the same recipe, bottom first.
+    runs: Vec<(usize, RecipeSpec)>,
     uniform: bool,
     names: NamePattern,
     open: OpenOptions,
@@ -49,7 +50,7 @@ impl ChainBuilder {
         ChainBuilder {
             base: base.into(),
             dir: dir.into(),
-            links: Vec::new(),
+            runs: Vec::new(),
             uniform: false,
             names: NamePattern::default(),
             open: OpenOptions::default(),
@@ -62,14 +63,14 @@ impl ChainBuilder {
     /// Makes the chain `n` links deep, each applying `recipe` (replacing
     /// any links added before).
     pub fn depth(mut self, n: usize, recipe: RecipeSpec) -> Self {
-        self.links = vec![recipe; n];
+        self.runs = vec![(n, recipe)];
         self.uniform = true;
         self
     }
 
     /// Adds one link on top, applying `recipe`.
     pub fn link(mut self, recipe: RecipeSpec) -> Self {
-        self.links.push(recipe);
+        self.runs.push((1, recipe));
         self.uniform = false;
         self
     }
@@ -117,14 +118,26 @@ impl ChainBuilder {
         &self.dir
     }
 
-    /// The links' recipes, bottom first.
-    pub fn links(&self) -> &[RecipeSpec] {
-        &self.links
+    /// The number of links.
+    pub fn len(&self) -> usize {
+        self.runs.iter().map(|(n, _)| n).sum()
+    }
+
+    /// Whether the chain has no links.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each link's recipe, bottom first.
+    pub fn recipes(&self) -> impl Iterator<Item = &RecipeSpec> {
+        self.runs
+            .iter()
+            .flat_map(|(n, r)| std::iter::repeat_n(r, *n))
     }
 
     /// The path of every link, bottom (link 1) first.
     pub fn outputs(&self) -> Vec<PathBuf> {
-        (1..=self.links.len())
+        (1..=self.len())
             .map(|i| self.dir.join(self.names.name(i)))
             .collect()
     }
@@ -135,14 +148,26 @@ impl ChainBuilder {
     /// or `each` for a chain made with [`ChainBuilder::depth`]) and the field.
     pub fn check(&self) -> Result<Image> {
         let mut base = open(&self.base, &self.open).map_err(|e| e.context("base"))?;
+        let needed = base.layers().len() + self.len() + SPARE_FILES;
+        if let Some(limit) = open_file_limit().filter(|&l| (needed as u64) > l) {
+            let field = if self.uniform { "depth" } else { "links" };
+            return Err(Error::Usage(format!(
+                "a chain of {} links keeps {needed} files open while it is built; \
+                 the open-file hard limit is {limit}",
+                self.len()
+            ))
+            .context(field));
+        }
         let mut checked: HashSet<&RecipeSpec> = HashSet::new();
-        for (i, recipe) in self.links.iter().enumerate() {
+        let mut i = 0;
+        for (n, recipe) in &self.runs {
+            i += n;
             if checked.insert(recipe) {
                 recipe.preflight(&mut base).map_err(|e| {
                     if self.uniform {
                         super::within("each", e)
                     } else {
-                        super::within(&format!("links[{i}]"), e)
+                        super::within(&format!("links[{}]", i - n), e)
                     }
                 })?;
             }
@@ -173,11 +198,11 @@ impl ChainBuilder {
     pub fn build_with(&self, on_link: &mut dyn FnMut(usize, &OutputReport)) -> Result<ChainReport> {
         let start = Instant::now();
         let mut image = self.check()?;
-        ensure_open_files(image.layers().len() + self.links.len() + 64);
+        ensure_open_files(image.layers().len() + self.len() + SPARE_FILES);
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let mut prev = self.base.clone();
-        let mut links = Vec::with_capacity(self.links.len());
-        for (k, (recipe, out)) in self.links.iter().zip(self.outputs()).enumerate() {
+        let mut links = Vec::with_capacity(self.len());
+        for (k, (recipe, out)) in self.recipes().zip(self.outputs()).enumerate() {
             let t = Instant::now();
             let i = k + 1;
             let link_err = |e: Error| e.context(format!("link {i} ({})", out.display()));
@@ -236,6 +261,19 @@ pub(crate) fn chain_files(image: &Image) -> Result<HashSet<(u64, u64)>> {
                 .map_err(|e| Error::io(&l.path, e))
         })
         .collect()
+}
+
+/// Descriptors kept free besides the chain's images (stdio, outputs, ...).
+const SPARE_FILES: usize = 64;
+
+/// The hard open-file limit, `None` when unlimited or unknown.
+fn open_file_limit() -> Option<u64> {
+    // SAFETY: getrlimit writes the struct we pass.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_max != libc::RLIM_INFINITY)
+            .then_some(lim.rlim_max)
+    }
 }
 
 /// Raises the soft open-file limit towards the hard limit when fewer than

@@ -327,7 +327,7 @@ from = "payload.bin"
         );
         let Job::Chain(c) = &e[1].job else { panic!() };
         assert_eq!(e[1].name, "chain[0]");
-        assert_eq!(c.links().len(), 3);
+        assert_eq!(c.len(), 3);
         assert_eq!(c.outputs()[2], Path::new("/abs/c/link-0003.qcow2"));
     }
 
