@@ -341,3 +341,15 @@ fn the_shipped_example_manifest_is_valid() {
     assert_eq!(b.entries().len(), 6);
     b.validate().unwrap();
 }
+
+/// The README shows the shipped example manifest verbatim, so the docs stay true.
+#[test]
+fn readme_shows_the_shipped_example_manifest() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("testdata/manifest-example.toml")).unwrap();
+    assert!(
+        readme.contains(&format!("```toml\n{example}```")),
+        "README.md's manifest example differs from testdata/manifest-example.toml"
+    );
+}

@@ -17,7 +17,7 @@
 //! Relative paths resolve against the manifest's directory. Every field is
 //! read by name; a misspelt or misplaced one is an error naming the entry and
 //! the field (`manifest.toml: image[3].ofset: unknown field …`). The full
-//! format is documented in `docs/manifest.md`.
+//! format is documented in the README ("Chains and batches").
 
 use super::chain::ChainBuilder;
 use super::fields::{kind, Fields};

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Produce the images and chains a manifest lists (format: docs/manifest.md).
+/// Produce the images and chains a manifest lists (format: README.md, "Chains and batches").
 ///
 /// The whole manifest is validated first (syntax, bases, recipe parameters,
 /// outputs); nothing is written if any entry is wrong. Outputs that exist
