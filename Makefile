@@ -46,8 +46,8 @@ bench: deps ## qfault vs QEMU's tools, same jobs; writes bench/RESULTS.md (BENCH
 	$(CARGO) build --release
 	python3 bench/bench.py --qfault $(TARGET_DIR)/release/qfault
 
-fuzz: ## fuzzing (placeholder)
-	@echo "fuzz: lands with issue 8"
+fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fuzz/artifacts/
+	fuzz/run.sh
 
 check-clean: ## fail if the work tree has uncommitted or untracked files
 	@git status --porcelain | grep . && { echo "check-clean: work tree not clean" >&2; exit 1; } || true

@@ -67,6 +67,16 @@ pub enum Error {
     /// A safety check refused the job (e.g. the damage would not be repairable).
     #[error("refused: {0}")]
     Refused(String),
+    /// Another error, said of a named thing (a manifest entry and field, a
+    /// chain link); the exit code is the inner error's.
+    #[error("{context}: {source}")]
+    Context {
+        /// What the error is about, e.g. `manifest.toml: image[3].offset`.
+        context: String,
+        /// The error itself.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -75,6 +85,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::OutOfRange { .. } => EXIT_USAGE,
             Error::Refused(_) => EXIT_REFUSED,
+            Error::Context { source, .. } => source.exit_code(),
             _ => EXIT_ERROR,
         }
     }
@@ -84,6 +95,14 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// This error said of `context` (see [`Error::Context`]).
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
         }
     }
 

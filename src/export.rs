@@ -23,6 +23,7 @@ pub fn export_raw(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     check_range(start, len, image.size())?;
+    image.refuse_as_output(out)?;
     let target = AtomicFile::create(out, overwrite)?;
     let file = target.file();
     let tmp = target.tmp_path().to_path_buf();

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -118,46 +117,6 @@ fn sfdisk_parts(target: &Path) -> (String, Vec<(u64, u64, u64)>) {
         })
         .collect();
     (label, parts)
-}
-
-/// `blkid -p -o export FILE` as a map (empty when blkid finds nothing).
-fn blkid(file: &Path) -> HashMap<String, String> {
-    let out = run_any(&mut cmd(
-        "blkid",
-        [
-            "-p".as_ref(),
-            "-o".as_ref(),
-            "export".as_ref(),
-            file.as_os_str(),
-        ],
-    ));
-    assert!(
-        matches!(out.status.code(), Some(0) | Some(2)),
-        "blkid -p {} failed: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), unescape(v)))
-        .collect()
-}
-
-/// Undoes blkid's export escaping (a backslash before special characters).
-fn unescape(v: &str) -> String {
-    let mut out = String::new();
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// blkid's view of the byte range `start..start+size` of `disk`.

@@ -7,27 +7,9 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
 
 const MIB: u64 = 1 << 20;
-
-fn blkid(file: &Path) -> HashMap<String, String> {
-    let out = run_any(&mut cmd(
-        "blkid",
-        [
-            "-p".as_ref(),
-            "-o".as_ref(),
-            "export".as_ref(),
-            file.as_os_str(),
-        ],
-    ));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace('\\', "")))
-        .collect()
-}
 
 /// Makes `size` bytes with `make`, then compares inspect's partition 0 with blkid.
 fn check(size: u64, want: &str, make: impl FnOnce(&Path, &Path)) -> Value {

@@ -52,7 +52,11 @@ mod hdr {
     pub const L1_SIZE: u64 = 36;
     pub const L1_TABLE_OFFSET: u64 = 40;
     pub const REFCOUNT_TABLE_OFFSET: u64 = 48;
+    pub const REFCOUNT_TABLE_CLUSTERS: u64 = 56;
     pub const INCOMPATIBLE_FEATURES: u64 = 72;
+    pub const HEADER_LENGTH: u64 = 100;
+    pub const SIZE: u64 = 24;
+    pub const BACKING_FILE_SIZE: u64 = 16;
 }
 
 /// Bits 9-55 of an L1 or standard L2 entry.
@@ -807,4 +811,107 @@ fn random_metadata_corruption_never_panics() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 8's corpus: more hand-built malformed images
+// ---------------------------------------------------------------------------
+
+#[test]
+fn refcount_table_overlapping_the_header_or_missing() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = valid_qcow2(d.path(), "rt0.qcow2", &[], false);
+    put_be64(&img, hdr::REFCOUNT_TABLE_OFFSET, 0);
+    expect_open_error(&img, &[], &["refcount table at 0x0 overlaps the header"]);
+    let img = valid_qcow2(d.path(), "rtl1.qcow2", &[], false);
+    let l1 = read_be64(&img, hdr::L1_TABLE_OFFSET);
+    put_be64(&img, hdr::REFCOUNT_TABLE_OFFSET, l1);
+    expect_open_error(&img, &[], &["refcount table", "overlaps the L1 table"]);
+    let img = valid_qcow2(d.path(), "rtnone.qcow2", &[], false);
+    put_be32(&img, hdr::REFCOUNT_TABLE_CLUSTERS, 0);
+    expect_open_error(&img, &[], &["no refcount table"]);
+}
+
+#[test]
+fn virtual_size_near_2_pow_63() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = valid_qcow2(d.path(), "huge.qcow2", &[], false);
+    put_be64(&img, hdr::SIZE, (1 << 63) - 512);
+    expect_open_error(
+        &img,
+        &[],
+        &["too small for a virtual size of 9223372036854775296"],
+    );
+}
+
+#[test]
+fn backing_name_longer_than_1023_bytes() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = d.path().join("long.qcow2");
+    overlay_naming(&img, "base.raw", "raw");
+    put_be32(&img, hdr::BACKING_FILE_SIZE, 1024);
+    expect_open_error(&img, &[], &["backing file name is 1024 bytes long"]);
+}
+
+#[test]
+fn unreadable_backing_file() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    // Root reads any file whatever its mode, so "unreadable" is a directory.
+    std::fs::create_dir(d.path().join("adir")).unwrap();
+    let img = d.path().join("dirback.qcow2");
+    overlay_naming(&img, "adir", "raw");
+    expect_open_error(&img, &[], &["adir"]);
+}
+
+#[test]
+fn file_shorter_than_its_header_claims() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = valid_qcow2(d.path(), "short.qcow2", &[], false);
+    // Keep the header, refcount structures and L1 table; cut away the L2 table and data.
+    let l2 = l1_entry(&img, 0).1 & OFFSET_MASK;
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.set_len(l2).unwrap();
+    expect_export_error(&img, &[], &["L2 table", "past the end of the file"]);
+}
+
+#[test]
+fn zero_length_file() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = d.path().join("zero.img");
+    std::fs::File::create(&img).unwrap();
+    expect_open_error(&img, &[], &["empty (0 bytes)"]);
+    let top = d.path().join("top.qcow2");
+    overlay_naming(&top, "zero.img", "raw");
+    expect_open_error(&top, &[&img], &["zero.img", "empty (0 bytes)"]);
+}
+
+#[test]
+fn absurd_header_length() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    for v in [0u32, 8, 103, 0xffff_fff8] {
+        let img = valid_qcow2(d.path(), &format!("hl{v}.qcow2"), &[], false);
+        put_be32(&img, hdr::HEADER_LENGTH, v);
+        expect_open_error(&img, &[], &["header_length"]);
+    }
 }

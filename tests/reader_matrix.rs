@@ -83,18 +83,6 @@ fn create_qcow2(path: &Path, size: &str, opts: &str, backing: Option<(&str, &str
     qemu_img(args);
 }
 
-/// Writes pseudo-random bytes into a qcow2 image through qemu-io (`write -s`).
-fn qio_write_pattern(img: &Path, off: u64, len: u64, seed: u64) {
-    let src = img.with_extension(format!("payload-{off}-{len}"));
-    std::fs::write(&src, pattern(len as usize, seed)).unwrap();
-    qemu_io(
-        "qcow2",
-        img,
-        &[&format!("write -s {} {off} {len}", src.display())],
-    );
-    std::fs::remove_file(&src).unwrap();
-}
-
 /// Runs qemu-io commands on a qcow2 image.
 fn qio(img: &Path, cmds: &[&str]) {
     qemu_io("qcow2", img, cmds);
@@ -331,7 +319,7 @@ fn v2_compat_0_10() {
         2,
     );
     convert_to_qcow2(&raw, &img, &["-o", "compat=0.10"]);
-    qio_write_pattern(&img, 2 * M + 100, 5000, 21);
+    qemu_io_write_pattern("qcow2", &img, 2 * M + 100, 5000, 21);
     qio(
         &img,
         &[
@@ -358,7 +346,7 @@ fn v2_compat_0_10() {
         "compat=0.10,cluster_size=4096",
         Some(("base.raw", "raw")),
     );
-    qio_write_pattern(&top, 5000, 9000, 23);
+    qemu_io_write_pattern("qcow2", &top, 5000, 9000, 23);
     qio(&top, &["write -z 65536 8192", "discard 131072 4096"]);
     assert_eq!(qemu_format_data(&top)["compat"], "0.10");
     verify(&top, &[&top, &base]);
@@ -383,8 +371,8 @@ fn cluster_size_case(cs: u64, size: u64) {
     );
     convert_to_qcow2(&raw, &img, &["-o", &format!("cluster_size={cs}")]);
     // Overwrite parts of allocated clusters and allocate new ones.
-    qio_write_pattern(&img, cs * 3 + 17, 1000, cs + 1);
-    qio_write_pattern(&img, size / 4 + 3, 3 * cs + 5, cs + 2);
+    qemu_io_write_pattern("qcow2", &img, cs * 3 + 17, 1000, cs + 1);
+    qemu_io_write_pattern("qcow2", &img, size / 4 + 3, 3 * cs + 5, cs + 2);
     let info = qemu_info(&img);
     assert_eq!(
         info["cluster-size"],
@@ -454,7 +442,7 @@ fn compressed_case(ctype: &str) {
         assert_eq!(data["compression-type"], ctype, "fixture compression type");
         let pct = qemu_compressed_percent(&img);
         assert!(pct > 10.0, "fixture has only {pct}% compressed clusters");
-        qio_write_pattern(&img, cs + 100, 700, 9);
+        qemu_io_write_pattern("qcow2", &img, cs + 100, 700, 9);
         qio(
             &img,
             &[
@@ -549,7 +537,7 @@ fn extended_l2_subclusters() {
             "write -z 262144 65536",
         ],
     );
-    qio_write_pattern(&img, 200_000, 3000, 32);
+    qemu_io_write_pattern("qcow2", &img, 200_000, 3000, 32);
     assert_eq!(qemu_format_data(&img)["extended-l2"], true, "fixture");
     assert_qemu_img_check_clean(&img);
     verify(&img, &[&img]);
@@ -567,8 +555,8 @@ fn extended_l2_subclusters() {
             &format!("extended_l2=on,cluster_size={cs}"),
             Some(("base.raw", "raw")),
         );
-        qio_write_pattern(&top, sc, sc, 34);
-        qio_write_pattern(&top, 3 * sc + 100, 2 * sc + 50, 35); // partial sub-clusters: COW from backing
+        qemu_io_write_pattern("qcow2", &top, sc, sc, 34);
+        qemu_io_write_pattern("qcow2", &top, 3 * sc + 100, 2 * sc + 50, 35); // partial sub-clusters: COW from backing
         qio(
             &top,
             &[
@@ -578,7 +566,7 @@ fn extended_l2_subclusters() {
                 &format!("write -z {} {}", 5 * cs + 7 * sc, 3 * sc),
             ],
         );
-        qio_write_pattern(&top, 5 * cs + 8 * sc, sc, 36); // data inside a zeroed range
+        qemu_io_write_pattern("qcow2", &top, 5 * cs + 8 * sc, sc, 36); // data inside a zeroed range
         assert_eq!(qemu_format_data(&top)["extended-l2"], true, "fixture");
         assert_qemu_img_check_clean(&top);
         verify(&top, &[&top, &base]);
@@ -613,7 +601,7 @@ fn zero_and_discard_over_allocated_data() {
     // the zeroed ranges must not show the backing data through.
     let top = d.path().join("top.qcow2");
     create_qcow2(&top, "2M", "", Some(("src.raw", "raw")));
-    qio_write_pattern(&top, 0, M, 42);
+    qemu_io_write_pattern("qcow2", &top, 0, M, 42);
     qio(&top, &cmds);
     assert_qemu_img_check_clean(&top);
     verify(&top, &[&top, &raw]);
@@ -636,7 +624,7 @@ fn chain_relative_names_across_directories() {
     let top = d.path().join("top/top.qcow2");
     raw_image(&base, 3 * M, &[(0, 3 * M)], 51);
     create_qcow2(&mid, "3M", "", Some(("../base/base.raw", "raw")));
-    qio_write_pattern(&mid, 100_000, 400_000, 52);
+    qemu_io_write_pattern("qcow2", &mid, 100_000, 400_000, 52);
     qio(&mid, &["write -z 1048576 65536"]);
     create_qcow2(
         &top,
@@ -644,7 +632,7 @@ fn chain_relative_names_across_directories() {
         "cluster_size=4096",
         Some(("../mid/mid.qcow2", "qcow2")),
     );
-    qio_write_pattern(&top, 300_001, 50_000, 53);
+    qemu_io_write_pattern("qcow2", &top, 300_001, 50_000, 53);
     qio(&top, &["write -z 2097152 8192", "discard 1048576 4096"]);
     let chain = [&top as &Path, &mid, &base];
     verify_from(&top, &chain, &d.path().join("elsewhere"));
@@ -666,7 +654,7 @@ fn chain_absolute_names() {
     raw_image(&raw, 2 * M, &[(0, 700_000), (M + 5, 500_000)], 61);
     let over = d.path().join("over.qcow2");
     create_qcow2(&over, "2M", "", Some((raw.to_str().unwrap(), "raw")));
-    qio_write_pattern(&over, 600_000, 200_000, 62);
+    qemu_io_write_pattern("qcow2", &over, 600_000, 200_000, 62);
     verify(&over, &[&over, &raw]);
 
     let b = d.path().join("b.qcow2");
@@ -681,9 +669,9 @@ fn chain_absolute_names() {
         "compat=0.10",
         Some((b.to_str().unwrap(), "qcow2")),
     );
-    qio_write_pattern(&m, 65536, 131072, 64);
+    qemu_io_write_pattern("qcow2", &m, 65536, 131072, 64);
     create_qcow2(&t, "2M", "", Some((m.to_str().unwrap(), "qcow2")));
-    qio_write_pattern(&t, 100_000, 70_000, 65);
+    qemu_io_write_pattern("qcow2", &t, 100_000, 70_000, 65);
     qio(&t, &["write -z 1048576 131072"]);
     assert!(Path::new(qemu_info(&t)["backing-filename"].as_str().unwrap()).is_absolute());
     verify_from(&t, &[&t, &m, &b], &d.path().join("."));
@@ -702,19 +690,19 @@ fn qcow2_larger_and_smaller_than_backing() {
     raw_image(&base, M + 1000, &[(0, M + 1000)], 71);
     let big = d.path().join("big.qcow2");
     create_qcow2(&big, "3M", "", Some(("base.raw", "raw")));
-    qio_write_pattern(&big, M - 4096, 8192, 72); // straddles the backing end
-    qio_write_pattern(&big, 2 * M + 1, 1000, 73);
+    qemu_io_write_pattern("qcow2", &big, M - 4096, 8192, 72); // straddles the backing end
+    qemu_io_write_pattern("qcow2", &big, 2 * M + 1, 1000, 73);
     verify(&big, &[&big, &base]);
 
     // Same, with the straddling cluster left to the backing file.
     let big2 = d.path().join("big2.qcow2");
     create_qcow2(&big2, "2M", "cluster_size=4096", Some(("base.raw", "raw")));
-    qio_write_pattern(&big2, 0, 4096, 74);
+    qemu_io_write_pattern("qcow2", &big2, 0, 4096, 74);
     verify(&big2, &[&big2, &base]);
 
     let small = d.path().join("small.qcow2");
     create_qcow2(&small, "512K", "", Some(("base.raw", "raw")));
-    qio_write_pattern(&small, 1000, 1000, 75);
+    qemu_io_write_pattern("qcow2", &small, 1000, 1000, 75);
     verify(&small, &[&small, &base]);
 }
 
@@ -767,7 +755,7 @@ fn internal_snapshots_active_l1_is_read() {
         OsStr::new("s1"),
         img.as_os_str(),
     ]);
-    qio_write_pattern(&img, 10_000, 200_000, 82);
+    qemu_io_write_pattern("qcow2", &img, 10_000, 200_000, 82);
     qio(&img, &["write -z 524288 65536", "discard 655360 131072"]);
     qemu_img([
         OsStr::new("snapshot"),
@@ -775,7 +763,7 @@ fn internal_snapshots_active_l1_is_read() {
         OsStr::new("s2"),
         img.as_os_str(),
     ]);
-    qio_write_pattern(&img, 1_500_000, 300_000, 83);
+    qemu_io_write_pattern("qcow2", &img, 1_500_000, 300_000, 83);
     let info = qemu_info(&img);
     let snaps = info["snapshots"].as_array().expect("fixture has snapshots");
     assert_eq!(snaps.len(), 2, "fixture snapshots: {info:#}");
@@ -820,7 +808,7 @@ fn bitmap_extension_is_skipped() {
         img.as_os_str(),
         OsStr::new("b1"),
     ]);
-    qio_write_pattern(&img, 500_000, 100_000, 92); // recorded in b0
+    qemu_io_write_pattern("qcow2", &img, 500_000, 100_000, 92); // recorded in b0
     let data = qemu_format_data(&img);
     assert_eq!(
         data["bitmaps"].as_array().map(Vec::len),
@@ -1014,7 +1002,7 @@ fn backing_format_not_recorded_is_probed() {
     ] {
         let top = d.path().join(name);
         create_qcow2(&top, "1M", "", Some((backing, fmt)));
-        qio_write_pattern(&top, 70_000, 5000, 142);
+        qemu_io_write_pattern("qcow2", &top, 70_000, 5000, 142);
         let mut head = std::fs::read(&top).unwrap();
         head.truncate(65536);
         let at = head
@@ -1056,7 +1044,7 @@ fn recorded_raw_backing_format_is_not_probed() {
         top.to_str().unwrap(),
         "1M",
     ]);
-    qio_write_pattern(&top, 500_000, 1000, 152);
+    qemu_io_write_pattern("qcow2", &top, 500_000, 1000, 152);
     verify(&top, &[&top, &qb]);
 }
 
@@ -1073,7 +1061,7 @@ fn resized_and_empty_images() {
     let img = d.path().join("rs.qcow2");
     convert_to_qcow2(&raw, &img, &[]);
     qemu_img(["resize", "-q", img.to_str().unwrap(), "5M"]);
-    qio_write_pattern(&img, 4 * M + 3, 100_000, 162);
+    qemu_io_write_pattern("qcow2", &img, 4 * M + 3, 100_000, 162);
     verify(&img, &[&img]);
     qemu_img(["resize", "-q", "--shrink", img.to_str().unwrap(), "512K"]);
     verify(&img, &[&img]);
@@ -1081,9 +1069,21 @@ fn resized_and_empty_images() {
     let q0 = d.path().join("empty.qcow2");
     create_qcow2(&q0, "0", "", None);
     verify(&q0, &[&q0]);
+    // A zero-length file is refused (issue 8: it is not a disk image), even
+    // though QEMU would open it as an empty raw disk.
     let r0 = d.path().join("empty.raw");
     sparse_file(&r0, 0);
-    verify(&r0, &[&r0]);
+    let o = qfault_expect(
+        [
+            "export",
+            r0.to_str().unwrap(),
+            "-o",
+            d.path().join("e.out").to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty (0 bytes)"));
+    assert!(!d.path().join("e.out").exists());
 }
 
 /// Refcount widths, lazy refcounts and a set dirty bit do not change how
@@ -1099,7 +1099,7 @@ fn refcount_widths_lazy_refcounts_and_dirty_bit() {
     for opts in ["refcount_bits=1", "refcount_bits=64", "lazy_refcounts=on"] {
         let img = d.path().join(format!("{opts}.qcow2"));
         convert_to_qcow2(&raw, &img, &["-o", opts]);
-        qio_write_pattern(&img, 600_000, 300_000, 172);
+        qemu_io_write_pattern("qcow2", &img, 600_000, 300_000, 172);
         verify(&img, &[&img]);
     }
     let dirty = d.path().join("lazy_refcounts=on.qcow2");
@@ -1121,7 +1121,7 @@ fn export_never_replaces_a_file_of_its_own_chain() {
     raw_image(&base, M, &[(0, M)], 181);
     let top = d.path().join("top.qcow2");
     create_qcow2(&top, "1M", "", Some(("base.raw", "raw")));
-    qio_write_pattern(&top, 0, 4096, 182);
+    qemu_io_write_pattern("qcow2", &top, 0, 4096, 182);
     let guard = BaseGuard::new(&[&top, &base]);
     for out in [&top, &base] {
         for extra in [&[][..], &["--overwrite"][..]] {
@@ -1190,7 +1190,7 @@ fn preallocated_images() {
     ] {
         let img = d.path().join(format!("{opts}.qcow2"));
         create_qcow2(&img, "3M", opts, None);
-        qio_write_pattern(&img, 100_000, 10_000, 191);
+        qemu_io_write_pattern("qcow2", &img, 100_000, 10_000, 191);
         verify(&img, &[&img]);
     }
     let base = d.path().join("base.raw");
@@ -1202,7 +1202,7 @@ fn preallocated_images() {
         "preallocation=metadata,extended_l2=on",
         Some(("base.raw", "raw")),
     );
-    qio_write_pattern(&top, 70_000, 3000, 193);
+    qemu_io_write_pattern("qcow2", &top, 70_000, 3000, 193);
     verify(&top, &[&top, &base]);
 }
 

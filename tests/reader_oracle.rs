@@ -115,17 +115,6 @@ fn convert(src: &Path, dst: &Path, extra: &[&str]) {
     qemu_img(args);
 }
 
-fn write_pattern(img: &Path, off: u64, len: u64, seed: u64) {
-    let src = img.with_extension(format!("payload-{off}"));
-    std::fs::write(&src, pattern(len as usize, seed)).unwrap();
-    qemu_io(
-        "qcow2",
-        img,
-        &[&format!("write -s {} {off} {len}", src.display())],
-    );
-    std::fs::remove_file(&src).unwrap();
-}
-
 /// A v3 qcow2 with data, holes, overwrites, zero clusters and discards.
 fn plain(dir: &Path, name: &str, size: u64, opts: &str) -> PathBuf {
     let raw = dir.join(format!("{name}.src"));
@@ -141,7 +130,7 @@ fn plain(dir: &Path, name: &str, size: u64, opts: &str) -> PathBuf {
     } else {
         convert(&raw, &img, &["-o", opts]);
     }
-    write_pattern(&img, size / 2 + 4096, 100_000, 3);
+    qemu_io_write_pattern("qcow2", &img, size / 2 + 4096, 100_000, 3);
     qemu_io(
         "qcow2",
         &img,
@@ -186,7 +175,7 @@ fn with_snapshots(dir: &Path) -> PathBuf {
         OsStr::new("s1"),
         img.as_os_str(),
     ]);
-    write_pattern(&img, 10_000, 300_000, 6);
+    qemu_io_write_pattern("qcow2", &img, 10_000, 300_000, 6);
     qemu_io("qcow2", &img, &["write -z 1048576 65536"]);
     img
 }
@@ -199,7 +188,7 @@ fn with_bitmap(dir: &Path) -> PathBuf {
         img.as_os_str(),
         OsStr::new("b0"),
     ]);
-    write_pattern(&img, 700_000, 50_000, 7);
+    qemu_io_write_pattern("qcow2", &img, 700_000, 50_000, 7);
     img
 }
 
@@ -222,10 +211,10 @@ fn qcow2_chain(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
             OsStr::new(size),
         ]);
     }
-    write_pattern(&mid, 30_000, 200_000, 8);
+    qemu_io_write_pattern("qcow2", &mid, 30_000, 200_000, 8);
     qemu_io("qcow2", &mid, &["write -z 1048576 131072"]);
-    write_pattern(&top, 150_000, 100_000, 9);
-    write_pattern(&top, 2 * M - 4096, 4096, 10);
+    qemu_io_write_pattern("qcow2", &top, 150_000, 100_000, 9);
+    qemu_io_write_pattern("qcow2", &top, 2 * M - 4096, 4096, 10);
     qemu_io("qcow2", &top, &["discard 65536 65536"]);
     (top.clone(), vec![top, mid, base])
 }
@@ -384,7 +373,7 @@ fn v2_over_qcow2(dir: &Path) -> PathBuf {
         top.as_os_str(),
         OsStr::new("1M"),
     ]);
-    write_pattern(&top, 4096, 8192, 12);
+    qemu_io_write_pattern("qcow2", &top, 4096, 8192, 12);
     top
 }
 

@@ -195,7 +195,7 @@ fn full_filesystem_gives_a_clear_error_and_no_file() {
 
 /// Starts `qemu-io` holding `image` open read-write until its stdin closes.
 fn qemu_io_holding(image: &Path) -> std::process::Child {
-    let child = Command::new("qemu-io")
+    let mut child = Command::new("qemu-io")
         .args(["-f", "raw", image.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -210,6 +210,8 @@ fn qemu_io_holding(image: &Path) -> std::process::Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("qemu-io never took its locks on {}", image.display());
 }
 

@@ -135,31 +135,10 @@ pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
     }
 }
 
-/// Parses a byte count: a plain number, or one with a binary suffix
-/// (`K`, `M`, `G`, `T`, optionally followed by `iB`, e.g. `64K`, `1MiB`), or
-/// `s`/`S` for 512-byte sectors.
+/// Parses a byte count (see [`qfault::units::parse_bytes`]), with the error
+/// as text for clap.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(digits_end);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a byte count (e.g. 4096, 64K, 1M, 8s)"))?;
-    let mult: u64 = match suffix {
-        "" | "B" => 1,
-        "s" | "S" => 512,
-        "K" | "k" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "T" | "TiB" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{suffix}' (use K, M, G, T or s)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{text}' is too large"))
+    qfault::units::parse_bytes(text).map_err(|e| e.to_string())
 }
 
 /// Raises the open-file soft limit to the hard limit: every image of a

@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use qfault::error::EXIT_OK;
 
+mod batch;
+mod chain;
 mod common;
 mod export;
 mod info;
@@ -40,6 +42,8 @@ enum Command {
     Map(map::Args),
     Inject(inject::Args),
     Verify(verify::Args),
+    Chain(chain::Args),
+    Batch(batch::Args),
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
@@ -53,6 +57,8 @@ pub fn main() -> i32 {
         Command::Map(a) => map::run(a),
         Command::Inject(a) => inject::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Chain(a) => chain::run(a),
+        Command::Batch(a) => batch::run(a),
     };
     match result {
         Ok(()) => EXIT_OK,

@@ -572,15 +572,23 @@ fn read_sector(part: &mut dyn ReadAt, sector0: &[u8], lba: u64) -> Result<Option
 }
 
 /// The volume size a readable boot sector records, for explaining failures:
+/// from `original` (the undamaged sector 0, when the caller knows it), else
 /// from `sector0` if it is still NTFS, else from the partition's own LBA 0.
-fn volume_sectors_hint(part: &mut dyn ReadAt, sector0: &[u8]) -> Result<Option<i64>> {
+fn volume_sectors_hint(
+    part: &mut dyn ReadAt,
+    sector0: &[u8],
+    original: Option<&[u8]>,
+) -> Result<Option<VolumeHint>> {
     let from = |b: &[u8]| {
         NtfsBootSector::parse(b)
             .ok()
             .filter(|bs| bs.check_is_ntfs().is_ok() && bs.number_of_sectors > 0)
-            .map(|bs| bs.number_of_sectors)
+            .map(|bs| VolumeHint {
+                sectors: bs.number_of_sectors,
+                bytes_per_sector: bs.bytes_per_sector,
+            })
     };
-    if let Some(n) = from(sector0) {
+    if let Some(n) = original.and_then(from).or_else(|| from(sector0)) {
         return Ok(Some(n));
     }
     Ok(read_opt(part, 0, BOOT_SECTOR_SIZE)?.and_then(|b| from(&b)))
@@ -596,6 +604,18 @@ fn volume_sectors_hint(part: &mut dyn ReadAt, sector0: &[u8]) -> Result<Option<i
 /// actual; else sector 0 with count = actual if shown > actual. A candidate
 /// must declare 512 bytes per sector and pass both ntfs-3g checks.
 pub fn predict_ntfsfix(sector0: &[u8], part: &mut dyn ReadAt) -> Result<NtfsfixPrediction> {
+    predict_ntfsfix_explained(sector0, part, None)
+}
+
+/// [`predict_ntfsfix`], with the partition's undamaged sector 0 (`original`)
+/// used only to explain failures (e.g. where the volume ends, to say the
+/// partition was grown after formatting). The prediction itself depends only
+/// on `sector0` and `part`, which is what ntfsfix sees.
+pub fn predict_ntfsfix_explained(
+    sector0: &[u8],
+    part: &mut dyn ReadAt,
+    original: Option<&[u8]>,
+) -> Result<NtfsfixPrediction> {
     let bs0 = NtfsBootSector::parse(sector0)?;
     let device_sectors = part.size() / u64::from(NTFSFIX_DEVICE_SECTOR_SIZE);
     let actual = i64::try_from(device_sectors).unwrap_or(i64::MAX) - 1;
@@ -638,7 +658,7 @@ pub fn predict_ntfsfix(sector0: &[u8], part: &mut dyn ReadAt) -> Result<NtfsfixP
     if shown > actual {
         plan.push((NtfsfixRule::TruncatedCount, 0, actual));
     }
-    let hint = volume_sectors_hint(part, sector0)?;
+    let hint = volume_sectors_hint(part, sector0, original)?;
     for (rule, lba, count) in plan {
         let lba = lba as u64; // every planned sector is > 0 or exactly 0
         let rejected = match read_sector(part, sector0, lba)? {
@@ -666,16 +686,41 @@ pub fn predict_ntfsfix(sector0: &[u8], part: &mut dyn ReadAt) -> Result<NtfsfixP
 }
 
 /// Turns a candidate's defect into the sentence the prediction reports.
-fn explain(rule: NtfsfixRule, lba: u64, why: &str, hint: Option<i64>, actual: i64) -> String {
+/// What a readable boot sector says about the volume, for explanations.
+#[derive(Debug, Clone, Copy)]
+struct VolumeHint {
+    /// number_of_sectors, in the volume's own sectors.
+    sectors: i64,
+    /// The volume's bytes per sector.
+    bytes_per_sector: u16,
+}
+
+fn explain(
+    rule: NtfsfixRule,
+    lba: u64,
+    why: &str,
+    hint: Option<VolumeHint>,
+    actual: i64,
+) -> String {
     match rule {
         NtfsfixRule::LastSector => {
             let mut s = format!(
                 "no usable backup boot sector at the partition's last sector (LBA {lba}): {why}"
             );
-            if let Some(n) = hint.filter(|&n| n < actual) {
-                s.push_str(&format!(
-                    "; the volume ends at LBA {n}, so the partition was grown after formatting"
-                ));
+            match hint {
+                Some(h) if u32::from(h.bytes_per_sector) != NTFSFIX_DEVICE_SECTOR_SIZE => {
+                    s.push_str(&format!(
+                        "; the volume uses {}-byte sectors, so its backup is the partition's last {} bytes, and ntfsfix, reading a file in {NTFSFIX_DEVICE_SECTOR_SIZE}-byte sectors, rejects boot sectors that declare {} bytes per sector",
+                        h.bytes_per_sector, h.bytes_per_sector, h.bytes_per_sector
+                    ));
+                }
+                Some(h) if h.sectors < actual => {
+                    s.push_str(&format!(
+                        "; the volume ends at LBA {}, so the partition was grown after formatting",
+                        h.sectors
+                    ));
+                }
+                _ => {}
             }
             s
         }

@@ -175,7 +175,7 @@ impl Layer {
                 LayerInfo {
                     path: q.path().to_path_buf(),
                     format: Format::Qcow2,
-                    virtual_size: h.size,
+                    virtual_size: q.size(),
                     file_size: q.file_len(),
                     cluster_size: Some(h.cluster_size()),
                     version: Some(h.version),
@@ -243,6 +243,8 @@ pub struct ChainExtent {
 #[derive(Debug)]
 pub struct Image {
     layers: Vec<Layer>,
+    /// (device, inode) of every file of the chain, to refuse writing over one.
+    files: HashSet<(u64, u64)>,
 }
 
 /// Opens `path` and its whole backing chain, read-only.
@@ -273,6 +275,12 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
             return Err(Error::io(
                 &p,
                 std::io::Error::from(std::io::ErrorKind::IsADirectory),
+            ));
+        }
+        if meta.len() == 0 {
+            return Err(Error::malformed(
+                &p,
+                "the file is empty (0 bytes): not a disk image",
             ));
         }
         if !opts.force_share {
@@ -314,7 +322,10 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         }
         layers.push(layer);
     }
-    Ok(Image { layers })
+    Ok(Image {
+        layers,
+        files: seen,
+    })
 }
 
 /// qcow2 if the file starts with the qcow2 magic, raw otherwise.
@@ -339,6 +350,7 @@ impl Image {
     pub fn from_layer(layer: Layer) -> Image {
         Image {
             layers: vec![layer],
+            files: HashSet::new(),
         }
     }
 
@@ -374,7 +386,26 @@ impl Image {
                 ),
             });
         }
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        self.files.insert((meta.dev(), meta.ino()));
         self.layers.insert(0, Layer::Qcow2(Box::new(q)));
+        Ok(())
+    }
+
+    /// Whether `path` names one of the chain's files (the same inode).
+    /// Output paths are checked against this: qfault never writes its inputs.
+    pub fn holds_file(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| self.files.contains(&(m.dev(), m.ino())))
+    }
+
+    /// A usage error if `out` is one of the chain's files.
+    pub fn refuse_as_output(&self, out: &Path) -> Result<()> {
+        if self.holds_file(out) {
+            return Err(Error::Usage(format!(
+                "{} is an image of the input chain; qfault never writes its inputs",
+                out.display()
+            )));
+        }
         Ok(())
     }
 
@@ -402,6 +433,17 @@ impl Image {
             Layer::Raw(r) => r.path(),
             Layer::Qcow2(q) => q.path(),
         }
+    }
+
+    /// Whether the top image itself provides the guest bytes at `offset`
+    /// (data, compressed data or zeros), and for how long: `(provides, len)`
+    /// with `len <= max_len`. Unlike [`Image::extent`], this never consults
+    /// the backing chain.
+    pub fn top_extent(&mut self, offset: u64, max_len: u64) -> Result<(bool, u64)> {
+        check_range(offset, 1, self.size())?;
+        let len = max_len.min(self.size() - offset);
+        let e = self.layers[0].map(offset, len, false)?;
+        Ok((e.mapping != Mapping::Unallocated, e.len))
     }
 
     /// Which image provides the guest bytes at `offset`, for at most

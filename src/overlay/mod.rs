@@ -161,6 +161,7 @@ pub fn write_overlay_checked(
     for p in patches {
         check_range(p.offset(), p.len(), size)?;
     }
+    base.refuse_as_output(out)?;
     let backing = backing_name(base_path, out, opts.backing_name)?;
     let backing_format = base.format().name().to_string();
 
@@ -197,6 +198,12 @@ pub fn write_overlay_checked(
     }
     let (data_clusters, zero_clusters) = (layout.data_clusters(), layout.zero_clusters());
     let file_size = layout.finish(&mut writer)?;
+    // Stat after syncing: some filesystems allocate extent-tree blocks only
+    // at writeback, and the report should match what `stat` says later.
+    target
+        .file()
+        .sync_data()
+        .map_err(|e| Error::io(target.tmp_path(), e))?;
     let allocated_size = {
         use std::os::unix::fs::MetadataExt;
         let m = target
@@ -205,10 +212,6 @@ pub fn write_overlay_checked(
             .map_err(|e| Error::io(target.tmp_path(), e))?;
         m.blocks() * 512
     };
-    target
-        .file()
-        .sync_data()
-        .map_err(|e| Error::io(target.tmp_path(), e))?;
     check(target.tmp_path())?;
     target.commit()?;
     Ok(OverlayReport {

@@ -129,8 +129,9 @@ pub fn plan(base: &mut Image, opts: &NtfsBootOptions) -> Result<NtfsBootPlan> {
             offset: range.start,
             len,
         }];
+        let original = base.read_vec(p.start, 512)?;
         let mut view = Window::new(Preview::new(&mut *base, damaged), p.start, p.size)?;
-        let prediction = predict_ntfs(&mut view)?;
+        let prediction = predict_ntfs(&mut view, Some(&original))?;
         if !prediction.repairable() && !opts.allow_unrepairable {
             let reason = unrepairable_reason(&prediction);
             if opts.selection == Selection::All {

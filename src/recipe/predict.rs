@@ -7,9 +7,10 @@
 //! with a pure-Rust NTFS reader.
 
 use crate::error::Result;
+use crate::fs::ntfs::predict_ntfsfix_explained;
 use crate::fs::ntfs::{NtfsfixOutcome, BOOT_SECTOR_SIZE, OEM_ID};
-use crate::fs::{predict_ntfsfix, NtfsBootSector, NtfsfixPrediction};
 use crate::fs::{read_volume, VolumeSummary};
+use crate::fs::{NtfsBootSector, NtfsfixPrediction};
 use crate::image::ReadAt;
 use crate::overlay::{Patch, Preview};
 
@@ -47,10 +48,13 @@ impl NtfsPrediction {
 }
 
 /// Predicts `mount` and `ntfsfix` on `part` (the partition as it reads).
-pub fn predict_ntfs(part: &mut dyn ReadAt) -> Result<NtfsPrediction> {
+///
+/// `original` is the partition's undamaged sector 0, when known; it only
+/// makes failure explanations more precise.
+pub fn predict_ntfs(part: &mut dyn ReadAt, original: Option<&[u8]>) -> Result<NtfsPrediction> {
     let sector0 = part.read_vec(0, BOOT_SECTOR_SIZE)?;
     let mount = predict_mount(&sector0);
-    let ntfsfix = predict_ntfsfix(&sector0, part)?;
+    let ntfsfix = predict_ntfsfix_explained(&sector0, part, original)?;
     let repaired_sector0 = match ntfsfix.outcome {
         NtfsfixOutcome::NoRepairNeeded => None,
         NtfsfixOutcome::Rewritten {

@@ -41,9 +41,10 @@ pub fn changed_ranges(top: &mut Image, base: &mut dyn ReadAt) -> Result<Vec<Byte
     let mut b = vec![0u8; CHUNK as usize];
     let mut pos = 0;
     while pos < size {
-        let e = top.extent(pos, (size - pos).min(CHUNK))?;
-        if e.depth == Some(0) {
-            let n = e.length as usize;
+        let (provided, mut len) = top.top_extent(pos, size - pos)?;
+        if provided {
+            len = len.min(CHUNK);
+            let n = len as usize;
             top.read_at(pos, &mut a[..n])?;
             read_or_zero(base, pos, &mut b[..n])?;
             for (i, (x, y)) in a[..n].iter().zip(&b[..n]).enumerate() {
@@ -52,7 +53,7 @@ pub fn changed_ranges(top: &mut Image, base: &mut dyn ReadAt) -> Result<Vec<Byte
                 }
             }
         }
-        pos += e.length;
+        pos += len;
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@
 use super::diff::{changed_ranges, ByteRange};
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::image::{self, LayerInfo, OpenOptions, Window};
+use crate::image::{self, LayerInfo, OpenOptions, ReadAt, Window};
 use crate::recipe::predict::{predict_ntfs, NtfsPrediction};
 use crate::recipe::select::{self, Found};
 use std::path::Path;
@@ -62,12 +62,14 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         if inside.is_empty() {
             continue;
         }
-        let Ok(mut now) = Window::new(&mut top, p.start, p.size) else {
-            continue;
+        let filesystem_now = match Window::new(&mut top, p.start, p.size) {
+            Ok(mut now) => fs::probe(&mut now)?.map(|f| f.fstype),
+            Err(_) => continue,
         };
-        let filesystem_now = fs::probe(&mut now)?.map(|f| f.fstype);
         let ntfs = if found.fstype() == Some("ntfs") {
-            Some(predict_ntfs(&mut now)?)
+            let original = base.read_vec(p.start, 512)?;
+            let mut now = Window::new(&mut top, p.start, p.size)?;
+            Some(predict_ntfs(&mut now, Some(&original))?)
         } else {
             None
         };

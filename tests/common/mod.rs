@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -304,4 +305,57 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// `blkid -p -o export FILE` as a map (empty when blkid finds nothing).
+pub fn blkid(file: &Path) -> HashMap<String, String> {
+    let out = run_any(&mut cmd(
+        "blkid",
+        [
+            "-p".as_ref(),
+            "-o".as_ref(),
+            "export".as_ref(),
+            file.as_os_str(),
+        ],
+    ));
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(2)),
+        "blkid -p {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), blkid_unescape(v)))
+        .collect()
+}
+
+/// Undoes blkid's export escaping (a backslash before special characters).
+pub fn blkid_unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Writes `len` pseudo-random bytes (seed `seed`) at `off` into an image
+/// through `qemu-io -c "write -s FILE off len"`.
+pub fn qemu_io_write_pattern(format: &str, img: &Path, off: u64, len: u64, seed: u64) {
+    let src = img.with_extension(format!("payload-{off}-{len}"));
+    std::fs::write(&src, pattern(len as usize, seed)).unwrap();
+    qemu_io(
+        format,
+        img,
+        &[&format!("write -s {} {off} {len}", src.display())],
+    );
+    std::fs::remove_file(&src).unwrap();
 }

@@ -126,7 +126,7 @@ impl Header {
         let bits = be32(prefix, 20);
         (MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS)
             .contains(&bits)
-            .then_some(1usize << bits)
+            .then(|| 1usize << bits)
     }
 
     /// Parses and validates the header found in `buf` (the file's first
@@ -392,6 +392,31 @@ impl Header {
             return Err(bad(format!(
                 "refcount table offset 0x{:x} is not aligned to the cluster size",
                 self.refcount_table_offset
+            )));
+        }
+        if self.refcount_table_clusters == 0 {
+            return Err(bad("the image has no refcount table (0 clusters)".into()));
+        }
+        let rt_bytes = u64::from(self.refcount_table_clusters) * cs;
+        if self.refcount_table_offset < cs {
+            return Err(bad(format!(
+                "refcount table at 0x{:x} overlaps the header",
+                self.refcount_table_offset
+            )));
+        }
+        if !fits(self.refcount_table_offset, rt_bytes, file_len) {
+            return Err(bad(format!(
+                "refcount table at 0x{:x} ({rt_bytes} bytes) lies past the end of the file ({file_len} bytes)",
+                self.refcount_table_offset
+            )));
+        }
+        if self.l1_size > 0
+            && self.refcount_table_offset < self.l1_table_offset + l1_bytes
+            && self.l1_table_offset < self.refcount_table_offset + rt_bytes
+        {
+            return Err(bad(format!(
+                "refcount table at 0x{:x} overlaps the L1 table at 0x{:x}",
+                self.refcount_table_offset, self.l1_table_offset
             )));
         }
         Ok(())

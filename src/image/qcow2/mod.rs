@@ -11,6 +11,7 @@ pub mod header;
 mod l2_cache;
 
 use crate::error::{Error, Result};
+use crate::image::raw::SECTOR;
 use crate::image::storage::Storage;
 use compressed::CompressedDescriptor;
 pub use header::{CompressionType, Header};
@@ -127,9 +128,10 @@ impl Qcow2Image {
         self.file_len
     }
 
-    /// Virtual disk size in bytes.
+    /// Virtual disk size in bytes: the header's size rounded down to whole
+    /// 512-byte sectors, as QEMU's block layer sees it.
     pub fn size(&self) -> u64 {
-        self.header.size
+        self.header.size / SECTOR * SECTOR
     }
 
     /// What backs the guest bytes at `offset`, for at most `max_len` bytes.
@@ -146,7 +148,8 @@ impl Qcow2Image {
         if matches!(ext.mapping, Mapping::Compressed { .. }) {
             return Ok(ext);
         }
-        while ext.len < max_len && offset + ext.len < self.header.size {
+        let size = self.size();
+        while ext.len < max_len && offset + ext.len < size {
             let next = self.map_unit(offset + ext.len)?;
             let joins = match (ext.mapping, next.mapping) {
                 (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,
@@ -160,7 +163,7 @@ impl Qcow2Image {
             }
             ext.len = (ext.len + next.len).min(max_len);
         }
-        ext.len = ext.len.min(self.header.size - offset);
+        ext.len = ext.len.min(size - offset);
         Ok(ext)
     }
 

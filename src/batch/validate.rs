@@ -1,0 +1,116 @@
+//! Checking a whole batch before anything is written: every base opens,
+//! every recipe's preflight passes against its base, outputs are unique and
+//! none of them is a base or a file of a base's backing chain.
+
+use super::chain::chain_files;
+use super::run::{Batch, Job};
+use crate::error::{Error, Result};
+use crate::image::{open, OpenOptions};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Validates `batch` (all entries, whatever the shard); the first problem
+/// found, in manifest order, is returned, naming the entry and the field.
+pub fn validate(batch: &Batch, open_opts: &OpenOptions) -> Result<()> {
+    check(batch, open_opts).map_err(|e| batch.in_manifest(e))
+}
+
+fn check(batch: &Batch, open_opts: &OpenOptions) -> Result<()> {
+    // Files of bases' chains: by (device, inode) and by normalized path.
+    let mut base_ids: HashMap<(u64, u64), String> = HashMap::new();
+    let mut base_paths: HashMap<PathBuf, String> = HashMap::new();
+    // Every output: normalized path -> (entry.field).
+    let mut outputs: Vec<(PathBuf, PathBuf, String)> = Vec::new();
+    for entry in batch.entries() {
+        let at = |e: Error| super::within(&entry.name, e);
+        let image = match &entry.job {
+            Job::Image(j) => {
+                let mut image = open(&j.base, open_opts).map_err(|e| at(e.context("base")))?;
+                j.recipe.preflight(&mut image).map_err(at)?;
+                outputs.push((
+                    j.output.clone(),
+                    normalize(&j.output),
+                    format!("{}.output", entry.name),
+                ));
+                image
+            }
+            Job::Chain(c) => {
+                let image = c
+                    .clone()
+                    .open_options(open_opts.clone())
+                    .check()
+                    .map_err(at)?;
+                for out in c.outputs() {
+                    outputs.push((out.clone(), normalize(&out), format!("{}.dir", entry.name)));
+                }
+                image
+            }
+        };
+        for id in chain_files(&image)? {
+            base_ids.entry(id).or_insert_with(|| entry.name.clone());
+        }
+        for layer in image.chain_info() {
+            base_paths
+                .entry(normalize(&layer.path))
+                .or_insert_with(|| entry.name.clone());
+        }
+    }
+    let mut seen: HashMap<&Path, &str> = HashMap::new();
+    for (given, norm, field) in &outputs {
+        if let Some(other) = seen.insert(norm, field) {
+            return Err(
+                Error::Usage(format!("{} is also written by {other}", given.display()))
+                    .context(field.clone()),
+            );
+        }
+        let id = std::fs::metadata(given).ok().map(|m| (m.dev(), m.ino()));
+        let owner = base_paths
+            .get(norm)
+            .or_else(|| id.and_then(|id| base_ids.get(&id)));
+        if let Some(owner) = owner {
+            return Err(Error::Usage(format!(
+                "{} is the base of {owner} or a file of its backing chain; bases are never written \
+                 (stack overlays with a [[chain]] instead)",
+                given.display()
+            ))
+            .context(field.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// An absolute path for comparisons: its longest existing ancestor
+/// canonicalized, the rest appended with `.` and `..` applied lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut rest: Vec<Component> = Vec::new();
+    let mut head = abs.as_path();
+    let base = loop {
+        if let Ok(c) = std::fs::canonicalize(head) {
+            break c;
+        }
+        match (head.parent(), head.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                head = parent;
+            }
+            _ => break PathBuf::from("/"),
+        }
+    };
+    let mut out = base;
+    for c in rest.into_iter().rev() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c.as_os_str()),
+        }
+    }
+    out
+}

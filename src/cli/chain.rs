@@ -1,0 +1,107 @@
+//! `qfault chain`: a backing chain of N overlays on a base, written by
+//! qfault's own writer without reopening the chain per link.
+
+use super::common::{human_size, parse_bytes, print_json, ImageOpts};
+use qfault::batch::{parse_each, ChainBuilder, ChainReport, NamePattern, RecipeSpec, Status};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Build a backing chain of DEPTH qcow2 overlays on BASE in DIR.
+///
+/// Link 1 is backed by BASE, link i by link i-1; each is empty or applies the
+/// --each recipe. Backing names are relative to DIR, so DIR can move (with
+/// --absolute-base, link 1 names BASE by its absolute path). Links that exist
+/// with the bytes they would get are left alone, so a re-run is a no-op.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The base image (raw or qcow2, with its backing chain); never written.
+    pub base: PathBuf,
+    /// Directory for the links (created if missing).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Number of links.
+    #[arg(long, value_name = "N")]
+    pub depth: usize,
+    /// Recipe each link applies, e.g. "zero --offset 1M --length 512" or
+    /// "write --offset 0 --from FILE".
+    #[arg(long, value_name = "RECIPE", default_value = "empty")]
+    pub each: String,
+    /// Link file names; {i} is the 1-based link number, {i:04} zero-pads it.
+    #[arg(long, value_name = "PATTERN", default_value = qfault::batch::DEFAULT_NAME_PATTERN)]
+    pub name_pattern: String,
+    /// Links' cluster size, a power of two from 512 to 2M.
+    #[arg(long, value_parser = parse_bytes, default_value = "64K")]
+    pub cluster_size: u64,
+    /// Store BASE's absolute path in link 1 (links still name each other relatively).
+    #[arg(long)]
+    pub absolute_base: bool,
+    /// Replace links that exist with other bytes (by default that is an error).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print the report as JSON (every link).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub open: ImageOpts,
+}
+
+/// Runs `qfault chain`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let recipe = parse_each(&args.each)?;
+    let builder = ChainBuilder::new(&args.base, &args.dir)
+        .depth(args.depth, recipe.clone())
+        .name_pattern(NamePattern::parse(&args.name_pattern)?)
+        .cluster_size(args.cluster_size)
+        .absolute_base(args.absolute_base)
+        .overwrite(args.overwrite)
+        .open_options(qfault::image::OpenOptions {
+            format: args.open.format,
+            max_depth: args.open.max_depth,
+            force_share: args.open.force_share,
+        });
+    let progress = std::io::stderr().is_terminal() && args.depth >= 50;
+    let report = builder.build_with(&mut |i, _| {
+        if progress && (i % 10 == 0 || i == args.depth) {
+            eprint!("\rchain: link {i} of {}", args.depth);
+            if i == args.depth {
+                eprintln!();
+            }
+        }
+    })?;
+    if args.json {
+        return print_json(&report);
+    }
+    print_summary(&report, &recipe);
+    Ok(())
+}
+
+fn print_summary(r: &ChainReport, recipe: &RecipeSpec) {
+    let n = r.links.len();
+    println!(
+        "chain of {n} links on {} in {}",
+        r.base.display(),
+        r.dir.display()
+    );
+    if let Some(l) = r.links.first() {
+        println!("  each link: {} ({})", recipe.describe(), l.prediction);
+        println!("  link 1 backing file: {}", l.backing_file);
+    }
+    if let Some(top) = &r.top {
+        println!("  top: {}", top.display());
+    }
+    let count = |s: Status| r.links.iter().filter(|l| l.status == s).count();
+    println!(
+        "  {} written, {} unchanged, {} replaced; {} in files ({} allocated)",
+        count(Status::Written),
+        count(Status::Unchanged),
+        count(Status::Replaced),
+        human_size(r.file_size()),
+        human_size(r.links.iter().map(|l| l.allocated_size).sum())
+    );
+    let per_link = if n > 0 {
+        format!(" ({:.2} ms per link)", r.seconds * 1000.0 / n as f64)
+    } else {
+        String::new()
+    };
+    println!("  {:.2} s{per_link}", r.seconds);
+}

@@ -1,0 +1,69 @@
+//! Entry points shared by the fuzz targets (`fuzz/`) and the regression test
+//! that replays their crashing inputs (`tests/fuzz_regressions.rs`). Each
+//! takes arbitrary bytes and must never panic, hang or allocate without bound.
+
+use crate::image::qcow2::Qcow2Image;
+use crate::image::storage::MemStorage;
+use crate::image::{Image, Layer, MemDisk, ReadAt, Window};
+use crate::recipe::{predict::predict_ntfs, select};
+
+/// qcow2 header and table parsing, then a bounded walk of the map and reads
+/// through the image held in `data`.
+pub fn qcow2_read(data: &[u8]) {
+    let storage = MemStorage::new(data.to_vec(), "fuzz.qcow2");
+    let Ok(q) = Qcow2Image::open(Box::new(storage)) else {
+        return;
+    };
+    let mut image = Image::from_layer(Layer::Qcow2(Box::new(q)));
+    let size = image.size();
+    if size == 0 {
+        return;
+    }
+    let mut pos = 0;
+    for _ in 0..64 {
+        if pos >= size {
+            break;
+        }
+        match image.extent(pos, size - pos) {
+            Ok(e) => pos += e.length,
+            Err(_) => break,
+        }
+    }
+    let mut buf = vec![0u8; 8192];
+    for start in [0, size / 2, size.saturating_sub(8192)] {
+        let len = (size - start).min(buf.len() as u64) as usize;
+        let _ = image.read_at(start, &mut buf[..len]);
+    }
+}
+
+/// MBR (with the EBR chain) and GPT parsing of the disk `data`.
+pub fn partition_tables(data: &[u8]) {
+    let _ = crate::layout::read_layout(&mut MemDisk(data.to_vec()));
+}
+
+/// The NTFS boot-sector model and ntfsfix's rules on the partition `data`.
+pub fn ntfs_boot_sector(data: &[u8]) {
+    if data.len() < 512 {
+        return;
+    }
+    if let Ok(bs) = crate::fs::NtfsBootSector::parse(&data[..512]) {
+        let _ = bs.check();
+    }
+    let mut part = MemDisk(data.to_vec());
+    let _ = crate::fs::predict_ntfsfix(&data[..512], &mut part);
+    let _ = crate::fs::ntfs::probe(&mut part);
+}
+
+/// The inspect pipeline on the raw disk `data`: partition table, filesystem
+/// probes, and the ntfs-boot predictions for NTFS partitions.
+pub fn inspect_pipeline(data: &[u8]) {
+    let mut disk = MemDisk(data.to_vec());
+    let Ok(found) = select::partitions(&mut disk) else {
+        return;
+    };
+    for f in found.iter().filter(|f| f.fstype() == Some("ntfs")) {
+        if let Ok(mut w) = Window::new(&mut disk, f.partition.start, f.partition.size) {
+            let _ = predict_ntfs(&mut w, None);
+        }
+    }
+}
