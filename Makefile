@@ -35,9 +35,10 @@ demo: ## build qfault and damage a copy of testdata/sample.qcow2 under target/de
 	$(CARGO) build --release
 	QFAULT=$(TARGET_DIR)/release/qfault scripts/demo.sh
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy and rustdoc with warnings as errors
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 fixtures: deps ## regenerate testdata/sample.qcow2 (see testdata/README.md)
 	testdata/make-sample.sh

@@ -2,7 +2,7 @@
 //! proof that a (repaired) volume is readable, without mounting anything.
 
 use crate::error::{Error, Result};
-use crate::image::{Cursor, ReadAt};
+use crate::image::{BlockCache, Cursor, ReadAt};
 use ::ntfs::structured_values::NtfsFileNamespace;
 use ::ntfs::Ntfs;
 
@@ -18,7 +18,8 @@ pub struct VolumeSummary {
 /// Opens the NTFS volume in `part` (a partition-sized reader), reads its
 /// label and lists its root directory.
 pub fn read_volume<R: ReadAt>(part: R) -> Result<VolumeSummary> {
-    let mut fs = Cursor::new(part);
+    // The crate reads structures field by field: cache blocks, not bytes.
+    let mut fs = Cursor::new(BlockCache::new(part));
     // The ntfs crate is not hardened against every malformed structure; a
     // panic in it must not take the caller down.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| summarize(&mut fs)))

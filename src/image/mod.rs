@@ -16,4 +16,4 @@ pub mod storage;
 pub use chain::{
     open, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,
 };
-pub use read_at::{check_range, Cursor, MemDisk, ReadAt, Window};
+pub use read_at::{check_range, BlockCache, Cursor, MemDisk, ReadAt, Window};

@@ -113,6 +113,75 @@ impl<R: ReadAt> ReadAt for Window<R> {
     }
 }
 
+/// A read-through cache of a few aligned blocks over another [`ReadAt`], for
+/// readers that issue many tiny reads (the `ntfs` crate parses structures
+/// field by field through `Read`).
+#[derive(Debug)]
+pub struct BlockCache<R> {
+    inner: R,
+    /// (block index, bytes), most recently used last.
+    blocks: Vec<(u64, Vec<u8>)>,
+}
+
+impl<R: ReadAt> BlockCache<R> {
+    /// Block size in bytes.
+    pub const BLOCK: u64 = 4096;
+    /// Blocks kept.
+    pub const BLOCKS: usize = 16;
+
+    /// Caches reads of `inner`.
+    pub fn new(inner: R) -> Self {
+        BlockCache {
+            inner,
+            blocks: Vec::with_capacity(Self::BLOCKS),
+        }
+    }
+
+    /// The cached block `index` (loaded on a miss).
+    fn block(&mut self, index: u64) -> Result<&[u8]> {
+        if let Some(at) = self.blocks.iter().position(|(i, _)| *i == index) {
+            let entry = self.blocks.remove(at);
+            self.blocks.push(entry);
+        } else {
+            let start = index * Self::BLOCK;
+            let len = Self::BLOCK.min(self.inner.size() - start) as usize;
+            let mut buf = if self.blocks.len() >= Self::BLOCKS {
+                self.blocks.remove(0).1
+            } else {
+                Vec::new()
+            };
+            buf.resize(len, 0);
+            self.inner.read_at(start, &mut buf)?;
+            self.blocks.push((index, buf));
+        }
+        Ok(&self.blocks.last().expect("just pushed").1)
+    }
+}
+
+impl<R: ReadAt> ReadAt for BlockCache<R> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.size())?;
+        // Large reads gain nothing from the cache.
+        if buf.len() as u64 > Self::BLOCK {
+            return self.inner.read_at(offset, buf);
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let in_block = (pos % Self::BLOCK) as usize;
+            let block = self.block(pos / Self::BLOCK)?;
+            let n = (block.len() - in_block).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&block[in_block..in_block + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 /// Adapts any [`ReadAt`] to [`std::io::Read`] + [`std::io::Seek`].
 ///
 /// Reads stop at the end of the disk (a short read, then `Ok(0)`).
@@ -197,6 +266,19 @@ mod tests {
         c.read_to_end(&mut v).unwrap();
         assert_eq!(v, vec![7, 7, 7]);
         assert!(c.seek(SeekFrom::Current(-100)).is_err());
+    }
+
+    #[test]
+    fn block_cache_reads_like_its_inner_reader() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut c = BlockCache::new(MemDisk(data.clone()));
+        for (off, len) in [(0, 1), (4095, 2), (8190, 5000), (19_999, 1), (100, 4096)] {
+            let mut b = vec![0u8; len];
+            c.read_at(off as u64, &mut b).unwrap();
+            assert_eq!(b, data[off..off + len], "{off}+{len}");
+        }
+        let mut b = [0u8; 2];
+        assert!(c.read_at(19_999, &mut b).is_err());
     }
 
     #[test]
