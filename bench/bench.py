@@ -850,12 +850,12 @@ def write_results(path, info, load_start, load_end, results, elapsed):
     for line in goals(results):
         w(f"- {line}")
     w("")
-    if GEN_TIMES:
-        w("## Inputs")
-        w("")
-        w(f"Generated under bench/cache/{GEN_VERSION}/ (never committed) and reused by later runs. "
-          "Generated in this run: " + ", ".join(f"{k} {v:.1f} s" for k, v in GEN_TIMES.items()) + ".")
-        w("")
+    w("## Inputs")
+    w("")
+    w(f"Generated under bench/cache/{GEN_VERSION}/ (never committed) and reused by later runs. "
+      + ("Generated in this run: " + ", ".join(f"{k} {v:.1f} s" for k, v in GEN_TIMES.items()) + "."
+         if GEN_TIMES else "All of them came from the cache in this run."))
+    w("")
     analysis = os.path.join(HERE, "ANALYSIS.md")
     if os.path.exists(analysis):
         with open(analysis) as f:
@@ -884,16 +884,17 @@ def dump_samples(path, results):
 def goals(results):
     out = []
     if "main" in results:
-        parts, ok = [], True
-        for fmt, jq, je in results["main"]["rows"]:
-            speed = je.med() / jq.med()
-            qa, ea = jq.extra[-1][1], je.extra[-1][1]
-            met = speed >= 10 and qa * 4 <= ea
-            ok &= met
-            parts.append(f"{fmt} base: {speed:.1f}× faster, overlay allocates {qa:,} vs QEMU {ea:,} bytes "
-                         f"({qa / ea:.2f} of it)")
-        out.append(f"Case 1, at least 10× faster than the QEMU pair and at most a quarter of its allocated "
-                   f"bytes: **{'met' if ok else 'missed'}**. " + "; ".join(parts) + ".")
+        rows = results["main"]["rows"]
+        speeds = [(fmt, je.med() / jq.med()) for fmt, jq, je in rows]
+        sizes = [(fmt, jq.extra[-1][1], je.extra[-1][1]) for fmt, jq, je in rows]
+        ok_speed = all(x >= 10 for _, x in speeds)
+        ok_size = all(q * 4 <= e for _, q, e in sizes)
+        out.append("Case 1, at least 10× faster than the QEMU pair: "
+                   f"**{'met' if ok_speed else 'missed'}** ("
+                   + ", ".join(f"{fmt} base {x:.1f}×" for fmt, x in speeds)
+                   + "); overlay allocating at most a quarter of QEMU's bytes at the same cluster size: "
+                   f"**{'met' if ok_size else 'missed'}** ("
+                   + ", ".join(f"{fmt} base {q:,} vs {e:,} bytes, {q / e:.2f}" for fmt, q, e in sizes) + ").")
     if "export" in results:
         parts, ok_speed, ok_mem = [], True, True
         for name, img, jq, je, jw, _ in results["export"]["rows"]:
