@@ -915,3 +915,34 @@ fn absurd_header_length() {
         expect_open_error(&img, &[], &["header_length"]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Found in review
+// ---------------------------------------------------------------------------
+
+#[test]
+fn zero_flag_in_a_version_2_image_is_refused_like_qemu() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let img = valid_qcow2(d.path(), "v2zero.qcow2", &["-o", "compat=0.10"], false);
+    let (at, v) = l2_entry(&img, 0);
+    put_be64(&img, at, v | 1);
+    expect_export_error(&img, &[], &["zero flag", "version 2"]);
+}
+
+#[test]
+fn a_fifo_as_backing_file_is_refused_without_hanging() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    run(&mut cmd(
+        "mkfifo",
+        [d.path().join("pipe").to_str().unwrap()],
+    ));
+    let img = d.path().join("fifo.qcow2");
+    overlay_naming(&img, "pipe", "raw");
+    expect_open_error(&img, &[], &["pipe", "not a regular file"]);
+}

@@ -1260,3 +1260,50 @@ fn forced_format() {
     assert!(!out2.exists());
     guard.assert_unchanged();
 }
+
+/// Old images store the backing name right after the header, with no
+/// header-extension end marker: the extension area ends at the name.
+#[test]
+fn v2_backing_name_right_after_the_header() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let d = tmpdir();
+    let base = d.path().join("base.raw");
+    sparse_file(&base, 1 << 20);
+    write_at(&base, 4096, &pattern(8192, 7));
+    let top = d.path().join("old.qcow2");
+    qemu_img([
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "compat=0.10",
+        "-b",
+        "base.raw",
+        "-F",
+        "raw",
+        top.to_str().unwrap(),
+    ]);
+    qemu_io_write_pattern("qcow2", &top, 65536, 4096, 8);
+    // Rewrite the header's tail: the name at byte 72, nothing else after it.
+    let name = b"base.raw";
+    let mut tail = vec![0u8; 4096 - 72];
+    tail[..name.len()].copy_from_slice(name);
+    write_at(&top, 72, &tail);
+    write_at(&top, 8, &72u64.to_be_bytes());
+    write_at(&top, 16, &(name.len() as u32).to_be_bytes());
+    let guard = BaseGuard::new(&[&top, &base]);
+    let out = d.path().join("out.raw");
+    qfault_ok([
+        "export",
+        "-f",
+        "qcow2",
+        top.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), qemu_raw_bytes(&top));
+    guard.assert_unchanged();
+}

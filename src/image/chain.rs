@@ -13,7 +13,7 @@ use crate::image::storage::FileStorage;
 use crate::image::{backing, check_range, lock, ReadAt};
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Default limit on the number of backing links followed.
@@ -253,15 +253,20 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut next: Option<(PathBuf, Option<Format>)> = Some((path.to_path_buf(), opts.format));
     while let Some((p, format)) = next.take() {
-        let file = File::open(&p).map_err(|e| {
-            if layers.is_empty() {
-                Error::io(&p, e)
-            } else {
-                Error::Chain {
-                    reason: format!("cannot open backing file {}: {e}", p.display()),
+        // O_NONBLOCK: a FIFO named by an image must not hang the open.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p)
+            .map_err(|e| {
+                if layers.is_empty() {
+                    Error::io(&p, e)
+                } else {
+                    Error::Chain {
+                        reason: format!("cannot open backing file {}: {e}", p.display()),
+                    }
                 }
-            }
-        })?;
+            })?;
         let meta = file.metadata().map_err(|e| Error::io(&p, e))?;
         if !seen.insert((meta.dev(), meta.ino())) {
             return Err(Error::Chain {
@@ -275,6 +280,12 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
             return Err(Error::io(
                 &p,
                 std::io::Error::from(std::io::ErrorKind::IsADirectory),
+            ));
+        }
+        if !meta.is_file() {
+            return Err(Error::unsupported(
+                &p,
+                "not a regular file (qfault reads image files, not devices, FIFOs or sockets)",
             ));
         }
         if meta.len() == 0 {

@@ -242,7 +242,13 @@ impl Header {
         if self.version == 2 && buf.len() <= V2_HEADER_LEN as usize {
             return Ok(());
         }
-        let end = buf.len().min(self.cluster_size() as usize);
+        // The extension area ends where the backing file name starts, if it
+        // does (as in QEMU): old images put the name right after the header.
+        let backing_offset = be64(buf, 8);
+        let mut end = buf.len().min(self.cluster_size() as usize);
+        if backing_offset != 0 {
+            end = end.min(usize::try_from(backing_offset).unwrap_or(usize::MAX));
+        }
         let mut pos = self.header_length as usize;
         let mut seen_backing_format = false;
         while pos + 8 <= end {

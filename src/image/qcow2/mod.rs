@@ -97,10 +97,7 @@ impl Qcow2Image {
         // check_tables() bounded l1_size by QEMU's 32 MiB limit and the file size.
         let mut raw_l1 = vec![0u8; header.l1_size as usize * 8];
         storage.read_at(header.l1_table_offset, &mut raw_l1)?;
-        let l1 = raw_l1
-            .chunks_exact(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-            .collect();
+        let l1 = be_words(&raw_l1);
         Ok(Qcow2Image {
             storage,
             path: path.to_path_buf(),
@@ -145,10 +142,11 @@ impl Qcow2Image {
             len: first.len.min(max_len),
             mapping: first.mapping,
         };
+        let size = self.size();
         if matches!(ext.mapping, Mapping::Compressed { .. }) {
+            ext.len = ext.len.min(size - offset);
             return Ok(ext);
         }
-        let size = self.size();
         while ext.len < max_len && offset + ext.len < size {
             let next = self.map_unit(offset + ext.len)?;
             let joins = match (ext.mapping, next.mapping) {
@@ -248,7 +246,17 @@ impl Qcow2Image {
             return Ok(Extent { len, mapping });
         }
 
-        let mapping = if self.header.version >= 3 && entry & L2_ZERO != 0 {
+        if self.header.version < 3 && entry & L2_ZERO != 0 {
+            // QEMU refuses these too ("Zero cluster entry found in pre-v3 image").
+            return Err(Error::malformed(
+                &self.path,
+                format!(
+                    "L2 entry for guest offset {} has the zero flag, which version 2 images do not have",
+                    offset - in_cluster
+                ),
+            ));
+        }
+        let mapping = if entry & L2_ZERO != 0 {
             Mapping::Zero
         } else if host == 0 {
             if entry & ENTRY_COPIED != 0 {
@@ -338,10 +346,7 @@ impl Qcow2Image {
         self.check_no_overlap(l2_offset, cs, &what)?;
         let mut raw = vec![0u8; cs as usize];
         self.storage.read_at(l2_offset, &mut raw)?;
-        let table: Rc<[u64]> = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-            .collect();
+        let table: Rc<[u64]> = be_words(&raw).into();
         self.l2_cache.insert(l2_offset, Rc::clone(&table));
         Ok(table)
     }
@@ -383,4 +388,11 @@ impl Qcow2Image {
         buf.copy_from_slice(&data[start..start + buf.len()]);
         Ok(())
     }
+}
+
+/// Big-endian 64-bit table entries (L1, L2) decoded from raw bytes.
+fn be_words(raw: &[u8]) -> Vec<u64> {
+    raw.chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("chunks_exact gives 8 bytes")))
+        .collect()
 }
