@@ -1250,3 +1250,38 @@ fn l2_boundary_2m_on_513g_qcow2() {
     }
     guard.assert_unchanged();
 }
+
+/// A base whose file name has a colon: the stored relative name must not read
+/// as a protocol ("a:" would), to QEMU or to qfault.
+#[test]
+fn base_name_with_a_colon_stays_a_plain_file_name() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let d = tmpdir();
+    let base = d.path().join("a:b.raw");
+    sparse_file(&base, 1 << 20);
+    let guard = BaseGuard::new(&[&base]);
+    let ov = d.path().join("ov.qcow2");
+    qfault_ok([
+        "inject",
+        "zero",
+        base.to_str().unwrap(),
+        "-o",
+        ov.to_str().unwrap(),
+        "--offset",
+        "0",
+        "--length",
+        "512",
+    ]);
+    let info = qemu_img([
+        "info",
+        "--output=json",
+        "--backing-chain",
+        ov.to_str().unwrap(),
+    ]);
+    assert!(info.contains("\"./a:b.raw\""), "{info}");
+    qfault_ok(["info", ov.to_str().unwrap()]);
+    assert_qemu_img_check_clean(&ov);
+    guard.assert_unchanged();
+}

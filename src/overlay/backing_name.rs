@@ -24,7 +24,15 @@ pub fn backing_name(base: &Path, overlay: &Path, how: BackingName) -> Result<Str
         BackingName::Relative => {
             let dir = parent_dir(overlay);
             let dir_abs = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
-            relative_path(&dir_abs, &base_abs)
+            let rel = relative_path(&dir_abs, &base_abs);
+            // "a:b.raw" would read as protocol "a" to QEMU (and to qfault):
+            // "./a:b.raw" is a plain file name.
+            let first = rel.components().next().map(|c| c.as_os_str().to_owned());
+            if first.is_some_and(|c| c.to_string_lossy().contains(':')) {
+                Path::new(".").join(rel)
+            } else {
+                rel
+            }
         }
     };
     let text = name.to_str().ok_or_else(|| {
