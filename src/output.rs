@@ -73,15 +73,17 @@ impl AtomicFile {
     }
 
     /// Fsyncs the data, moves it to the target and fsyncs the directory.
+    ///
+    /// On any failure before the target is in place, the temporary file is
+    /// removed (by `Drop`) and the target is untouched.
     pub fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("file is present until commit");
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        drop(file);
+        self.file()
+            .sync_all()
+            .map_err(|e| Error::io(&self.tmp, e))?;
         if self.overwrite {
             std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         } else {
-            // link() fails if the target appeared meanwhile: never replace it.
-            std::fs::hard_link(&self.tmp, &self.target).map_err(|e| {
+            rename_noreplace(&self.tmp, &self.target).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::Usage(format!(
                         "{} already exists; pass --overwrite to replace it",
@@ -91,8 +93,9 @@ impl AtomicFile {
                     Error::io(&self.target, e)
                 }
             })?;
-            std::fs::remove_file(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
         }
+        // In place: from here on nothing may remove it.
+        self.file = None;
         let dir = parent_dir(&self.target);
         File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -107,6 +110,39 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Moves `from` to `to` unless `to` exists (atomically: renameat2 with
+/// RENAME_NOREPLACE; where the filesystem lacks it, link then unlink).
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+        return Err(e);
+    }
+    std::fs::hard_link(from, to)?;
+    // The target is in place; a leftover link is only a stale temporary.
+    let _ = std::fs::remove_file(from);
+    Ok(())
 }
 
 /// Removes temporary files a killed qfault left for this target: those named
