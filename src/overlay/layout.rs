@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::image::qcow2::header::{EXT_BACKING_FORMAT, MAGIC};
 use crate::image::qcow2::{ENTRY_COPIED, L2_ZERO};
 use crate::output::write_nonzero;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -63,8 +62,15 @@ pub struct OverlayLayout {
     l1_size: u64,
     rt_clusters: u64,
     l1_clusters: u64,
-    /// L1 index → L2 table (entries), in L1 order.
-    l2: BTreeMap<u64, Vec<u64>>,
+    /// The L1 indices that get an L2 table, sorted; the i-th table lies at
+    /// cluster `1 + rt_clusters + l1_clusters + i`.
+    l1_indices: Vec<u64>,
+    /// The L2 table being filled: (position in `l1_indices`, entries).
+    /// Clusters arrive in order, so each table is written once complete and
+    /// only one is in memory.
+    current: Option<(usize, Vec<u64>)>,
+    /// Touched guest clusters in all (the worst case for data clusters).
+    touched: u64,
     /// Clusters before the first data cluster.
     data_start: u64,
     data_clusters: u64,
@@ -73,13 +79,14 @@ pub struct OverlayLayout {
 
 impl OverlayLayout {
     /// Plans an overlay of `size` guest bytes with `cs`-byte clusters whose
-    /// touched guest clusters are `touched`.
+    /// touched guest clusters are the inclusive, sorted, disjoint ranges
+    /// `touched`.
     pub fn new(
         size: u64,
         cs: u64,
         backing: &str,
         backing_format: &str,
-        touched: &BTreeSet<u64>,
+        touched: &[(u64, u64)],
     ) -> Result<Self> {
         let l2_entries = cs / 8;
         let l1_size = size.div_ceil(cs).div_ceil(l2_entries);
@@ -89,15 +96,21 @@ impl OverlayLayout {
             )));
         }
         let l1_clusters = (l1_size * 8).div_ceil(cs);
-        let l2: BTreeMap<u64, Vec<u64>> = touched
-            .iter()
-            .map(|c| (c / l2_entries, vec![0u64; l2_entries as usize]))
-            .collect();
-        let header_and_tables = |rt: u64| 1 + rt + l1_clusters + l2.len() as u64;
+        // At most l1_size distinct indices: bounded by the 32 MiB L1 limit.
+        let mut l1_indices: Vec<u64> = Vec::new();
+        for &(first, last) in touched {
+            for i in first / l2_entries..=last / l2_entries {
+                if l1_indices.last() != Some(&i) {
+                    l1_indices.push(i);
+                }
+            }
+        }
+        let touched_count: u64 = touched.iter().map(|(a, b)| b - a + 1).sum();
+        let header_and_tables = |rt: u64| 1 + rt + l1_clusters + l1_indices.len() as u64;
         // Size the refcount table for the worst case: every touched cluster stores data.
         let mut rt_clusters = 1;
         loop {
-            let before_blocks = header_and_tables(rt_clusters) + touched.len() as u64;
+            let before_blocks = header_and_tables(rt_clusters) + touched_count;
             let blocks = refcount_blocks(before_blocks, cs);
             let need = (blocks * 8).div_ceil(cs);
             if need <= rt_clusters {
@@ -113,12 +126,27 @@ impl OverlayLayout {
             rt_clusters,
             l1_clusters,
             data_start: header_and_tables(rt_clusters),
-            l2,
+            l1_indices,
+            current: None,
+            touched: touched_count,
             data_clusters: 0,
             zero_clusters: 0,
         };
         layout.header = layout.header_bytes(backing, backing_format)?;
         Ok(layout)
+    }
+
+    /// File offset of the `i`-th L2 table.
+    fn l2_offset(&self, i: usize) -> u64 {
+        (1 + self.rt_clusters + self.l1_clusters + i as u64) * self.cs
+    }
+
+    /// Writes the L2 table being filled, if any.
+    fn flush_l2(&mut self, w: &mut Writer) -> Result<()> {
+        if let Some((i, table)) = self.current.take() {
+            w.write(self.l2_offset(i), &be_words(&table))?;
+        }
+        Ok(())
     }
 
     /// Records guest cluster `cluster` (added in increasing order) and writes
@@ -130,22 +158,29 @@ impl OverlayLayout {
         content: ClusterContent,
     ) -> Result<()> {
         let l2_entries = self.cs / 8;
+        let l1_index = cluster / l2_entries;
+        if self.current.as_ref().map(|(i, _)| self.l1_indices[*i]) != Some(l1_index) {
+            self.flush_l2(w)?;
+            let i = self
+                .l1_indices
+                .binary_search(&l1_index)
+                .expect("the layout planned an L2 table for every touched cluster");
+            self.current = Some((i, vec![0u64; l2_entries as usize]));
+        }
         let entry = match content {
             ClusterContent::Zero => {
                 self.zero_clusters += 1;
                 L2_ZERO
             }
             ClusterContent::Data(bytes) => {
+                debug_assert!(self.data_clusters < self.touched);
                 let host = (self.data_start + self.data_clusters) * self.cs;
                 w.write(host, bytes)?;
                 self.data_clusters += 1;
                 host | ENTRY_COPIED
             }
         };
-        let table = self
-            .l2
-            .get_mut(&(cluster / l2_entries))
-            .expect("the layout planned an L2 table for every touched cluster");
+        let (_, table) = self.current.as_mut().expect("set above");
         table[(cluster % l2_entries) as usize] = entry;
         Ok(())
     }
@@ -161,11 +196,11 @@ impl OverlayLayout {
     }
 
     /// Writes the header, tables and refcounts; returns the file size.
-    pub fn finish(&self, w: &mut Writer) -> Result<u64> {
+    pub fn finish(&mut self, w: &mut Writer) -> Result<u64> {
+        self.flush_l2(w)?;
         let cs = self.cs;
         let rt_offset = cs;
         let l1_offset = rt_offset + self.rt_clusters * cs;
-        let l2_start = l1_offset + self.l1_clusters * cs;
         let before_blocks = self.data_start + self.data_clusters;
         let blocks = refcount_blocks(before_blocks, cs);
         let total = before_blocks + blocks;
@@ -177,10 +212,8 @@ impl OverlayLayout {
         w.write(rt_offset, &be_words(&rt))?;
 
         let mut l1 = vec![0u64; self.l1_size as usize];
-        for (i, (&l1_index, table)) in self.l2.iter().enumerate() {
-            let l2_offset = l2_start + i as u64 * cs;
-            l1[l1_index as usize] = l2_offset | ENTRY_COPIED;
-            w.write(l2_offset, &be_words(table))?;
+        for (i, &l1_index) in self.l1_indices.iter().enumerate() {
+            l1[l1_index as usize] = self.l2_offset(i) | ENTRY_COPIED;
         }
         w.write(l1_offset, &be_words(&l1))?;
 

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::image::{check_range, Image, ReadAt};
 use crate::output::AtomicFile;
 use layout::{ClusterContent, OverlayLayout};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Default overlay cluster size, as `qemu-img create` uses.
@@ -166,18 +165,26 @@ pub fn write_overlay_checked(
     let backing_format = base.format().name().to_string();
 
     // Every guest cluster a patch touches, in order.
-    let mut touched = BTreeSet::new();
-    for p in patches.iter().filter(|p| !p.is_empty()) {
-        let first = p.offset() / cs;
-        let last = (p.offset() + p.len() - 1) / cs;
-        touched.extend(first..=last);
+    // Every guest cluster a patch touches, as sorted, merged inclusive ranges.
+    let mut spans: Vec<(u64, u64)> = patches
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| (p.offset() / cs, (p.offset() + p.len() - 1) / cs))
+        .collect();
+    spans.sort_unstable();
+    let mut touched: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (first, last) in spans {
+        match touched.last_mut() {
+            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
+            _ => touched.push((first, last)),
+        }
     }
 
     let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
     let target = AtomicFile::create(out, opts.overwrite)?;
     let mut writer = layout::Writer::new(target.file(), target.tmp_path());
     let mut buf = vec![0u8; cs as usize];
-    for &cluster in &touched {
+    for cluster in touched.iter().flat_map(|&(first, last)| first..=last) {
         let start = cluster * cs;
         let valid = (size - start).min(cs) as usize;
         let content = if fully_zeroed(patches, start, valid as u64) {

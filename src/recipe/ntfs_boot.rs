@@ -217,8 +217,7 @@ fn check_written(path: &Path, plan: &NtfsBootPlan, open_opts: &OpenOptions) -> R
     }
     let mut top = image::open(path, open_opts)?;
     for t in &plan.targets {
-        let bytes = top.read_vec(t.range.start, t.range.len() as usize)?;
-        if bytes.iter().any(|&b| b != 0) {
+        if !reads_zeros(&mut top, t.range)? {
             return Err(fail(format!(
                 "guest bytes {}..{} do not read as zeros",
                 t.range.start, t.range.end
@@ -248,4 +247,20 @@ fn check_written(path: &Path, plan: &NtfsBootPlan, open_opts: &OpenOptions) -> R
         }
     }
     Ok(())
+}
+
+/// Whether every byte of `range` reads as zero (read in bounded chunks).
+fn reads_zeros(disk: &mut dyn ReadAt, range: ByteRange) -> Result<bool> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK.min(range.len()) as usize];
+    let mut pos = range.start;
+    while pos < range.end {
+        let n = (range.end - pos).min(CHUNK) as usize;
+        disk.read_at(pos, &mut buf[..n])?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
