@@ -53,21 +53,6 @@ fn raw_text_image(path: &Path, size: u64, regions: &[(u64, u64)], salt: u64) {
     }
 }
 
-/// `qemu-img convert -f raw -O qcow2 [extra...] src dst`.
-fn convert_to_qcow2(src: &Path, dst: &Path, extra: &[&str]) {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("convert"),
-        OsStr::new("-f"),
-        OsStr::new("raw"),
-        OsStr::new("-O"),
-        OsStr::new("qcow2"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    args.push(src.as_os_str());
-    args.push(dst.as_os_str());
-    qemu_img(args);
-}
-
 /// `qemu-img create -f qcow2 [-o opts] [-b backing -F fmt] path size`.
 fn create_qcow2(path: &Path, size: &str, opts: &str, backing: Option<(&str, &str)>) {
     let mut args: Vec<String> = vec!["create".into(), "-q".into(), "-f".into(), "qcow2".into()];
@@ -318,7 +303,7 @@ fn v2_compat_0_10() {
         ],
         2,
     );
-    convert_to_qcow2(&raw, &img, &["-o", "compat=0.10"]);
+    qemu_img_to_qcow2(&raw, &img, &["-o", "compat=0.10"]);
     qemu_io_write_pattern("qcow2", &img, 2 * M + 100, 5000, 21);
     qio(
         &img,
@@ -369,7 +354,7 @@ fn cluster_size_case(cs: u64, size: u64) {
         ],
         cs,
     );
-    convert_to_qcow2(&raw, &img, &["-o", &format!("cluster_size={cs}")]);
+    qemu_img_to_qcow2(&raw, &img, &["-o", &format!("cluster_size={cs}")]);
     // Overwrite parts of allocated clusters and allocate new ones.
     qemu_io_write_pattern("qcow2", &img, cs * 3 + 17, 1000, cs + 1);
     qemu_io_write_pattern("qcow2", &img, size / 4 + 3, 3 * cs + 5, cs + 2);
@@ -429,7 +414,7 @@ fn compressed_case(ctype: &str) {
         let size = (3 * M).max(8 * cs) + 512;
         raw_text_image(&raw, size, &[(0, M + 5000), (2 * M, 300 * K)], 7);
         write_at(&raw, M + 200 * K, &pattern(150_000, 8));
-        convert_to_qcow2(
+        qemu_img_to_qcow2(
             &raw,
             &img,
             &[
@@ -482,7 +467,7 @@ fn compressed_case(ctype: &str) {
     raw_text_image(&raw, 3 * M, &[(0, 2 * M)], 12);
     write_at(&raw, M, &pattern(100_000, 13));
     let ext = d.path().join("ext.qcow2");
-    convert_to_qcow2(
+    qemu_img_to_qcow2(
         &raw,
         &ext,
         &[
@@ -526,7 +511,7 @@ fn extended_l2_subclusters() {
     let raw = d.path().join("src.raw");
     let img = d.path().join("ext.qcow2");
     raw_image(&raw, 2 * M, &[(0, 2 * M)], 31);
-    convert_to_qcow2(&raw, &img, &["-o", "extended_l2=on,cluster_size=64k"]);
+    qemu_img_to_qcow2(&raw, &img, &["-o", "extended_l2=on,cluster_size=64k"]);
     qio(
         &img,
         &[
@@ -584,7 +569,7 @@ fn zero_and_discard_over_allocated_data() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, 2 * M, &[(0, 2 * M)], 41);
     let img = d.path().join("full.qcow2");
-    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img_to_qcow2(&raw, &img, &[]);
     let cmds = [
         "write -z 65536 65536",
         "write -z 200000 5000",
@@ -662,7 +647,7 @@ fn chain_absolute_names() {
     let t = d.path().join("t.qcow2");
     let braw = d.path().join("b-src.raw");
     raw_image(&braw, 2 * M, &[(0, 2 * M)], 63);
-    convert_to_qcow2(&braw, &b, &["-o", "cluster_size=512"]);
+    qemu_img_to_qcow2(&braw, &b, &["-o", "cluster_size=512"]);
     create_qcow2(
         &m,
         "2M",
@@ -748,7 +733,7 @@ fn internal_snapshots_active_l1_is_read() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, 2 * M, &[(0, M), (M + 500_000, 100_000)], 81);
     let img = d.path().join("snap.qcow2");
-    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img_to_qcow2(&raw, &img, &[]);
     qemu_img([
         OsStr::new("snapshot"),
         OsStr::new("-c"),
@@ -794,7 +779,7 @@ fn bitmap_extension_is_skipped() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, 2 * M, &[(0, 300_000), (M, 200_000)], 91);
     let img = d.path().join("bm.qcow2");
-    convert_to_qcow2(&raw, &img, &["-o", "cluster_size=4096"]);
+    qemu_img_to_qcow2(&raw, &img, &["-o", "cluster_size=4096"]);
     qemu_img([
         OsStr::new("bitmap"),
         OsStr::new("--add"),
@@ -827,7 +812,7 @@ fn small_qcow2(d: &Path) -> PathBuf {
     let raw = d.join("src.raw");
     raw_image(&raw, M, &[(4096, 100_000)], 101);
     let img = d.join("small.qcow2");
-    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img_to_qcow2(&raw, &img, &[]);
     img
 }
 
@@ -875,7 +860,7 @@ fn export_output_is_sparse_and_atomic() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, 64 * M, &[(10 * M, M)], 111);
     let img = d.path().join("sparse.qcow2");
-    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img_to_qcow2(&raw, &img, &[]);
     let guard = BaseGuard::new(&[&img]);
     let outdir = tmpdir();
     let out = outdir.path().join("guest.raw");
@@ -978,7 +963,7 @@ fn qcow2_virtual_size_not_multiple_of_512() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, M, &[(0, M)], 131);
     let img = d.path().join("odd.qcow2");
-    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img_to_qcow2(&raw, &img, &[]);
     write_at(&img, 24, &(M - 1000).to_be_bytes());
     assert_eq!(qemu_info(&img)["virtual-size"], Value::from(M - 1024));
     verify(&img, &[&img]);
@@ -995,7 +980,7 @@ fn backing_format_not_recorded_is_probed() {
     let raw = d.path().join("base.raw");
     raw_image(&raw, M, &[(0, M)], 141);
     let qb = d.path().join("base.qcow2");
-    convert_to_qcow2(&raw, &qb, &["-o", "cluster_size=4096"]);
+    qemu_img_to_qcow2(&raw, &qb, &["-o", "cluster_size=4096"]);
     for (name, backing, fmt) in [
         ("over-raw.qcow2", "base.raw", "raw"),
         ("over-q.qcow2", "base.qcow2", "qcow2"),
@@ -1029,7 +1014,7 @@ fn recorded_raw_backing_format_is_not_probed() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, M, &[(0, 300_000)], 151);
     let qb = d.path().join("really.qcow2");
-    convert_to_qcow2(&raw, &qb, &[]);
+    qemu_img_to_qcow2(&raw, &qb, &[]);
     let top = d.path().join("top.qcow2");
     qemu_img([
         "create",
@@ -1059,7 +1044,7 @@ fn resized_and_empty_images() {
     let raw = d.path().join("src.raw");
     raw_image(&raw, M, &[(0, M)], 161);
     let img = d.path().join("rs.qcow2");
-    convert_to_qcow2(&raw, &img, &[]);
+    qemu_img_to_qcow2(&raw, &img, &[]);
     qemu_img(["resize", "-q", img.to_str().unwrap(), "5M"]);
     qemu_io_write_pattern("qcow2", &img, 4 * M + 3, 100_000, 162);
     verify(&img, &[&img]);
@@ -1098,7 +1083,7 @@ fn refcount_widths_lazy_refcounts_and_dirty_bit() {
     raw_image(&raw, 2 * M, &[(0, 700_000), (M + 1, 1000)], 171);
     for opts in ["refcount_bits=1", "refcount_bits=64", "lazy_refcounts=on"] {
         let img = d.path().join(format!("{opts}.qcow2"));
-        convert_to_qcow2(&raw, &img, &["-o", opts]);
+        qemu_img_to_qcow2(&raw, &img, &["-o", opts]);
         qemu_io_write_pattern("qcow2", &img, 600_000, 300_000, 172);
         verify(&img, &[&img]);
     }

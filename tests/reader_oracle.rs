@@ -101,20 +101,6 @@ fn raw_image(path: &Path, size: u64, regions: &[(u64, u64)], salt: u64) {
     }
 }
 
-fn convert(src: &Path, dst: &Path, extra: &[&str]) {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("convert"),
-        OsStr::new("-f"),
-        OsStr::new("raw"),
-        OsStr::new("-O"),
-        OsStr::new("qcow2"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    args.push(src.as_os_str());
-    args.push(dst.as_os_str());
-    qemu_img(args);
-}
-
 /// A v3 qcow2 with data, holes, overwrites, zero clusters and discards.
 fn plain(dir: &Path, name: &str, size: u64, opts: &str) -> PathBuf {
     let raw = dir.join(format!("{name}.src"));
@@ -126,9 +112,9 @@ fn plain(dir: &Path, name: &str, size: u64, opts: &str) -> PathBuf {
     );
     let img = dir.join(name);
     if opts.is_empty() {
-        convert(&raw, &img, &[]);
+        qemu_img_to_qcow2(&raw, &img, &[]);
     } else {
-        convert(&raw, &img, &["-o", opts]);
+        qemu_img_to_qcow2(&raw, &img, &["-o", opts]);
     }
     qemu_io_write_pattern("qcow2", &img, size / 2 + 4096, 100_000, 3);
     qemu_io(
@@ -155,7 +141,7 @@ fn compressed_cs(dir: &Path, name: &str, ctype: &str, cs: u64) -> PathBuf {
     write_at(&raw, 0, &text);
     write_at(&raw, M + 100_000, &pattern(200_000, 5));
     let img = dir.join(name);
-    convert(
+    qemu_img_to_qcow2(
         &raw,
         &img,
         &[

@@ -359,3 +359,15 @@ pub fn qemu_io_write_pattern(format: &str, img: &Path, off: u64, len: u64, seed:
     );
     std::fs::remove_file(&src).unwrap();
 }
+
+/// `qemu-img convert -f raw -O qcow2 [extra...] SRC DST`.
+pub fn qemu_img_to_qcow2(src: &Path, dst: &Path, extra: &[&str]) {
+    let mut args: Vec<&OsStr> = ["convert", "-f", "raw", "-O", "qcow2"]
+        .into_iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend(extra.iter().map(OsStr::new));
+    args.push(src.as_os_str());
+    args.push(dst.as_os_str());
+    qemu_img(args);
+}
