@@ -946,3 +946,35 @@ fn a_fifo_as_backing_file_is_refused_without_hanging() {
     overlay_naming(&img, "pipe", "raw");
     expect_open_error(&img, &[], &["pipe", "not a regular file"]);
 }
+
+/// Each image's L1 table is bounded by QEMU's 32 MiB limit; a chain of
+/// them is bounded too, so a small (sparse) crafted chain cannot make
+/// qfault allocate gigabytes.
+#[test]
+fn chain_of_huge_l1_tables_is_refused() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let mut prev = "base.raw".to_string();
+    sparse_file(&d.path().join(&prev), M);
+    for i in 0..9 {
+        let name = format!("l{i}.qcow2");
+        qemu_img([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            &prev,
+            "-F",
+            if i == 0 { "raw" } else { "qcow2" },
+            d.path().join(&name).to_str().unwrap(),
+            "2P",
+        ]);
+        prev = name;
+    }
+    let top = d.path().join(&prev);
+    expect_failure("info", &top, &["L1 tables exceed"], Some(1 << 20));
+}

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 /// Default limit on the number of backing links followed.
 pub const DEFAULT_MAX_DEPTH: usize = 256;
+/// Most bytes of L1 tables a whole chain may hold in memory (each image's is
+/// bounded by QEMU's 32 MiB limit; this bounds their sum).
+pub const MAX_CHAIN_L1_BYTES: u64 = 256 << 20;
 
 /// An image file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -252,6 +255,7 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let mut layers = Vec::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut next: Option<(PathBuf, Option<Format>)> = Some((path.to_path_buf(), opts.format));
+    let mut l1_bytes = 0u64;
     while let Some((p, format)) = next.take() {
         // O_NONBLOCK: a FIFO named by an image must not hang the open.
         let file = std::fs::OpenOptions::new()
@@ -331,12 +335,25 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                 next = Some((backing_path, backing_format));
             }
         }
+        if let Layer::Qcow2(q) = &layer {
+            l1_bytes += q.l1_bytes();
+            if l1_bytes > MAX_CHAIN_L1_BYTES {
+                return Err(Error::Chain {
+                    reason: format!(
+                        "the chain's L1 tables exceed {MAX_CHAIN_L1_BYTES} bytes in all (at {})",
+                        p.display()
+                    ),
+                });
+            }
+        }
         layers.push(layer);
     }
-    Ok(Image {
+    let mut image = Image {
         layers,
         files: seen,
-    })
+    };
+    image.share_l2_budget();
+    Ok(image)
 }
 
 /// qcow2 if the file starts with the qcow2 magic, raw otherwise.
@@ -400,7 +417,20 @@ impl Image {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         self.files.insert((meta.dev(), meta.ino()));
         self.layers.insert(0, Layer::Qcow2(Box::new(q)));
+        self.share_l2_budget();
         Ok(())
+    }
+
+    /// Splits the chain-wide L2 cache budget among the qcow2 images, so
+    /// memory does not grow with depth beyond one table per image.
+    fn share_l2_budget(&mut self) {
+        let n = self.layers.len().max(1) as u64;
+        let budget = crate::image::qcow2::l2_cache::L2_CACHE_BYTES / n;
+        for layer in &mut self.layers {
+            if let Layer::Qcow2(q) = layer {
+                q.set_l2_cache_budget(budget);
+            }
+        }
     }
 
     /// Whether `path` names one of the chain's files (the same inode).

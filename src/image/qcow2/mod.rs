@@ -8,7 +8,7 @@
 
 pub mod compressed;
 pub mod header;
-mod l2_cache;
+pub mod l2_cache;
 
 use crate::error::{Error, Result};
 use crate::image::raw::SECTOR;
@@ -102,12 +102,23 @@ impl Qcow2Image {
             storage,
             path: path.to_path_buf(),
             file_len,
-            l2_cache: L2Cache::new(header.cluster_size()),
+            l2_cache: L2Cache::new(header.cluster_size(), l2_cache::L2_CACHE_BYTES),
             metadata: header.metadata_ranges(),
             header,
             l1,
             inflated: None,
         })
+    }
+
+    /// Limits this image's L2 cache to `budget` bytes (at least one table).
+    pub fn set_l2_cache_budget(&mut self, budget: u64) {
+        let cs = self.header.cluster_size();
+        self.l2_cache.set_budget(cs, budget);
+    }
+
+    /// Bytes of the active L1 table held in memory.
+    pub fn l1_bytes(&self) -> u64 {
+        self.l1.len() as u64 * 8
     }
 
     /// The parsed header.
