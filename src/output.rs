@@ -67,11 +67,6 @@ impl AtomicFile {
         &self.tmp
     }
 
-    /// The final path.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Fsyncs the data, moves it to the target and fsyncs the directory.
     ///
     /// On any failure before the target is in place, the temporary file is
