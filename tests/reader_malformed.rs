@@ -539,19 +539,7 @@ fn compressed_stream_garbage_or_short() {
 
 /// `qemu-img create -u` (no backing open) with a backing name as given.
 fn overlay_naming(path: &Path, backing: &str, fmt: &str) {
-    qemu_img([
-        OsStr::new("create"),
-        OsStr::new("-q"),
-        OsStr::new("-f"),
-        OsStr::new("qcow2"),
-        OsStr::new("-u"),
-        OsStr::new("-b"),
-        OsStr::new(backing),
-        OsStr::new("-F"),
-        OsStr::new(fmt),
-        path.as_os_str(),
-        OsStr::new("1M"),
-    ]);
+    qemu_img_create_overlay(path, backing, fmt, &["-u"], "1M");
 }
 
 #[test]
@@ -686,20 +674,7 @@ fn random_metadata_corruption_never_panics() {
     sparse_file(&base, M);
     write_at(&base, 0, &pattern(M as usize, 3));
     let ext = d.path().join("ext.qcow2");
-    qemu_img([
-        OsStr::new("create"),
-        OsStr::new("-q"),
-        OsStr::new("-f"),
-        OsStr::new("qcow2"),
-        OsStr::new("-o"),
-        OsStr::new("extended_l2=on"),
-        OsStr::new("-b"),
-        OsStr::new("base.raw"),
-        OsStr::new("-F"),
-        OsStr::new("raw"),
-        ext.as_os_str(),
-        OsStr::new("1M"),
-    ]);
+    qemu_img_create_overlay(&ext, "base.raw", "raw", &["-o", "extended_l2=on"], "1M");
     qemu_io(
         "qcow2",
         &ext,

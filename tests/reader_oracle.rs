@@ -184,18 +184,7 @@ fn qcow2_chain(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
     let mid = dir.join("chain-mid.qcow2");
     let top = dir.join("chain-top.qcow2");
     for (img, backing, size) in [(&mid, &base, "2M"), (&top, &mid, "2M")] {
-        qemu_img([
-            OsStr::new("create"),
-            OsStr::new("-q"),
-            OsStr::new("-f"),
-            OsStr::new("qcow2"),
-            OsStr::new("-b"),
-            backing.as_os_str(),
-            OsStr::new("-F"),
-            OsStr::new("qcow2"),
-            img.as_os_str(),
-            OsStr::new(size),
-        ]);
+        qemu_img_create_overlay(img, backing, "qcow2", &[], size);
     }
     qemu_io_write_pattern("qcow2", &mid, 30_000, 200_000, 8);
     qemu_io("qcow2", &mid, &["write -z 1048576 131072"]);
@@ -345,20 +334,7 @@ fn qcow2rs_agrees_on_qcow2_chain() {
 fn v2_over_qcow2(dir: &Path) -> PathBuf {
     let base = plain(dir, "v2-base.qcow2", M, "");
     let top = dir.join("v2-top.qcow2");
-    qemu_img([
-        OsStr::new("create"),
-        OsStr::new("-q"),
-        OsStr::new("-f"),
-        OsStr::new("qcow2"),
-        OsStr::new("-o"),
-        OsStr::new("compat=0.10"),
-        OsStr::new("-b"),
-        base.as_os_str(),
-        OsStr::new("-F"),
-        OsStr::new("qcow2"),
-        top.as_os_str(),
-        OsStr::new("1M"),
-    ]);
+    qemu_img_create_overlay(&top, base, "qcow2", &["-o", "compat=0.10"], "1M");
     qemu_io_write_pattern("qcow2", &top, 4096, 8192, 12);
     top
 }
@@ -396,18 +372,7 @@ fn qcow2rs_support_matches_its_documented_limits() {
     let base = d.path().join("base.raw");
     raw_image(&base, M, &[(0, M)], 11);
     let top = d.path().join("over-raw.qcow2");
-    qemu_img([
-        OsStr::new("create"),
-        OsStr::new("-q"),
-        OsStr::new("-f"),
-        OsStr::new("qcow2"),
-        OsStr::new("-b"),
-        base.as_os_str(),
-        OsStr::new("-F"),
-        OsStr::new("raw"),
-        top.as_os_str(),
-        OsStr::new("1M"),
-    ]);
+    qemu_img_create_overlay(&top, &base, "raw", &[], "1M");
     match qcow2rs_open(&top, false) {
         Ok(_) => panic!("qcow2-rs now reads raw backing files"),
         Err(e) => eprintln!("qcow2-rs refuses a raw backing file: {e}"),

@@ -371,3 +371,24 @@ pub fn qemu_img_to_qcow2(src: &Path, dst: &Path, extra: &[&str]) {
     args.push(dst.as_os_str());
     qemu_img(args);
 }
+
+/// `qemu-img create -q -f qcow2 [extra...] -b BACKING -F BACKING_FMT IMG SIZE`:
+/// a qcow2 overlay, as test fixtures need them.
+pub fn qemu_img_create_overlay(
+    img: &Path,
+    backing: impl AsRef<OsStr>,
+    backing_fmt: &str,
+    extra: &[&str],
+    size: &str,
+) {
+    let mut args: Vec<&OsStr> = ["create", "-q", "-f", "qcow2"].map(OsStr::new).to_vec();
+    args.extend(extra.iter().map(OsStr::new));
+    args.extend([
+        OsStr::new("-b"),
+        backing.as_ref(),
+        OsStr::new("-F"),
+        OsStr::new(backing_fmt),
+    ]);
+    args.extend([img.as_os_str(), OsStr::new(size)]);
+    qemu_img(args);
+}
