@@ -153,19 +153,3 @@ pub fn raise_open_file_limit() {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bytes;
-
-    #[test]
-    fn byte_counts() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64K"), Ok(65536));
-        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_bytes("3s"), Ok(1536));
-        assert!(parse_bytes("-1").is_err());
-        assert!(parse_bytes("1X").is_err());
-        assert!(parse_bytes("99999999999T").is_err());
-    }
-}
