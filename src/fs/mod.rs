@@ -3,7 +3,8 @@
 //! [`probe`] looks for each known signature in libblkid's order
 //! (`libblkid/src/superblocks/superblocks.c`, util-linux 2.38) and returns the
 //! first match with blkid's TYPE name and its label and UUID formatted as
-//! blkid formats them. One file per filesystem family; each exposes a
+//! blkid formats them. One file per filesystem family, or a folder for a
+//! filesystem qfault models in full ([`ntfs`]); each exposes a
 //! `probe(&mut dyn ReadAt) -> Result<Option<FsInfo>>` that returns `Ok(None)`
 //! when the signature is absent or the superblock fails blkid's checks.
 //!
@@ -18,7 +19,6 @@ pub mod iso9660;
 pub mod luks;
 pub mod lvm;
 pub mod ntfs;
-pub mod ntfs_volume;
 pub mod swap;
 mod text;
 pub mod xfs;
@@ -26,7 +26,7 @@ pub mod xfs;
 use crate::error::{Error, Result};
 use crate::image::ReadAt;
 pub use ntfs::{predict_ntfsfix, NtfsBootSector, NtfsGeometry, NtfsfixPrediction};
-pub use ntfs_volume::{read_volume, VolumeSummary};
+pub use ntfs::{read_volume, VolumeSummary};
 
 /// What [`probe`] found in a partition.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

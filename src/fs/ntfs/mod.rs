@@ -1,5 +1,12 @@
-//! NTFS: the boot-sector model, ntfsfix's boot-sector repair predicted, and
-//! blkid's NTFS probe.
+//! NTFS: everything qfault knows about one filesystem, in one folder (the
+//! template for future per-filesystem models such as `fs/ext4/`):
+//!
+//! - the on-disk structures: the boot-sector model ([`NtfsBootSector`], its
+//!   [`NtfsBootDefect`]s, the [`NtfsVolumeParams`] ntfs-3g derives from it);
+//! - the repair tools' rules: ntfsfix's boot-sector repair predicted
+//!   ([`predict_ntfsfix`]);
+//! - blkid's NTFS probe ([`probe`], [`NtfsGeometry`]);
+//! - [`volume`]: the volume opened with a pure-Rust reader ([`read_volume`]).
 //!
 //! Sources (read, not copied): ntfs-3g 2022.10.3 `include/ntfs-3g/layout.h`
 //! (`NTFS_BOOT_SECTOR`), `libntfs-3g/bootsect.c` (`ntfs_boot_sector_is_ntfs`,
@@ -9,6 +16,10 @@
 //! summarises them; where it is silent the code above is followed (the
 //! 2 MiB cluster limit, the "negative" sectors-per-cluster codes 240..=253,
 //! and the $MFT/$MFTMirr location check of `ntfs_boot_sector_is_ntfs`).
+
+pub mod volume;
+
+pub use volume::{read_volume, VolumeSummary};
 
 use super::bytes::{le16, le32, le64};
 use super::text::{label_utf16, Utf16};
@@ -892,5 +903,4 @@ fn volume_name(rec: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "ntfs_tests.rs"]
 mod tests;
