@@ -1,21 +1,43 @@
 //! The library's error type: one enum, one clear line per failure.
 //!
-//! Every fallible public function returns [`Result`]. Each variant maps to a
-//! process exit code through [`Error::exit_code`], so the CLI can stay thin.
+//! Every fallible public function returns [`Result`]. [`Error::kind`] sorts
+//! each error into a small, stable [`ErrorKind`] for callers that branch on
+//! what went wrong (the CLI maps kinds to its exit codes); the variants
+//! themselves may grow, so [`Error`] is `#[non_exhaustive]`.
 
 use std::path::PathBuf;
 
-/// Exit code for success.
-pub const EXIT_OK: i32 = 0;
-/// Exit code for an error (I/O, malformed or unsupported image, ...).
-pub const EXIT_ERROR: i32 = 1;
-/// Exit code for a usage error (bad arguments, range past the end of the disk).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code when a check refused the job (e.g. the damage would not be repairable).
-pub const EXIT_REFUSED: i32 = 3;
+/// What sort of failure an [`Error`] is, for callers that branch on it.
+///
+/// Serialized in kebab-case: `not-found`, `malformed-image`, `unsupported`,
+/// `usage`, `refused`, `io`. More kinds may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A named file does not exist.
+    NotFound,
+    /// An image, or the partition table or filesystem inside it, is broken
+    /// or not what the job needs.
+    #[serde(rename = "malformed-image")]
+    Malformed,
+    /// Valid, but uses something qfault does not handle (a feature, a
+    /// backing file named through a protocol, ...).
+    Unsupported,
+    /// The caller asked for something that cannot be done as asked.
+    Usage,
+    /// A safety check said no (e.g. the damage would not be repairable).
+    Refused,
+    /// Any other operating-system I/O error.
+    Io,
+}
 
 /// Everything that can go wrong in qfault.
+///
+/// Match on [`Error::kind`] rather than on the variants: new variants may
+/// be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O error on a named file.
     #[error("{}: {source}", path.display())]
@@ -68,7 +90,7 @@ pub enum Error {
     #[error("refused: {0}")]
     Refused(String),
     /// Another error, said of a named thing (a manifest entry and field, a
-    /// chain link); the exit code is the inner error's.
+    /// chain link); its kind is the inner error's.
     #[error("{context}: {source}")]
     Context {
         /// What the error is about, e.g. `manifest.toml: image[3].offset`.
@@ -80,13 +102,35 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code this error maps to (see the README's table).
-    pub fn exit_code(&self) -> i32 {
+    /// What sort of failure this is:
+    ///
+    /// | variant | kind |
+    /// |---|---|
+    /// | [`Io`](Error::Io) | [`NotFound`](ErrorKind::NotFound) when the OS says the file does not exist, else [`Io`](ErrorKind::Io) |
+    /// | [`Malformed`](Error::Malformed) | [`Malformed`](ErrorKind::Malformed) |
+    /// | [`Unsupported`](Error::Unsupported) | [`Unsupported`](ErrorKind::Unsupported) |
+    /// | [`Chain`](Error::Chain) | [`Unsupported`](ErrorKind::Unsupported) when a backing file is named through a protocol or QEMU JSON options (which qfault refuses to open), else [`Malformed`](ErrorKind::Malformed) (loops, missing backing files, chains past the depth or memory limit) |
+    /// | [`OutOfRange`](Error::OutOfRange), [`Usage`](Error::Usage) | [`Usage`](ErrorKind::Usage) |
+    /// | [`Refused`](Error::Refused) | [`Refused`](ErrorKind::Refused) |
+    /// | [`Guest`](Error::Guest) | [`Malformed`](ErrorKind::Malformed): the disk's contents are broken or not what the job needs; `Refused` is kept for qfault's own safety checks |
+    /// | [`Context`](Error::Context) | the inner error's kind |
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Usage(_) | Error::OutOfRange { .. } => EXIT_USAGE,
-            Error::Refused(_) => EXIT_REFUSED,
-            Error::Context { source, .. } => source.exit_code(),
-            _ => EXIT_ERROR,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Malformed { .. } | Error::Guest(_) => ErrorKind::Malformed,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Chain { reason }
+                if reason.ends_with(crate::image::backing::PLAIN_FILES_ONLY) =>
+            {
+                ErrorKind::Unsupported
+            }
+            Error::Chain { .. } => ErrorKind::Malformed,
+            Error::OutOfRange { .. } | Error::Usage(_) => ErrorKind::Usage,
+            Error::Refused(_) => ErrorKind::Refused,
+            Error::Context { source, .. } => source.kind(),
         }
     }
 
@@ -125,3 +169,98 @@ impl Error {
 
 /// `Result` with qfault's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn io_error(kind: io::ErrorKind) -> Error {
+        Error::io("/nowhere/disk.qcow2", io::Error::from(kind))
+    }
+
+    #[test]
+    fn kind_of_every_variant() {
+        let cases = [
+            (io_error(io::ErrorKind::NotFound), ErrorKind::NotFound),
+            (io_error(io::ErrorKind::PermissionDenied), ErrorKind::Io),
+            (io_error(io::ErrorKind::UnexpectedEof), ErrorKind::Io),
+            (Error::malformed("a", "bad"), ErrorKind::Malformed),
+            (Error::unsupported("a", "feature"), ErrorKind::Unsupported),
+            (
+                Error::Chain {
+                    reason: "loop: a is its own backing file".into(),
+                },
+                ErrorKind::Malformed,
+            ),
+            (
+                Error::OutOfRange {
+                    offset: 10,
+                    length: 10,
+                    size: 15,
+                },
+                ErrorKind::Usage,
+            ),
+            (Error::Usage("no".into()), ErrorKind::Usage),
+            (Error::Refused("no".into()), ErrorKind::Refused),
+            (Error::Guest("no GPT header".into()), ErrorKind::Malformed),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn chain_refusing_a_protocol_name_is_unsupported() {
+        let referrer = std::path::Path::new("top.qcow2");
+        for name in [
+            "nbd:localhost:10809",
+            "http://example.invalid/d.img",
+            "json:{}",
+        ] {
+            let e = crate::image::backing::resolve(name, referrer).unwrap_err();
+            assert!(matches!(e, Error::Chain { .. }), "{e}");
+            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        }
+        let e = crate::image::backing::resolve("a\0b", referrer).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Malformed, "{e}");
+    }
+
+    #[test]
+    fn context_keeps_the_inner_kind() {
+        let e = Error::Refused("would not be repairable".into())
+            .context("image[2]")
+            .context("manifest.toml");
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_eq!(
+            io_error(io::ErrorKind::NotFound).context("base").kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn kinds_serialize_in_kebab_case() {
+        let names: Vec<String> = [
+            ErrorKind::NotFound,
+            ErrorKind::Malformed,
+            ErrorKind::Unsupported,
+            ErrorKind::Usage,
+            ErrorKind::Refused,
+            ErrorKind::Io,
+        ]
+        .iter()
+        .map(|k| serde_json::to_string(k).unwrap())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "\"not-found\"",
+                "\"malformed-image\"",
+                "\"unsupported\"",
+                "\"usage\"",
+                "\"refused\"",
+                "\"io\""
+            ]
+        );
+    }
+}

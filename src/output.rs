@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"one");
 
         let e = AtomicFile::create(&target, false).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
 
         let a = AtomicFile::create(&target, true).unwrap();
         a.file().write_all(b"two").unwrap();

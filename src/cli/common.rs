@@ -1,13 +1,33 @@
 //! Helpers shared by subcommands: error rendering, exit codes, JSON output.
 
-use qfault::error::EXIT_ERROR;
+use qfault::error::ErrorKind;
 
-/// The exit code for an error: qfault's own mapping when the chain holds a
-/// [`qfault::Error`], otherwise 1.
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for an error (I/O, malformed or unsupported image, ...).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code for a usage error (bad arguments, range past the end of the disk).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when a check refused the job (e.g. the damage would not be repairable).
+pub const EXIT_REFUSED: i32 = 3;
+
+/// The process exit code for an error of `kind` (the table in `AFTER_HELP`
+/// and the README).
+pub fn exit_code_for(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::Usage => EXIT_USAGE,
+        ErrorKind::Refused => EXIT_REFUSED,
+        // NotFound, Malformed, Unsupported, Io, and any kind added later.
+        _ => EXIT_ERROR,
+    }
+}
+
+/// The exit code for an error: by the kind of the first [`qfault::Error`]
+/// in its chain, otherwise 1.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     e.chain()
         .find_map(|c| c.downcast_ref::<qfault::Error>())
-        .map_or(EXIT_ERROR, qfault::Error::exit_code)
+        .map_or(EXIT_ERROR, |e| exit_code_for(e.kind()))
 }
 
 /// The error and its causes on one line, separated by ": ".
@@ -151,5 +171,32 @@ pub fn raise_open_file_limit() {
             lim.rlim_cur = lim.rlim_max;
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_by_kind() {
+        assert_eq!(exit_code_for(ErrorKind::Usage), EXIT_USAGE);
+        assert_eq!(exit_code_for(ErrorKind::Refused), EXIT_REFUSED);
+        for k in [
+            ErrorKind::NotFound,
+            ErrorKind::Malformed,
+            ErrorKind::Unsupported,
+            ErrorKind::Io,
+        ] {
+            assert_eq!(exit_code_for(k), EXIT_ERROR, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn exit_code_looks_through_anyhow_context() {
+        let e = anyhow::Error::new(qfault::Error::Refused("no".into()).context("image[1]"))
+            .context("3 entries failed; the first");
+        assert_eq!(exit_code(&e), EXIT_REFUSED);
+        assert_eq!(exit_code(&anyhow::anyhow!("not qfault's")), EXIT_ERROR);
     }
 }

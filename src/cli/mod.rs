@@ -1,7 +1,6 @@
 //! Argument parsing and dispatch; each subcommand lives in its own file.
 
 use clap::{Parser, Subcommand};
-use qfault::error::EXIT_OK;
 
 mod batch;
 mod chain;
@@ -61,7 +60,7 @@ pub fn main() -> i32 {
         Command::Batch(a) => batch::run(a),
     };
     match result {
-        Ok(()) => EXIT_OK,
+        Ok(()) => common::EXIT_OK,
         Err(e) => {
             eprintln!("qfault: error: {}", common::one_line(&e));
             common::exit_code(&e)

@@ -8,12 +8,16 @@
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// How every refusal of a protocol or JSON backing name ends; [`Error::kind`]
+/// tells these (unsupported) from other chain errors (malformed) by it.
+pub(crate) const PLAIN_FILES_ONLY: &str = "qfault opens plain files only";
+
 /// Resolves `name`, found in `referrer`'s header, to a path to open.
 pub fn resolve(name: &str, referrer: &Path) -> Result<PathBuf> {
     if name.starts_with("json:") {
         return Err(Error::Chain {
             reason: format!(
-                "{} names its backing file with QEMU JSON options ('{}'); qfault opens plain files only",
+                "{} names its backing file with QEMU JSON options ('{}'); {PLAIN_FILES_ONLY}",
                 referrer.display(),
                 shorten(name)
             ),
@@ -22,7 +26,7 @@ pub fn resolve(name: &str, referrer: &Path) -> Result<PathBuf> {
     if let Some(protocol) = protocol_prefix(name) {
         return Err(Error::Chain {
             reason: format!(
-                "{} names its backing file through the '{protocol}:' protocol ('{}'); qfault opens plain files only",
+                "{} names its backing file through the '{protocol}:' protocol ('{}'); {PLAIN_FILES_ONLY}",
                 referrer.display(),
                 shorten(name)
             ),

@@ -125,7 +125,7 @@ mod tests {
         set_read_lock(&w, LOCK_PERM_BASE + PERM_WRITE).unwrap();
         let c = File::open(&p).unwrap();
         let e = lock_for_reading(&c, &p).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::EXIT_REFUSED, "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Refused, "{e}");
         assert!(e.to_string().contains("open for writing"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
