@@ -28,16 +28,17 @@ deps: ## install the real tools the tests use (apt-get; silent when all are ther
 	for t in $(TOOLS); do command -v "$${t%%:*}" >/dev/null || { echo "deps: $${t%%:*} still missing" >&2; exit 1; }; done
 
 test: deps ## run every test (unit, integration, doc) against the real tools
-	$(CARGO) test --all-targets
-	$(CARGO) test --doc
+	$(CARGO) test --all-targets --features fuzzing
+	$(CARGO) test --doc --features fuzzing
 
 demo: ## build qfault and damage a copy of testdata/sample.qcow2 under target/demo/
 	$(CARGO) build --release
 	QFAULT=$(TARGET_DIR)/release/qfault scripts/demo.sh
 
-lint: ## rustfmt check, clippy and rustdoc with warnings as errors
+lint: ## rustfmt check, clippy (with and without the fuzzing feature) and rustdoc with warnings as errors
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features fuzzing -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 fixtures: deps ## regenerate testdata/sample.qcow2 (see testdata/README.md)

@@ -4,7 +4,9 @@
 # from crates.io when missing); the stable toolchain is used with
 # RUSTC_BOOTSTRAP=1 for the sanitizer flags cargo-fuzz passes.
 # Crashing inputs land in fuzz/artifacts/<target>/; copy each into
-# tests/fuzz_regressions/<target>/ so `cargo test` replays it forever.
+# tests/fuzz_regressions/<target>/ so `make test` (cargo test --features
+# fuzzing) replays it forever. fuzz/Cargo.toml enables qfault's `fuzzing`
+# feature, which exposes the entry points the targets call.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 seconds="${FUZZ_SECONDS:-600}"

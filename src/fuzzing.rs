@@ -1,6 +1,8 @@
 //! Entry points shared by the fuzz targets (`fuzz/`) and the regression test
 //! that replays their crashing inputs (`tests/fuzz_regressions.rs`). Each
 //! takes arbitrary bytes and must never panic, hang or allocate without bound.
+//!
+//! Compiled only with the `fuzzing` feature: not part of the library's API.
 
 use crate::image::qcow2::Qcow2Image;
 use crate::image::storage::MemStorage;

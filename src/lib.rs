@@ -17,6 +17,7 @@ pub mod batch;
 pub mod error;
 pub mod export;
 pub mod fs;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
