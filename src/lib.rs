@@ -11,7 +11,6 @@
 //!   TOML manifest.
 //!
 //! The base image is never written: every image of a chain is opened read-only.
-#![warn(missing_docs)]
 
 pub mod batch;
 pub mod error;
