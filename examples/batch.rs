@@ -3,7 +3,10 @@
 //!
 //! Run from the repository root: `cargo run --example batch`.
 
-use qfault::batch::{Batch, ChainBuilder, ImageJob, RecipeSpec};
+use qfault::batch::{Batch, ImageJob};
+use qfault::chain::ChainBuilder;
+use qfault::recipe::zero::{Zero, ZeroParams};
+use qfault::recipe::Spec;
 use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,26 +15,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A chain of five links: two empty, one zeroing partition 2's boot
     // sector (at 17 MiB), two more empty on top.
+    // Recipes are written like `--each` takes them, or built from their
+    // parameter struct.
+    let empty = Spec::parse("empty")?;
+    let zero = Spec::new::<Zero>(ZeroParams {
+        offset: 17 << 20,
+        length: 512,
+        partition: None,
+    });
     let chain = ChainBuilder::new(&sample, tmp.path().join("chain"))
-        .link(RecipeSpec::Empty)
-        .link(RecipeSpec::Empty)
-        .link(RecipeSpec::Zero {
-            offset: 17 << 20,
-            length: 512,
-        })
-        .link(RecipeSpec::Empty)
-        .link(RecipeSpec::Empty);
+        .link(empty.clone())
+        .link(empty.clone())
+        .link(zero)
+        .link(empty.clone())
+        .link(empty.clone());
     let report = chain.build()?;
     println!("chain in {}:", report.dir.display());
     for link in &report.links {
         println!(
-            "  {} <- {} [{}] {} bytes, {:.1} ms: {}",
+            "  {} <- {} [{}] {} bytes, {:.1} ms, {} target(s)",
             link.path.file_name().unwrap_or_default().to_string_lossy(),
-            link.backing_file,
+            link.overlay.backing_file,
             link.recipe,
-            link.file_size,
+            link.overlay.file_size,
             link.seconds * 1e3,
-            link.prediction
+            link.targets.len()
         );
     }
 
@@ -40,12 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .image(ImageJob::new(
             &sample,
             tmp.path().join("mbr-zeroed.qcow2"),
-            RecipeSpec::Zero {
-                offset: 0,
-                length: 512,
-            },
+            Spec::parse("zero --offset 0 --length 512")?,
         ))
-        .chain(ChainBuilder::new(&sample, tmp.path().join("deep")).depth(20, RecipeSpec::Empty))
+        .chain(ChainBuilder::new(&sample, tmp.path().join("deep")).depth(20, empty))
         .jobs(2);
     for run in ["first run", "second run (a no-op)"] {
         let report = batch.run()?;

@@ -27,6 +27,8 @@ if has inject ntfs-boot; then
     "$qfault" inject ntfs-boot "$demo/sample.qcow2" -o "$demo/sample-ntfs-boot.qcow2" --partition 2 --overwrite
     [ -f "$demo/sample-ntfs-boot.qcow2" ] || { echo "demo: no overlay was written" >&2; exit 1; }
     echo "demo: overlay $demo/sample-ntfs-boot.qcow2 ($(stat -c %s "$demo/sample-ntfs-boot.qcow2") bytes), backed by $demo/sample.qcow2"
+    echo "demo: $qfault verify $demo/sample-ntfs-boot.qcow2 --expect repairable"
+    "$qfault" verify "$demo/sample-ntfs-boot.qcow2" --expect repairable | tail -n 1
     exit 0
 fi
 

@@ -5,14 +5,41 @@
 //! - [`image`]: raw and qcow2 images, through their whole backing chain, as
 //!   one guest disk ([`image::ReadAt`], plus `Read + Seek` via [`image::Cursor`]).
 //! - [`layout`]: partition tables (MBR with logical partitions, GPT).
-//! - [`fs`]: filesystem probes and the NTFS boot-sector model.
-//! - [`overlay`]: the qcow2 overlay writer (backed by the untouched base).
-//! - [`batch`]: many overlays and whole backing chains, from a builder or a
-//!   TOML manifest.
+//! - [`fs`]: filesystem probes and models (`fs::ntfs`: the boot sector,
+//!   ntfsfix's rules, a volume reader).
+//! - [`recipe`]: one file per recipe, one registry ([`recipe::RECIPES`]):
+//!   preconditions, the guest patches and the tools' predicted outcomes.
+//! - [`overlay`]: the qcow2 overlay writer (backed by the untouched base)
+//!   and placement (an identical output is left alone).
+//! - [`apply`]: the one write path (plan → write → check → place) and the
+//!   [`apply::Inject`] façade; [`chain`] and [`batch`] are thin layers over it.
+//! - [`verify`]: what an existing overlay changes and what the tools will do.
 //!
 //! The base image is never written: every image of a chain is opened read-only.
+//!
+//! The main job, from paths (the shipped sample's partition 2 is NTFS "C"):
+//!
+//! ```
+//! use qfault::apply::Inject;
+//! use qfault::recipe::{Role, Spec, Verdict};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let out = dir.path().join("broken.qcow2");
+//! let spec = Spec::parse("ntfs-boot --partition 2")?;
+//! let report = Inject::new("testdata/sample.qcow2", spec, &out)
+//!     .absolute_backing(true)
+//!     .run()?;
+//! let target = &report.output.targets[0];
+//! let mount = target.prediction.outcome(Role::Mount).unwrap();
+//! assert_eq!((mount.result.clone(), mount.exit_code), (Verdict::Refused, 12));
+//! let repair = target.prediction.outcome(Role::Repair).unwrap();
+//! assert_eq!(repair.result, Verdict::Repairs);
+//! # Ok::<(), qfault::Error>(())
+//! ```
 
+pub mod apply;
 pub mod batch;
+pub mod chain;
 pub mod error;
 pub mod export;
 pub mod fs;

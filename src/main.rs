@@ -6,5 +6,11 @@
 mod cli;
 
 fn main() {
+    // Like other command-line tools, end quietly when a reader such as
+    // `head` closes the pipe, instead of panicking in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     std::process::exit(cli::main());
 }

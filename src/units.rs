@@ -33,6 +33,11 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
         .ok_or_else(|| Error::Usage(format!("'{text}' is too large")))
 }
 
+/// [`parse_bytes`] as a clap value parser (the error as text).
+pub fn parse_bytes_arg(text: &str) -> std::result::Result<u64, String> {
+    parse_bytes(text).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;

@@ -29,6 +29,11 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// The table itself.
+    pub fn table(&self) -> &'a Table {
+        self.table
+    }
+
     /// Where this table is, e.g. `image[3]`.
     pub fn at(&self) -> &str {
         &self.at
@@ -57,12 +62,6 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => Ok(Some(s)),
             Some(v) => Err(self.error(key, format!("expected a string, found {}", kind(v)))),
         }
-    }
-
-    /// A required string.
-    pub fn required_string(&mut self, key: &str) -> Result<&'a str> {
-        self.string(key)?
-            .ok_or_else(|| self.error(key, "missing (required)"))
     }
 
     /// An optional path, resolved against `dir` when relative.
@@ -98,12 +97,6 @@ impl<'a> Fields<'a> {
                 format!("expected a byte count (4096 or \"1M\"), found {}", kind(v)),
             )),
         }
-    }
-
-    /// A required byte count.
-    pub fn required_bytes(&mut self, key: &str) -> Result<u64> {
-        self.bytes(key)?
-            .ok_or_else(|| self.error(key, "missing (required)"))
     }
 
     /// An optional non-negative integer.

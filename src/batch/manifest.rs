@@ -19,40 +19,19 @@
 //! the field (`manifest.toml: image[3].ofset: unknown field …`). The full
 //! format is documented in the README ("Chains and batches").
 
-use super::chain::ChainBuilder;
 use super::fields::{kind, Fields};
-use super::names::NamePattern;
-use super::recipe::RecipeSpec;
-use super::run::{Entry, ImageJob, Job};
+use super::job::{Entry, ImageJob, Job};
+use crate::chain::{ChainBuilder, NamePattern};
 use crate::error::{Error, Result};
 use crate::overlay::DEFAULT_CLUSTER_SIZE;
+use crate::recipe::Spec;
 use std::path::Path;
 use toml::Table;
 
-/// Recipe names and the parameters each takes.
-const RECIPES: &[(&str, &[&str])] = &[
-    ("empty", &[]),
-    ("zero", &["offset", "length"]),
-    ("write", &["offset", "from"]),
-    ("ntfs-boot", &["partition", "sectors"]),
-];
+/// The fields of an `[[image]]` besides `recipe` and its parameters.
+const IMAGE_FIELDS: &[&str] = &["base", "output", "cluster_size", "absolute_backing"];
 
-/// Every recipe parameter name.
-const RECIPE_PARAMS: &[&str] = &["offset", "length", "from", "partition", "sectors"];
-
-const IMAGE_FIELDS: &[&str] = &[
-    "base",
-    "output",
-    "recipe",
-    "offset",
-    "length",
-    "from",
-    "partition",
-    "sectors",
-    "cluster_size",
-    "absolute_backing",
-];
-
+/// The fields of a `[[chain]]`.
 const CHAIN_FIELDS: &[&str] = &[
     "base",
     "dir",
@@ -63,8 +42,6 @@ const CHAIN_FIELDS: &[&str] = &[
     "cluster_size",
     "absolute_base",
 ];
-
-const LINK_FIELDS: &[&str] = &["recipe", "offset", "length", "from", "partition", "sectors"];
 
 /// Reads and parses the manifest at `path` (without opening any image).
 /// Errors start with the manifest's path.
@@ -140,11 +117,9 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 fn parse_image(mut f: Fields, dir: &Path) -> Result<Job> {
     let base = f.required_path("base", dir)?;
     let output = f.required_path("output", dir)?;
-    let recipe = parse_recipe(&mut f, dir)?;
     let cluster_size = cluster_size(&mut f)?;
     let absolute_backing = f.boolean("absolute_backing")?.unwrap_or(false);
-    f.check_no_stray_params(&recipe)?;
-    f.finish(IMAGE_FIELDS)?;
+    let recipe = recipe(&f, IMAGE_FIELDS, dir)?;
     Ok(Job::Image(ImageJob {
         base,
         output,
@@ -152,6 +127,12 @@ fn parse_image(mut f: Fields, dir: &Path) -> Result<Job> {
         cluster_size,
         absolute_backing,
     }))
+}
+
+/// The recipe of a table: `recipe` and its parameters (every key not in
+/// `reserved`), read through the recipe registry.
+fn recipe(f: &Fields, reserved: &[&str], dir: &Path) -> Result<Spec> {
+    Spec::from_table(f.table(), reserved, dir).map_err(|e| super::within(f.at(), e))
 }
 
 fn parse_chain(mut f: Fields, dir: &Path) -> Result<Job> {
@@ -183,25 +164,16 @@ fn parse_chain(mut f: Fields, dir: &Path) -> Result<Job> {
             }
             let links = f.array("links")?.unwrap_or_default();
             for (i, l) in links.iter().enumerate() {
-                let mut lf = Fields::new(l, format!("{at}.links[{i}]"))?;
-                let recipe = parse_recipe(&mut lf, dir)?;
-                lf.check_no_stray_params(&recipe)?;
-                lf.finish(LINK_FIELDS)?;
-                b = b.link(recipe);
+                let lf = Fields::new(l, format!("{at}.links[{i}]"))?;
+                b = b.link(recipe(&lf, &[], dir)?);
             }
         }
         (false, true) => {
             let depth = f.integer("depth")?.unwrap_or(0);
             let depth = usize::try_from(depth).map_err(|_| f.error("depth", "too large"))?;
             let recipe = match f.value("each") {
-                None => RecipeSpec::Empty,
-                Some(v) => {
-                    let mut ef = Fields::new(v, format!("{at}.each"))?;
-                    let r = parse_recipe(&mut ef, dir)?;
-                    ef.check_no_stray_params(&r)?;
-                    ef.finish(LINK_FIELDS)?;
-                    r
-                }
+                None => Spec::parse("empty")?,
+                Some(v) => recipe(&Fields::new(v, format!("{at}.each"))?, &[], dir)?,
             };
             b = b.depth(depth, recipe);
         }
@@ -221,71 +193,10 @@ fn cluster_size(f: &mut Fields) -> Result<u64> {
     Ok(cs)
 }
 
-/// Reads `recipe` and its parameters from `f`.
-fn parse_recipe(f: &mut Fields, dir: &Path) -> Result<RecipeSpec> {
-    let name = f.required_string("recipe")?;
-    Ok(match name {
-        "empty" => RecipeSpec::Empty,
-        "zero" => RecipeSpec::Zero {
-            offset: f.required_bytes("offset")?,
-            length: f.required_bytes("length")?,
-        },
-        "write" => RecipeSpec::Write {
-            offset: f.required_bytes("offset")?,
-            from: f.required_path("from", dir)?,
-        },
-        "ntfs-boot" => {
-            RecipeSpec::NtfsBoot {
-                partition: match f.integer("partition")? {
-                    None => None,
-                    Some(p) => Some(u32::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
-                        f.error("partition", "expected a partition number from 1")
-                    })?),
-                },
-                sectors: f.integer("sectors")?.unwrap_or(1),
-            }
-        }
-        other => {
-            let names: Vec<&str> = RECIPES.iter().map(|(n, _)| *n).collect();
-            return Err(f.error(
-                "recipe",
-                format!(
-                    "unknown recipe '{other}' (expected one of: {})",
-                    names.join(", ")
-                ),
-            ));
-        }
-    })
-}
-
-impl Fields<'_> {
-    /// Refuses parameters of other recipes than `recipe`.
-    fn check_no_stray_params(&self, recipe: &RecipeSpec) -> Result<()> {
-        let takes = RECIPES
-            .iter()
-            .find(|(n, _)| *n == recipe.name())
-            .map_or(&[][..], |(_, p)| *p);
-        for p in RECIPE_PARAMS {
-            if self.has(p) && !takes.contains(p) {
-                let takes = if takes.is_empty() {
-                    "it takes none".to_string()
-                } else {
-                    format!("it takes: {}", takes.join(", "))
-                };
-                return Err(self.error(
-                    p,
-                    format!("not a parameter of recipe '{}' ({takes})", recipe.name()),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::run::Job;
+    use crate::batch::job::Job;
 
     fn err(text: &str) -> String {
         parse(text, Path::new("dir/m.toml"))
@@ -320,10 +231,7 @@ from = "payload.bin"
         assert_eq!(j.output, Path::new("dir/out/z.qcow2"));
         assert_eq!(
             j.recipe,
-            RecipeSpec::Write {
-                offset: 0,
-                from: "dir/payload.bin".into()
-            }
+            Spec::parse("write --offset 0 --from dir/payload.bin").unwrap()
         );
         let Job::Chain(c) = &e[1].job else { panic!() };
         assert_eq!(e[1].name, "chain[0]");

@@ -1,36 +1,27 @@
-//! Many overlays and whole backing chains: a builder API and TOML manifests.
+//! Many overlays and whole backing chains from one description: a builder
+//! API ([`Batch`]) and TOML manifests ([`manifest`]).
 //!
-//! - [`ChainBuilder`] writes an N-link backing chain on a base, each link an
-//!   overlay applying a [`RecipeSpec`], backed by the previous link, with
-//!   relative names so the directory can move. The chain is opened once and
-//!   grown with [`crate::image::Image::push_overlay`], so each link costs O(1).
-//! - [`Batch`] produces many independent images and chains: built in code or
-//!   read from a manifest ([`Batch::from_manifest`], format in [`manifest`]),
-//!   validated as a whole before anything is written, run on a pool of
-//!   threads, optionally as one [`Shard`] of several.
-//! - Every output is written idempotently: an existing file with exactly the
-//!   bytes it would get is left alone, one with other bytes is an error
-//!   unless `overwrite`. Reports ([`ChainReport`], [`BatchReport`]) give each
-//!   output's recipe, prediction, size and time.
+//! - [`job`]: what an entry produces, as plain data ([`ImageJob`], or a
+//!   [`crate::chain::ChainBuilder`]).
+//! - [`manifest`]: reading a TOML manifest into entries; every recipe's
+//!   fields come from the recipe registry ([`crate::recipe::Spec::from_table`]).
+//! - [`validate`]: checking every entry before anything is written.
+//! - [`Batch`]: running a shard of the entries on a pool of threads, each
+//!   output through the one write path ([`crate::apply`]).
+//! - Reports ([`BatchReport`]) give each output's recipe, targets and
+//!   prediction; timings only under `timings`.
 
-mod chain;
-mod each;
 mod fields;
+pub mod job;
 pub mod manifest;
-mod names;
-mod place;
-mod recipe;
 mod report;
 mod run;
 mod shard;
-mod validate;
+pub mod validate;
 
-pub use chain::{ensure_open_files, ChainBuilder};
-pub use each::parse_each;
-pub use names::{NamePattern, DEFAULT_NAME_PATTERN};
-pub use recipe::{Plan, RecipeSpec};
-pub use report::{BatchReport, ChainReport, EntryReport, OutputReport, Status};
-pub use run::{Batch, Entry, ImageJob, Job};
+pub use job::{Entry, ImageJob, Job};
+pub use report::{BatchReport, EntryReport, EntryStatus};
+pub use run::Batch;
 pub use shard::Shard;
 
 use crate::error::Error;

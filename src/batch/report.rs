@@ -1,76 +1,34 @@
-//! What a chain or a batch produced: one row per output, with its recipe,
-//! its prediction, its size and the time it took.
+//! What a batch produced: one report per entry, with its outputs.
 
+use crate::apply::Output;
 use crate::error::Error;
+use crate::overlay::Status;
 use serde::{Serialize, Serializer};
 use std::path::PathBuf;
 
-/// What happened to one output file.
+/// What happened to an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// The output did not exist and was written.
+pub enum EntryStatus {
+    /// At least one output was written, none replaced.
     Written,
-    /// The output existed with exactly the bytes it would get: left alone.
+    /// Every output existed with exactly its bytes.
     Unchanged,
-    /// The output existed with other bytes and was replaced (`overwrite`).
+    /// At least one output was replaced (`overwrite`).
     Replaced,
     /// The entry failed (see its error).
     Failed,
 }
 
-impl Status {
+impl EntryStatus {
     /// The status as one lowercase word.
     pub fn word(self) -> &'static str {
         match self {
-            Status::Written => "written",
-            Status::Unchanged => "unchanged",
-            Status::Replaced => "replaced",
-            Status::Failed => "failed",
+            EntryStatus::Written => "written",
+            EntryStatus::Unchanged => "unchanged",
+            EntryStatus::Replaced => "replaced",
+            EntryStatus::Failed => "failed",
         }
-    }
-}
-
-/// One overlay written (or found up to date).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OutputReport {
-    /// The overlay's path.
-    pub path: PathBuf,
-    /// The recipe, as `--each` would take it.
-    pub recipe: String,
-    /// What the guest will see, in one line.
-    pub prediction: String,
-    /// Backing file name as stored in the overlay.
-    pub backing_file: String,
-    /// What happened to the file.
-    pub status: Status,
-    /// Apparent file size in bytes.
-    pub file_size: u64,
-    /// Bytes the file occupies on disk.
-    pub allocated_size: u64,
-    /// Wall-clock seconds spent on this output.
-    pub seconds: f64,
-}
-
-/// A backing chain built link by link.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChainReport {
-    /// The base the first link is backed by.
-    pub base: PathBuf,
-    /// The directory holding the links.
-    pub dir: PathBuf,
-    /// The top link (the image to use), or `None` for a chain of no links.
-    pub top: Option<PathBuf>,
-    /// Every link, bottom (link 1) first.
-    pub links: Vec<OutputReport>,
-    /// Wall-clock seconds for the whole chain, base opening included.
-    pub seconds: f64,
-}
-
-impl ChainReport {
-    /// Sum of the links' apparent file sizes.
-    pub fn file_size(&self) -> u64 {
-        self.links.iter().map(|l| l.file_size).sum()
     }
 }
 
@@ -82,11 +40,12 @@ pub struct EntryReport {
     /// Its position in the manifest (images first, then chains; 0-based).
     pub index: usize,
     /// The outputs: one for an image, every link for a chain.
-    pub outputs: Vec<OutputReport>,
+    pub outputs: Vec<Output>,
     /// `written`, `unchanged` or `replaced` when every output agrees, the
     /// strongest otherwise (replaced > written > unchanged); `failed` on error.
-    pub status: Status,
-    /// Wall-clock seconds for the entry.
+    pub status: EntryStatus,
+    /// Wall-clock seconds for the entry (reported under `timings`).
+    #[serde(skip)]
     pub seconds: f64,
     /// Why the entry failed.
     #[serde(serialize_with = "error_text")]
@@ -100,11 +59,13 @@ pub struct BatchReport {
     pub manifest: PathBuf,
     /// The shard that ran, as `I/N`.
     pub shard: String,
-    /// Worker threads used.
-    pub jobs: usize,
     /// The entries of this shard, in manifest order.
     pub entries: Vec<EntryReport>,
-    /// Wall-clock seconds for the run, validation included.
+    /// Worker threads used (reported under `timings`).
+    #[serde(skip)]
+    pub jobs: usize,
+    /// Wall-clock seconds for the run, validation included (under `timings`).
+    #[serde(skip)]
     pub seconds: f64,
 }
 
@@ -129,14 +90,14 @@ impl BatchReport {
 }
 
 /// The combined status of several outputs.
-pub(crate) fn combined_status(outputs: &[OutputReport]) -> Status {
+pub(crate) fn combined_status(outputs: &[Output]) -> EntryStatus {
     let has = |s: Status| outputs.iter().any(|o| o.status == s);
     if has(Status::Replaced) {
-        Status::Replaced
+        EntryStatus::Replaced
     } else if has(Status::Written) {
-        Status::Written
+        EntryStatus::Written
     } else {
-        Status::Unchanged
+        EntryStatus::Unchanged
     }
 }
 

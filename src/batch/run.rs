@@ -1,74 +1,29 @@
 //! A batch: many independent images and chains, validated as a whole, then
 //! produced in parallel by a small pool of threads, optionally one shard of it.
 
-use super::chain::ChainBuilder;
-use super::place::place_overlay;
-use super::recipe::RecipeSpec;
-use super::report::{combined_status, BatchReport, EntryReport, OutputReport, Status};
+use super::job::{Entry, ImageJob, Job};
+use super::report::{combined_status, BatchReport, EntryReport, EntryStatus};
 use super::shard::Shard;
+use crate::apply::{apply, Output};
+use crate::chain::ChainBuilder;
 use crate::error::{Error, Result};
 use crate::image::{open, OpenOptions};
-use crate::overlay::{BackingName, OverlayOptions, DEFAULT_CLUSTER_SIZE};
+use crate::overlay::{BackingName, OverlayOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// One overlay on a base.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageJob {
-    /// The base image (raw or qcow2, with its chain); never written.
-    pub base: PathBuf,
-    /// The overlay to write.
-    pub output: PathBuf,
-    /// The change it holds.
-    pub recipe: RecipeSpec,
-    /// Its cluster size.
-    pub cluster_size: u64,
-    /// Store the base's absolute path instead of a relative one.
-    pub absolute_backing: bool,
-}
-
-impl ImageJob {
-    /// An overlay at `output` on `base` holding `recipe`, with the default
-    /// cluster size and a relative backing name.
-    pub fn new(base: impl Into<PathBuf>, output: impl Into<PathBuf>, recipe: RecipeSpec) -> Self {
-        ImageJob {
-            base: base.into(),
-            output: output.into(),
-            recipe,
-            cluster_size: DEFAULT_CLUSTER_SIZE,
-            absolute_backing: false,
-        }
-    }
-}
-
-/// What an entry produces.
-#[derive(Debug, Clone)]
-pub enum Job {
-    /// One overlay.
-    Image(ImageJob),
-    /// A backing chain.
-    Chain(ChainBuilder),
-}
-
-/// A named job of a batch (`image[3]`, `chain[0]`).
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// The entry's name in errors and reports.
-    pub name: String,
-    /// What it produces.
-    pub job: Job,
-}
-
 /// A set of images and chains to produce.
 ///
 /// ```no_run
-/// use qfault::batch::{Batch, ChainBuilder, ImageJob, RecipeSpec};
+/// use qfault::batch::{Batch, ImageJob};
+/// use qfault::chain::ChainBuilder;
+/// use qfault::recipe::Spec;
 /// let report = Batch::new()
 ///     .image(ImageJob::new("base.qcow2", "out/zero.qcow2",
-///         RecipeSpec::Zero { offset: 1 << 20, length: 512 }))
-///     .chain(ChainBuilder::new("base.qcow2", "out/chain").depth(10, RecipeSpec::Empty))
+///         Spec::parse("zero --offset 1M --length 512")?))
+///     .chain(ChainBuilder::new("base.qcow2", "out/chain").depth(10, Spec::parse("empty")?))
 ///     .jobs(2)
 ///     .run()?;
 /// assert_eq!(report.failed(), 0);
@@ -184,7 +139,7 @@ impl Batch {
     /// file of a base's backing chain. The first problem, in manifest order,
     /// is returned naming the entry and the field (`m.toml: image[3].offset: …`).
     pub fn validate(&self) -> Result<()> {
-        super::validate::validate(self, &self.open)
+        super::validate::validate(&self.entries, &self.open).map_err(|e| self.in_manifest(e))
     }
 
     /// Validates, then produces this shard's entries (see [`Batch::run_with`]).
@@ -249,7 +204,7 @@ impl Batch {
             }
             Err(e) => (
                 Vec::new(),
-                Status::Failed,
+                EntryStatus::Failed,
                 Some(self.in_manifest(e.context(entry.name.clone()))),
             ),
         };
@@ -263,12 +218,8 @@ impl Batch {
         }
     }
 
-    fn run_image(&self, j: &ImageJob) -> Result<OutputReport> {
-        let start = Instant::now();
+    fn run_image(&self, j: &ImageJob) -> Result<Output> {
         let mut base = open(&j.base, &self.open)?;
-        let plan = j.recipe.plan(&mut base)?;
-        let dir = crate::output::parent_dir(&j.output);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let opts = OverlayOptions {
             cluster_size: j.cluster_size,
             backing_name: if j.absolute_backing {
@@ -276,25 +227,8 @@ impl Batch {
             } else {
                 BackingName::Relative
             },
-            overwrite: false,
+            overwrite: self.overwrite,
         };
-        let (report, status) = place_overlay(
-            &j.base,
-            &mut base,
-            &plan.patches,
-            &j.output,
-            &opts,
-            self.overwrite,
-        )?;
-        Ok(OutputReport {
-            path: j.output.clone(),
-            recipe: j.recipe.describe(),
-            prediction: plan.prediction,
-            backing_file: report.backing_file,
-            status,
-            file_size: report.file_size,
-            allocated_size: report.allocated_size,
-            seconds: start.elapsed().as_secs_f64(),
-        })
+        apply(&mut base, &j.recipe, &j.output, &opts, &self.open)
     }
 }

@@ -2,32 +2,31 @@
 //! every recipe's preflight passes against its base, outputs are unique and
 //! none of them is a base or a file of a base's backing chain.
 
-use super::chain::chain_files;
-use super::run::{Batch, Job};
+use super::job::{Entry, Job};
+use crate::chain::chain_files;
 use crate::error::{Error, Result};
 use crate::image::{open, OpenOptions};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-/// Validates `batch` (all entries, whatever the shard); the first problem
-/// found, in manifest order, is returned, naming the entry and the field.
-pub fn validate(batch: &Batch, open_opts: &OpenOptions) -> Result<()> {
-    check(batch, open_opts).map_err(|e| batch.in_manifest(e))
-}
-
-fn check(batch: &Batch, open_opts: &OpenOptions) -> Result<()> {
+/// Validates every entry (whatever the shard) without writing anything:
+/// every base opens, every recipe plans on its base (every chain link on the
+/// links below it), outputs are unique and none is a base or a file of a
+/// base's chain. The first problem found, in order, is returned, naming the
+/// entry and the field (`image[3].offset: …`).
+pub fn validate(entries: &[Entry], open_opts: &OpenOptions) -> Result<()> {
     // Files of bases' chains: by (device, inode) and by normalized path.
     let mut base_ids: HashMap<(u64, u64), String> = HashMap::new();
     let mut base_paths: HashMap<PathBuf, String> = HashMap::new();
     // Every output: normalized path -> (entry.field).
     let mut outputs: Vec<(PathBuf, PathBuf, String)> = Vec::new();
-    for entry in batch.entries() {
+    for entry in entries {
         let at = |e: Error| super::within(&entry.name, e);
         let image = match &entry.job {
             Job::Image(j) => {
                 let mut image = open(&j.base, open_opts).map_err(|e| at(e.context("base")))?;
-                j.recipe.preflight(&mut image).map_err(at)?;
+                j.recipe.plan(&mut image).map_err(at)?;
                 outputs.push((
                     j.output.clone(),
                     normalize(&j.output),
@@ -40,7 +39,8 @@ fn check(batch: &Batch, open_opts: &OpenOptions) -> Result<()> {
                     .clone()
                     .open_options(open_opts.clone())
                     .check()
-                    .map_err(at)?;
+                    .map_err(at)?
+                    .into_base();
                 for out in c.outputs() {
                     outputs.push((out.clone(), normalize(&out), format!("{}.dir", entry.name)));
                 }

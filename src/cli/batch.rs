@@ -1,7 +1,9 @@
 //! `qfault batch`: produce every image and chain a TOML manifest lists.
 
-use super::common::{human_size, print_json};
-use qfault::batch::{Batch, BatchReport, EntryReport, OutputReport, Shard, Status};
+use super::common::human_size;
+use super::report::{prediction_line, print_document};
+use qfault::apply::Output;
+use qfault::batch::{Batch, BatchReport, EntryReport, EntryStatus, Shard};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,7 +62,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     })?;
     if args.json {
-        print_json(&report)?;
+        let entries: Vec<serde_json::Value> = report
+            .entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "entry": e.entry,
+                    "seconds": e.seconds,
+                    "outputs": e.outputs.iter().map(|o| o.seconds).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print_document(
+            serde_json::json!({ "command": "batch", "batch": report }),
+            Some(serde_json::json!({
+                "total_seconds": report.seconds,
+                "jobs": report.jobs,
+                "entries": entries,
+            })),
+        )?;
     } else {
         print_table(&report);
     }
@@ -90,7 +110,7 @@ fn rows(e: &EntryReport) -> Vec<Row> {
     if let Some(err) = &e.error {
         return vec![Row {
             entry: e.entry.clone(),
-            status: Status::Failed.word(),
+            status: EntryStatus::Failed.word(),
             output: "-".into(),
             size: 0,
             seconds: e.seconds,
@@ -99,8 +119,8 @@ fn rows(e: &EntryReport) -> Vec<Row> {
         }];
     }
     let mut rows: Vec<Row> = Vec::new();
-    let mut group: Vec<&OutputReport> = Vec::new();
-    let flush = |group: &mut Vec<&OutputReport>, rows: &mut Vec<Row>| {
+    let mut group: Vec<&Output> = Vec::new();
+    let flush = |group: &mut Vec<&Output>, rows: &mut Vec<Row>| {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             return;
         };
@@ -118,10 +138,10 @@ fn rows(e: &EntryReport) -> Vec<Row> {
             },
             status: first.status.word(),
             output,
-            size: group.iter().map(|o| o.file_size).sum(),
+            size: group.iter().map(|o| o.overlay.file_size).sum(),
             seconds: group.iter().map(|o| o.seconds).sum(),
-            recipe: first.recipe.clone(),
-            prediction: first.prediction.clone(),
+            recipe: first.recipe.describe(),
+            prediction: prediction_line(&first.targets),
         });
         group.clear();
     };
@@ -183,16 +203,16 @@ fn print_table(r: &BatchReport) {
         );
         println!("{:w$}  -> {}", "", x.prediction, w = w[0]);
     }
-    let count = |s: Status| r.entries.iter().filter(|e| e.status == s).count();
+    let count = |s: EntryStatus| r.entries.iter().filter(|e| e.status == s).count();
     println!(
         "{} entries (shard {}, {} jobs): {} written, {} unchanged, {} replaced, {} failed; {:.2} s",
         r.entries.len(),
         r.shard,
         r.jobs,
-        count(Status::Written),
-        count(Status::Unchanged),
-        count(Status::Replaced),
-        count(Status::Failed),
+        count(EntryStatus::Written),
+        count(EntryStatus::Unchanged),
+        count(EntryStatus::Replaced),
+        count(EntryStatus::Failed),
         r.seconds
     );
 }

@@ -1,17 +1,24 @@
 //! `qfault chain`: a backing chain of N overlays on a base, written by
 //! qfault's own writer without reopening the chain per link.
 
-use super::common::{human_size, parse_bytes, print_json, ImageOpts};
-use qfault::batch::{parse_each, ChainBuilder, ChainReport, NamePattern, RecipeSpec, Status};
+use super::common::{human_size, parse_bytes, ImageOpts};
+use super::report::{prediction_line, print_document};
+use qfault::chain::{ChainBuilder, ChainReport, NamePattern};
+use qfault::overlay::Status;
+use qfault::recipe::Spec;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Build a backing chain of DEPTH qcow2 overlays on BASE in DIR.
 ///
 /// Link 1 is backed by BASE, link i by link i-1; each is empty or applies the
-/// --each recipe. Backing names are relative to DIR, so DIR can move (with
-/// --absolute-base, link 1 names BASE by its absolute path). Links that exist
-/// with the bytes they would get are left alone, so a re-run is a no-op.
+/// --each recipe. Every link is planned on the links below it before the
+/// first is written, and the chain is written all or nothing: links go to
+/// temporary files, each is checked on top of the links below, and only then
+/// are they renamed into place. Backing names are relative to DIR, so DIR can
+/// move (with --absolute-base, link 1 names BASE by its absolute path). Links
+/// that exist with the bytes they would get are left alone, so a re-run is a
+/// no-op.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The base image (raw or qcow2, with its backing chain); never written.
@@ -22,12 +29,13 @@ pub struct Args {
     /// Number of links.
     #[arg(long, value_name = "N")]
     pub depth: usize,
-    /// Recipe each link applies, e.g. "zero --offset 1M --length 512" or
-    /// "write --offset 0 --from FILE".
+    /// Recipe each link applies, written like `qfault inject NAME` without
+    /// the overlay arguments: "zero --offset 1M --length 512",
+    /// "write --offset 0 --from FILE", "ntfs-boot --partition 2" (see `qfault recipes`).
     #[arg(long, value_name = "RECIPE", default_value = "empty")]
     pub each: String,
     /// Link file names; {i} is the 1-based link number, {i:04} zero-pads it.
-    #[arg(long, value_name = "PATTERN", default_value = qfault::batch::DEFAULT_NAME_PATTERN)]
+    #[arg(long, value_name = "PATTERN", default_value = qfault::chain::DEFAULT_NAME_PATTERN)]
     pub name_pattern: String,
     /// Links' cluster size, a power of two from 512 to 2M.
     #[arg(long, value_parser = parse_bytes, default_value = "64K")]
@@ -47,7 +55,8 @@ pub struct Args {
 
 /// Runs `qfault chain`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let recipe = parse_each(&args.each)?;
+    let recipe =
+        Spec::parse(&args.each).map_err(|e| qfault::Error::Usage(format!("--each {e}")))?;
     let builder = ChainBuilder::new(&args.base, &args.dir)
         .depth(args.depth, recipe.clone())
         .name_pattern(NamePattern::parse(&args.name_pattern)?)
@@ -69,13 +78,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     })?;
     if args.json {
-        return print_json(&report);
+        let links: Vec<f64> = report.links.iter().map(|l| l.seconds).collect();
+        return print_document(
+            serde_json::json!({ "command": "chain", "chain": report }),
+            Some(serde_json::json!({ "total_seconds": report.seconds, "links": links })),
+        );
     }
     print_summary(&report, &recipe);
     Ok(())
 }
 
-fn print_summary(r: &ChainReport, recipe: &RecipeSpec) {
+fn print_summary(r: &ChainReport, recipe: &Spec) {
     let n = r.links.len();
     println!(
         "chain of {n} links on {} in {}",
@@ -83,8 +96,9 @@ fn print_summary(r: &ChainReport, recipe: &RecipeSpec) {
         r.dir.display()
     );
     if let Some(l) = r.links.first() {
-        println!("  each link: {} ({})", recipe.describe(), l.prediction);
-        println!("  link 1 backing file: {}", l.backing_file);
+        println!("  each link: {}", recipe.describe());
+        println!("  link 1: {}", prediction_line(&l.targets));
+        println!("  link 1 backing file: {}", l.overlay.backing_file);
     }
     if let Some(top) = &r.top {
         println!("  top: {}", top.display());
@@ -96,7 +110,7 @@ fn print_summary(r: &ChainReport, recipe: &RecipeSpec) {
         count(Status::Unchanged),
         count(Status::Replaced),
         human_size(r.file_size()),
-        human_size(r.links.iter().map(|l| l.allocated_size).sum())
+        human_size(r.links.iter().map(|l| l.overlay.allocated_size).sum())
     );
     let per_link = if n > 0 {
         format!(" ({:.2} ms per link)", r.seconds * 1000.0 / n as f64)

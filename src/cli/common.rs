@@ -43,12 +43,6 @@ pub fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-/// Prints a value as pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
 /// Options every subcommand that reads an image accepts.
 #[derive(Debug, clap::Args)]
 pub struct ImageOpts {

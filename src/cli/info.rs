@@ -1,6 +1,7 @@
 //! `qfault info`: what an image is and what its backing chain holds.
 
-use super::common::{human_size, print_json, ImageOpts};
+use super::common::{human_size, ImageOpts};
+use super::report::print_document;
 use std::path::PathBuf;
 
 /// Show an image's format, size and backing chain (like `qemu-img info --backing-chain`).
@@ -21,7 +22,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let image = args.open.open(&args.image)?;
     let chain = image.chain_info();
     if args.json {
-        return print_json(&serde_json::json!({ "chain": chain }));
+        return print_document(serde_json::json!({ "chain": chain }), None);
     }
     for (i, l) in chain.iter().enumerate() {
         if i > 0 {

@@ -1,6 +1,7 @@
 //! `qfault inspect`: the chain, the partition table and the filesystem in each partition.
 
-use super::common::{human_size, print_chain, print_json, ImageOpts};
+use super::common::{human_size, print_chain, ImageOpts};
+use super::report::print_document;
 use qfault::fs::{FsInfo, NtfsGeometry};
 use qfault::image::{ReadAt, Window};
 use qfault::layout::{read_layout, DiskLayout, Partition};
@@ -23,7 +24,9 @@ pub struct Args {
 #[derive(Debug, serde::Serialize)]
 struct Row<'a> {
     number: u32,
+    #[serde(rename = "offset")]
     start: u64,
+    #[serde(rename = "length")]
     size: u64,
     #[serde(rename = "type")]
     ptype: Option<String>,
@@ -99,15 +102,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|(p, f)| Row::new(p, f.as_ref()))
         .collect();
     if args.json {
-        return print_json(&serde_json::json!({
-            "chain": chain,
-            "table": layout.table,
-            "sector_size": layout.sector_size,
-            "disk_size": layout.disk_size,
-            "gpt": layout.gpt,
-            "warnings": layout.warnings,
-            "partitions": rows,
-        }));
+        return print_document(
+            serde_json::json!({
+                "chain": chain,
+                "table": layout.table,
+                "sector_size": layout.sector_size,
+                "disk_size": layout.disk_size,
+                "gpt": layout.gpt,
+                "warnings": layout.warnings,
+                "partitions": rows,
+            }),
+            None,
+        );
     }
     println!("chain:");
     print_chain(&chain);

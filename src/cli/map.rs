@@ -1,6 +1,7 @@
 //! `qfault map`: which image of the chain provides each guest range.
 
-use super::common::{human_size, print_json, ImageOpts};
+use super::common::{human_size, ImageOpts};
+use super::report::print_document;
 use qfault::image::ReadAt;
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,
-    /// Print JSON: an array of {start, length, depth, present, zero, data, compressed, file}.
+    /// Print JSON (schema: docs/json.md): {schema, extents: [{offset, length, depth, present, zero, data, compressed, file}]}.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -21,6 +22,7 @@ pub struct Args {
 /// One merged run of the map.
 #[derive(Debug, serde::Serialize)]
 struct Row {
+    #[serde(rename = "offset")]
     start: u64,
     length: u64,
     /// Index of the providing image (0 = top); the chain length when none does.
@@ -65,7 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         pos += e.length;
     }
     if args.json {
-        return print_json(&rows);
+        return print_document(serde_json::json!({ "extents": rows }), None);
     }
     println!(
         "{:>16} {:>16} {:>12}  {:<10} file",

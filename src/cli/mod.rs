@@ -10,6 +10,7 @@ mod info;
 mod inject;
 mod inspect;
 mod map;
+mod recipes;
 mod report;
 mod verify;
 
@@ -40,6 +41,7 @@ enum Command {
     Inspect(inspect::Args),
     Map(map::Args),
     Inject(inject::Args),
+    Recipes(recipes::Args),
     Verify(verify::Args),
     Chain(chain::Args),
     Batch(batch::Args),
@@ -55,6 +57,7 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::run(a),
         Command::Map(a) => map::run(a),
         Command::Inject(a) => inject::run(a),
+        Command::Recipes(a) => recipes::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Chain(a) => chain::run(a),
         Command::Batch(a) => batch::run(a),

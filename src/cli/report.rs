@@ -1,38 +1,138 @@
-//! Human-readable renderings of predictions, shared by `inject` and `verify`.
+//! Human-readable renderings shared by `inject`, `chain`, `batch`,
+//! `verify` and `recipes`, and the JSON envelope every `--json` uses.
 
-use qfault::fs::ntfs::NtfsfixOutcome;
-use qfault::recipe::predict::NtfsPrediction;
+use super::common::human_size;
+use qfault::apply::Output;
+use qfault::recipe::{Outcome, Prediction, Target};
 
-/// Prints what `mount` and `ntfsfix` will do, each line prefixed by `indent`.
-pub fn print_ntfs(p: &NtfsPrediction, indent: &str) {
-    println!("{indent}mount:   {}", p.mount.detail);
-    let fix = match p.ntfsfix.outcome {
-        NtfsfixOutcome::NoRepairNeeded => "nothing to repair in the boot sector".to_string(),
-        NtfsfixOutcome::Rewritten {
-            lba,
-            number_of_sectors,
-            ..
-        } => format!(
-            "repairs it: \"The alternate bootsector is usable\", sector 0 rewritten from LBA {lba} of the partition ({number_of_sectors} sectors)"
-        ),
-        NtfsfixOutcome::Unrepairable => format!("FAILS: {}", p.ntfsfix.summary()),
-    };
-    println!("{indent}ntfsfix: {fix}");
-    match (&p.after_repair, &p.after_repair_problem) {
-        (Some(v), _) => println!(
-            "{indent}after:   the volume mounts; label {}, root: {}",
-            v.label
-                .as_deref()
-                .map_or("(none)".to_string(), |l| format!("\"{l}\"")),
-            if v.root_entries.is_empty() {
-                "(empty)".to_string()
-            } else {
-                v.root_entries.join(", ")
-            }
-        ),
-        (None, Some(problem)) => {
-            println!("{indent}after:   the repaired volume does not open: {problem}")
+/// The version of the JSON schema (`docs/json.md`), the first key of every
+/// JSON document qfault prints.
+pub const SCHEMA: u32 = 1;
+
+/// Prints `body` (a JSON object) with `"schema": 1` first and, when given,
+/// `timings` last.
+pub fn print_document(
+    body: serde_json::Value,
+    timings: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let mut doc = serde_json::Map::new();
+    doc.insert("schema".into(), SCHEMA.into());
+    match body {
+        serde_json::Value::Object(m) => doc.extend(m),
+        other => {
+            doc.insert("result".into(), other);
         }
-        (None, None) => println!("{indent}after:   the volume stays unmountable"),
     }
+    if let Some(t) = timings {
+        doc.insert("timings".into(), t);
+    }
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+/// One outcome in one line: `mount: ntfs-3g PART MNT -> refused (exit 12): "…"`.
+pub fn outcome_line(o: &Outcome) -> String {
+    let result = o.result.as_str().unwrap_or("nothing");
+    let mut line = format!(
+        "{:<13} {} -> {result} (exit {})",
+        format!("{}:", o.role.as_str()),
+        o.command,
+        o.exit_code
+    );
+    if let Some(m) = &o.message {
+        line += &format!(": \"{m}\"");
+    }
+    line
+}
+
+/// Prints a prediction, each line prefixed by `indent`.
+pub fn print_prediction(p: &Prediction, indent: &str) {
+    for o in &p.outcomes {
+        println!("{indent}{}", outcome_line(o));
+    }
+    if p.byte_identical_after_repair {
+        println!("{indent}the repair restores the base byte for byte");
+    }
+    for n in &p.notes {
+        println!("{indent}{n}");
+    }
+}
+
+/// Prints one target: where, what changed, what the tools will do.
+pub fn print_target(t: &Target) {
+    match &t.partition {
+        Some(p) => println!("damaged {}", p.describe()),
+        None => println!("changed the disk"),
+    }
+    for c in &t.changes {
+        println!(
+            "  guest bytes {}..{} ({})",
+            c.offset,
+            c.end(),
+            human_size(c.length)
+        );
+    }
+    print_prediction(&t.prediction, "  ");
+}
+
+/// Prints an output written by the one write path.
+pub fn print_output(o: &Output) {
+    for t in &o.targets {
+        print_target(t);
+        println!();
+    }
+    for s in &o.skipped {
+        println!("skipped {}: {}", s.partition.describe(), s.reason);
+        println!();
+    }
+    let r = &o.overlay;
+    println!("{} {}", o.status.word(), r.path.display());
+    println!(
+        "  backing file: {} (format {})",
+        r.backing_file, r.backing_format
+    );
+    println!(
+        "  {} cluster(s) of {}: {} with data, {} zero-flagged",
+        r.data_clusters + r.zero_clusters,
+        human_size(r.cluster_size),
+        r.data_clusters,
+        r.zero_clusters
+    );
+    println!(
+        "  file size {} ({} allocated)",
+        human_size(r.file_size),
+        human_size(r.allocated_size)
+    );
+}
+
+/// A prediction in one line (for tables).
+pub fn prediction_line(targets: &[Target]) -> String {
+    let parts: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            let what = t
+                .partition
+                .as_ref()
+                .map_or("disk".to_string(), |p| format!("partition {}", p.number));
+            let outs: Vec<String> = t
+                .prediction
+                .outcomes
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} {} (exit {})",
+                        o.tool,
+                        o.result.as_str().unwrap_or("nothing"),
+                        o.exit_code
+                    )
+                })
+                .collect();
+            if outs.is_empty() {
+                format!("{what}: no tool outcomes")
+            } else {
+                format!("{what}: {}", outs.join(", "))
+            }
+        })
+        .collect();
+    parts.join("; ")
 }

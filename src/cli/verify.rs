@@ -1,17 +1,27 @@
-//! `qfault verify`: what an existing overlay changes and what repair tools will do.
+//! `qfault verify`: what an existing overlay changes and what the tools will
+//! do, optionally gated with `--expect`.
 
-use super::common::{print_chain, print_json, ImageOpts};
-use super::report::print_ntfs;
+use super::common::{print_chain, ImageOpts};
+use super::report::{print_document, print_prediction};
+use qfault::verify::Expectation;
 use std::path::PathBuf;
 
-/// Check an existing overlay against its backing: the guest ranges it changes,
-/// and for each NTFS partition it touches, what `mount` and `ntfsfix` will do.
+/// Check an existing overlay against its backing: the guest ranges it
+/// changes and, for each partition it touches, what the tools will do.
+///
+/// With --expect, exit 3 unless the overlay is what is expected, so a CI job
+/// can gate on it: `unchanged` (it changes nothing), `repairable` (every
+/// partition it touches has a repair predicted to bring it back) or
+/// `unrepairable`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The overlay (a qcow2 with a backing file).
     pub overlay: PathBuf,
-    /// Print JSON: {chain, changed: [{start,end}], partitions: [...]}.
+    /// Exit 3 unless the overlay's verdict is this one.
+    #[arg(long, value_enum, value_name = "VERDICT")]
+    pub expect: Option<Expectation>,
+    /// Print JSON (schema: docs/json.md): {schema, chain, changes, partitions, verdict}.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -22,17 +32,41 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let v = qfault::verify::verify_overlay(&args.overlay, &args.open.options())?;
     if args.json {
-        return print_json(&v);
+        print_document(serde_json::to_value(&v)?, None)?;
+    } else {
+        print_human(&v);
     }
+    match args.expect {
+        Some(e) if e != v.verdict => Err(qfault::Error::Refused(format!(
+            "{}: expected {}, but the overlay is {}",
+            args.overlay.display(),
+            word(e),
+            word(v.verdict)
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+fn word(e: Expectation) -> &'static str {
+    match e {
+        Expectation::Unchanged => "unchanged",
+        Expectation::Repairable => "repairable",
+        Expectation::Unrepairable => "unrepairable",
+    }
+}
+
+fn print_human(v: &qfault::verify::OverlayVerification) {
     println!("chain:");
     print_chain(&v.chain);
     println!();
-    if v.changed.is_empty() {
+    if v.changes.is_empty() {
         println!("the overlay reads exactly like its backing");
-        return Ok(());
+        println!("verdict: {}", word(v.verdict));
+        return;
     }
     println!("changed guest ranges (512-byte sectors; --json lists exact bytes):");
-    for (start, end, differing) in sector_spans(&v.changed) {
+    for (start, end, differing) in sector_spans(&v.changes) {
         println!(
             "  {start}..{end} ({} bytes, {differing} of them differ)",
             end - start
@@ -45,26 +79,28 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             p.partition.describe(),
             p.filesystem_now.unwrap_or("nothing")
         );
-        if let Some(n) = &p.ntfs {
-            print_ntfs(n, "  ");
-        }
+        print_prediction(&p.prediction, "  ");
     }
-    Ok(())
+    println!();
+    println!("verdict: {}", word(v.verdict));
 }
 
 /// Groups exact byte ranges into runs of whole 512-byte sectors:
 /// (start, end, bytes that differ).
-fn sector_spans(ranges: &[qfault::verify::ByteRange]) -> Vec<(u64, u64, u64)> {
+fn sector_spans(ranges: &[qfault::recipe::Range]) -> Vec<(u64, u64, u64)> {
     const SECTOR: u64 = 512;
     let mut spans: Vec<(u64, u64, u64)> = Vec::new();
     for r in ranges {
-        let (s, e) = (r.start / SECTOR * SECTOR, r.end.div_ceil(SECTOR) * SECTOR);
+        let (s, e) = (
+            r.offset / SECTOR * SECTOR,
+            r.end().div_ceil(SECTOR) * SECTOR,
+        );
         match spans.last_mut() {
             Some(last) if s <= last.1 => {
                 last.1 = last.1.max(e);
-                last.2 += r.len();
+                last.2 += r.length;
             }
-            _ => spans.push((s, e, r.len())),
+            _ => spans.push((s, e, r.length)),
         }
     }
     spans

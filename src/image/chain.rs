@@ -421,6 +421,41 @@ impl Image {
         Ok(())
     }
 
+    /// Puts the qcow2 overlay held by the file `file` on top of the chain,
+    /// naming it `path` (where it will be once renamed into place). The
+    /// caller vouches that its backing file is this image's top: a link
+    /// being built, whose backing name refers to files not yet in place.
+    pub fn push_staged(&mut self, file: &Path, path: &Path, opts: &OpenOptions) -> Result<()> {
+        let f = File::open(file).map_err(|e| Error::io(file, e))?;
+        if !opts.force_share {
+            lock::lock_for_reading(&f, file)?;
+        }
+        let meta = f.metadata().map_err(|e| Error::io(file, e))?;
+        let q = Qcow2Image::open(Box::new(FileStorage::new(f, path)?))?;
+        self.files.insert((meta.dev(), meta.ino()));
+        self.layers.insert(0, Layer::Qcow2(Box::new(q)));
+        self.share_l2_budget();
+        Ok(())
+    }
+
+    /// Takes the top image off the chain (the inverse of
+    /// [`Image::push_overlay`]); a one-image chain is left as it is.
+    pub fn pop_top(&mut self) {
+        if self.layers.len() > 1 {
+            self.layers.remove(0);
+            self.share_l2_budget();
+        }
+    }
+
+    /// The guest as the top image's backing chain reads it.
+    pub fn below_top(&mut self) -> BelowTop<'_> {
+        let size = self.size();
+        BelowTop {
+            layers: &mut self.layers[1..],
+            size,
+        }
+    }
+
     /// Splits the chain-wide L2 cache budget among the qcow2 images, so
     /// memory does not grow with depth beyond one table per image.
     fn share_l2_budget(&mut self) {
@@ -531,9 +566,36 @@ impl ReadAt for Image {
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len() as u64, self.size())?;
+        read_layers(&mut self.layers, offset, buf)
+    }
+}
+
+/// The guest as the images below the top read it (the top's backing chain),
+/// sized like the top; see [`Image::below_top`].
+#[derive(Debug)]
+pub struct BelowTop<'a> {
+    layers: &'a mut [Layer],
+    size: u64,
+}
+
+impl ReadAt for BelowTop<'_> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.size)?;
+        read_layers(self.layers, offset, buf)
+    }
+}
+
+/// Reads guest bytes through `layers` (top first); what no layer provides,
+/// or lies past a layer's end, reads as zeros.
+fn read_layers(layers: &mut [Layer], offset: u64, buf: &mut [u8]) -> Result<()> {
+    {
         // Ranges still to read: (guest offset, start in buf, length).
         let mut pending: Vec<(u64, usize, usize)> = vec![(offset, 0, buf.len())];
-        for layer in &mut self.layers {
+        for layer in layers.iter_mut() {
             let mut fall_through: Vec<(u64, usize, usize)> = Vec::new();
             for (off, at, len) in pending {
                 let layer_size = layer.size();

@@ -14,6 +14,6 @@ mod read_at;
 pub mod storage;
 
 pub use chain::{
-    open, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,
+    open, BelowTop, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,
 };
 pub use read_at::{check_range, BlockCache, Cursor, MemDisk, ReadAt, Window};

@@ -104,9 +104,11 @@ pub enum MbrRole {
 pub struct Partition {
     /// Linux's partition number (0 for a whole-disk filesystem).
     pub number: u32,
-    /// Offset of the first byte on the guest disk.
+    /// Offset of the first byte on the guest disk (`offset` in JSON).
+    #[serde(rename = "offset")]
     pub start: u64,
-    /// Length in bytes.
+    /// Length in bytes (`length` in JSON).
+    #[serde(rename = "length")]
     pub size: u64,
     /// The type byte or type GUID.
     #[serde(rename = "type")]

@@ -32,10 +32,20 @@ pub enum ClusterContent<'a> {
     Data(&'a [u8]),
 }
 
-/// Positional writes into the overlay's temporary file.
+/// Positional writes into the overlay's file, or, in compare mode, checks
+/// that an existing file already holds exactly those bytes (so an identical
+/// output is detected without writing a temporary file).
 pub struct Writer<'f> {
     file: &'f File,
     path: PathBuf,
+    compare: Option<Compare>,
+}
+
+/// Compare mode's state.
+struct Compare {
+    differs: bool,
+    /// File ranges written so far; the rest of the file must read as zeros.
+    covered: Vec<(u64, u64)>,
 }
 
 impl<'f> Writer<'f> {
@@ -44,13 +54,96 @@ impl<'f> Writer<'f> {
         Writer {
             file,
             path: path.to_path_buf(),
+            compare: None,
         }
+    }
+
+    /// Compares with `file` instead of writing: see [`Writer::differs`].
+    pub fn comparing(file: &'f File, path: &Path) -> Self {
+        Writer {
+            compare: Some(Compare {
+                differs: false,
+                covered: Vec::new(),
+            }),
+            ..Writer::new(file, path)
+        }
+    }
+
+    /// In compare mode: whether the file differs from what was written.
+    pub fn differs(&self) -> bool {
+        self.compare.as_ref().is_some_and(|c| c.differs)
     }
 
     /// Writes `data` at `offset`, leaving its all-zero 4 KiB blocks as holes.
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        write_nonzero(self.file, &self.path, offset, data)
+        let Some(c) = &mut self.compare else {
+            return write_nonzero(self.file, &self.path, offset, data);
+        };
+        c.covered.push((offset, offset + data.len() as u64));
+        if !c.differs && !file_holds(self.file, &self.path, offset, data)? {
+            c.differs = true;
+        }
+        Ok(())
     }
+
+    /// Sets the file's length (in compare mode: checks it, and that every
+    /// byte not written reads as zero).
+    fn set_len(&mut self, len: u64) -> Result<()> {
+        let Some(c) = &mut self.compare else {
+            return self.file.set_len(len).map_err(|e| Error::io(&self.path, e));
+        };
+        let actual = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.path, e))?
+            .len();
+        if actual != len {
+            c.differs = true;
+        }
+        if c.differs {
+            return Ok(());
+        }
+        c.covered.sort_unstable();
+        let mut pos = 0;
+        let mut gaps = Vec::new();
+        for &(s, e) in &c.covered {
+            if s > pos {
+                gaps.push((pos, s));
+            }
+            pos = pos.max(e);
+        }
+        if pos < len {
+            gaps.push((pos, len));
+        }
+        let zeros = vec![0u8; 1 << 16];
+        for (mut s, e) in gaps {
+            while s < e {
+                let n = (e - s).min(zeros.len() as u64) as usize;
+                if !file_holds(self.file, &self.path, s, &zeros[..n])? {
+                    c.differs = true;
+                    return Ok(());
+                }
+                s += n as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `file` holds exactly `data` at `offset` (false past its end).
+fn file_holds(file: &File, path: &Path, offset: u64, data: &[u8]) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; data.len()];
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(buf == data)
 }
 
 /// The plan of one overlay file, filled in as clusters are added.
@@ -134,6 +227,11 @@ impl OverlayLayout {
         };
         layout.header = layout.header_bytes(backing, backing_format)?;
         Ok(layout)
+    }
+
+    /// The cluster size.
+    pub fn cluster_size(&self) -> u64 {
+        self.cs
     }
 
     /// File offset of the `i`-th L2 table.
@@ -222,9 +320,7 @@ impl OverlayLayout {
         w.write(blocks_offset, &refcounts)?;
 
         let file_size = total * cs;
-        w.file
-            .set_len(file_size)
-            .map_err(|e| Error::io(&w.path, e))?;
+        w.set_len(file_size)?;
         Ok(file_size)
     }
 

@@ -89,7 +89,8 @@ pub struct OverlayOptions {
     pub cluster_size: u64,
     /// How the backing file is named in the overlay.
     pub backing_name: BackingName,
-    /// Replace an existing output file.
+    /// Replace an existing output file whose bytes differ from the planned
+    /// ones (an identical one is always left alone).
     pub overwrite: bool,
 }
 
@@ -99,6 +100,29 @@ impl Default for OverlayOptions {
             cluster_size: DEFAULT_CLUSTER_SIZE,
             backing_name: BackingName::Relative,
             overwrite: false,
+        }
+    }
+}
+
+/// What happened to an output file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// It did not exist and was written.
+    Written,
+    /// It existed with exactly the planned bytes: left alone.
+    Unchanged,
+    /// It existed with other bytes and was replaced (`overwrite`).
+    Replaced,
+}
+
+impl Status {
+    /// The status as one lowercase word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Written => "written",
+            Status::Unchanged => "unchanged",
+            Status::Replaced => "replaced",
         }
     }
 }
@@ -126,30 +150,76 @@ pub struct OverlayReport {
     pub allocated_size: u64,
 }
 
-/// Writes a qcow2 overlay at `out`, backed by the image `base` (already
-/// opened from `base_path` with its chain), containing `patches`.
-pub fn write_overlay(
-    base_path: &Path,
-    base: &mut Image,
-    patches: &[Patch],
-    out: &Path,
-    opts: &OverlayOptions,
-) -> Result<OverlayReport> {
-    write_overlay_checked(base_path, base, patches, out, opts, |_| Ok(()))
+/// An overlay ready to be placed: written to a temporary file beside its
+/// target, or found already there with exactly the planned bytes.
+/// [`Staged::path`] is the file to check before [`Staged::commit`]; dropping
+/// it uncommitted removes the temporary file and leaves the target alone.
+#[derive(Debug)]
+pub struct Staged {
+    file: Option<AtomicFile>,
+    report: OverlayReport,
+    status: Status,
 }
 
-/// Like [`write_overlay`], but calls `check` with the path of the complete,
-/// fsynced temporary file before moving it into place; if `check` fails,
-/// the temporary file is removed and `out` is left untouched. The temporary
-/// file lies in `out`'s directory, so its relative backing name resolves.
-pub fn write_overlay_checked(
-    base_path: &Path,
+impl Staged {
+    /// The file that holds the overlay's bytes now: the temporary file, or
+    /// the target when it is unchanged.
+    pub fn path(&self) -> &Path {
+        match &self.file {
+            Some(f) => f.tmp_path(),
+            None => &self.report.path,
+        }
+    }
+
+    /// What will happen to the target on commit.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Fsyncs the overlay and moves it into place (nothing to do when
+    /// unchanged), and reports it.
+    pub fn commit(self) -> Result<(OverlayReport, Status)> {
+        let Staged {
+            file,
+            mut report,
+            status,
+        } = self;
+        if let Some(f) = file {
+            f.commit()?;
+        }
+        // Stat after the sync: some filesystems allocate extent-tree blocks
+        // only at writeback. The overlay is in place: a failing stat must not
+        // turn that into an error.
+        report.allocated_size = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&report.path).map_or(0, |m| m.blocks() * 512)
+        };
+        Ok((report, status))
+    }
+}
+
+/// Writes a qcow2 overlay at `out` holding `patches`, backed by the image
+/// `base` (opened with its chain; the overlay names [`Image::path`]).
+/// An existing `out` with exactly these bytes is left alone; with other
+/// bytes it is a usage error unless `opts.overwrite`.
+pub fn write_overlay(
     base: &mut Image,
     patches: &[Patch],
     out: &Path,
     opts: &OverlayOptions,
-    check: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<OverlayReport> {
+    Ok(stage_overlay(base, patches, out, opts)?.commit()?.0)
+}
+
+/// Plans the overlay of `patches` on `base` at `out` and either finds `out`
+/// already holding exactly its bytes (compared without writing anything) or
+/// writes it to a temporary file beside `out` (see [`Staged`]).
+pub fn stage_overlay(
+    base: &mut Image,
+    patches: &[Patch],
+    out: &Path,
+    opts: &OverlayOptions,
+) -> Result<Staged> {
     let cs = opts.cluster_size;
     if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
         return Err(Error::Usage(format!(
@@ -161,10 +231,9 @@ pub fn write_overlay_checked(
         check_range(p.offset(), p.len(), size)?;
     }
     base.refuse_as_output(out)?;
-    let backing = backing_name(base_path, out, opts.backing_name)?;
+    let backing = backing_name(base.path(), out, opts.backing_name)?;
     let backing_format = base.format().name().to_string();
 
-    // Every guest cluster a patch touches, in order.
     // Every guest cluster a patch touches, as sorted, merged inclusive ranges.
     let mut spans: Vec<(u64, u64)> = patches
         .iter()
@@ -179,10 +248,72 @@ pub fn write_overlay_checked(
             _ => touched.push((first, last)),
         }
     }
+    let report = |data_clusters, zero_clusters, file_size| OverlayReport {
+        path: out.to_path_buf(),
+        virtual_size: size,
+        cluster_size: cs,
+        backing_file: backing.clone(),
+        backing_format: backing_format.clone(),
+        data_clusters,
+        zero_clusters,
+        file_size,
+        allocated_size: 0,
+    };
 
+    let mut status = Status::Written;
+    if out.symlink_metadata().is_ok() {
+        // Compare what would be written with the file, writing nothing. A
+        // path that cannot be read (a dangling symlink) differs.
+        let mut same = false;
+        let mut unchanged_report = None;
+        if let Ok(existing) = std::fs::File::open(out) {
+            let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
+            let mut w = layout::Writer::comparing(&existing, out);
+            let file_size = emit(base, patches, &touched, &mut layout, &mut w)?;
+            same = !w.differs();
+            unchanged_report = Some(report(
+                layout.data_clusters(),
+                layout.zero_clusters(),
+                file_size,
+            ));
+        }
+        if let (true, Some(report)) = (same, unchanged_report) {
+            return Ok(Staged {
+                file: None,
+                report,
+                status: Status::Unchanged,
+            });
+        }
+        if !opts.overwrite {
+            return Err(Error::Usage(format!(
+                "{} exists and differs from what would be written; pass --overwrite to replace it",
+                out.display()
+            )));
+        }
+        status = Status::Replaced;
+    }
     let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
-    let target = AtomicFile::create(out, opts.overwrite)?;
+    let target = AtomicFile::create(out, status == Status::Replaced)?;
     let mut writer = layout::Writer::new(target.file(), target.tmp_path());
+    let file_size = emit(base, patches, &touched, &mut layout, &mut writer)?;
+    Ok(Staged {
+        report: report(layout.data_clusters(), layout.zero_clusters(), file_size),
+        file: Some(target),
+        status,
+    })
+}
+
+/// Reads the `touched` clusters through `base`, applies `patches` and feeds
+/// them to `layout`; returns the file size.
+fn emit(
+    base: &mut Image,
+    patches: &[Patch],
+    touched: &[(u64, u64)],
+    layout: &mut OverlayLayout,
+    writer: &mut layout::Writer,
+) -> Result<u64> {
+    let size = base.size();
+    let cs = layout.cluster_size();
     let mut buf = vec![0u8; cs as usize];
     for cluster in touched.iter().flat_map(|&(first, last)| first..=last) {
         let start = cluster * cs;
@@ -201,32 +332,9 @@ pub fn write_overlay_checked(
                 ClusterContent::Data(&buf)
             }
         };
-        layout.add_cluster(&mut writer, cluster, content)?;
+        layout.add_cluster(writer, cluster, content)?;
     }
-    let (data_clusters, zero_clusters) = (layout.data_clusters(), layout.zero_clusters());
-    let file_size = layout.finish(&mut writer)?;
-    // Verify before the overlay appears; the checks read through the page
-    // cache, so no sync is needed first (commit syncs once).
-    check(target.tmp_path())?;
-    target.commit()?;
-    // Stat after the sync: some filesystems allocate extent-tree blocks only
-    // at writeback, and the report should match what `stat` says later.
-    // The overlay is in place: a failing stat must not turn that into an error.
-    let allocated_size = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(out).map_or(0, |m| m.blocks() * 512)
-    };
-    Ok(OverlayReport {
-        path: out.to_path_buf(),
-        virtual_size: size,
-        cluster_size: cs,
-        backing_file: backing,
-        backing_format,
-        data_clusters,
-        zero_clusters,
-        file_size,
-        allocated_size,
-    })
+    layout.finish(writer)
 }
 
 /// Whether the last patch covering each byte of `[start, start+len)` is a

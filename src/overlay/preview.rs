@@ -4,22 +4,27 @@
 use super::Patch;
 use crate::error::Result;
 use crate::image::{check_range, ReadAt};
+use std::borrow::Cow;
 
-/// `inner` as it reads after `patches`, applied in order.
+/// `inner` as it reads after `patches`, applied in order. The patches are
+/// owned or borrowed (a chain previews many links over one list).
 #[derive(Debug)]
-pub struct Preview<R> {
+pub struct Preview<'p, R> {
     inner: R,
-    patches: Vec<Patch>,
+    patches: Cow<'p, [Patch]>,
 }
 
-impl<R: ReadAt> Preview<R> {
+impl<'p, R: ReadAt> Preview<'p, R> {
     /// Applies `patches` (in order) on top of `inner`.
-    pub fn new(inner: R, patches: Vec<Patch>) -> Self {
-        Preview { inner, patches }
+    pub fn new(inner: R, patches: impl Into<Cow<'p, [Patch]>>) -> Self {
+        Preview {
+            inner,
+            patches: patches.into(),
+        }
     }
 }
 
-impl<R: ReadAt> ReadAt for Preview<R> {
+impl<R: ReadAt> ReadAt for Preview<'_, R> {
     fn size(&self) -> u64 {
         self.inner.size()
     }
@@ -27,7 +32,7 @@ impl<R: ReadAt> ReadAt for Preview<R> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len() as u64, self.size())?;
         self.inner.read_at(offset, buf)?;
-        for p in &self.patches {
+        for p in self.patches.iter() {
             p.apply(offset, buf);
         }
         Ok(())

@@ -58,9 +58,47 @@ pub fn partitions(disk: &mut dyn ReadAt) -> Result<Vec<Found>> {
     Ok(out)
 }
 
-/// The partition numbered `number` (as `inspect` numbers them), for
-/// commands that address bytes relative to a partition.
+/// The whole disk as partition 0, whether or not it holds a partition table
+/// (partition 0 means the whole disk everywhere: `inject`, `--each`,
+/// manifests, `export`).
+pub fn whole_disk_partition(disk: &mut dyn ReadAt) -> Partition {
+    Partition {
+        number: 0,
+        start: 0,
+        size: disk.size(),
+        ptype: layout::PartitionType::WholeDisk,
+        type_name: None,
+        bootable: false,
+        mbr_role: None,
+        name: None,
+        uuid: None,
+    }
+}
+
+/// The whole disk as partition 0, with the filesystem found on it, if any.
+pub fn whole_disk(disk: &mut dyn ReadAt) -> Result<Found> {
+    Ok(Found {
+        partition: whole_disk_partition(disk),
+        filesystem: fs::probe(disk)?,
+    })
+}
+
+/// The partitions holding `fstype` that `sel` picks on `disk` (see
+/// [`select`]); partition 0 is the whole disk even when it holds a table.
+pub fn choose(disk: &mut dyn ReadAt, fstype: &str, sel: Selection) -> Result<Vec<Found>> {
+    let mut found = partitions(disk)?;
+    if sel == Selection::Number(0) && !found.iter().any(|f| f.partition.number == 0) {
+        found.push(whole_disk(disk)?);
+    }
+    select(&found, fstype, sel)
+}
+
+/// The partition numbered `number` (as `inspect` numbers them; 0 is the
+/// whole disk), for commands that address bytes relative to a partition.
 pub fn partition_by_number(disk: &mut dyn ReadAt, number: u32) -> Result<Partition> {
+    if number == 0 {
+        return Ok(whole_disk_partition(disk));
+    }
     let table = layout::read_layout(disk)?;
     let names: Vec<String> = table
         .partitions

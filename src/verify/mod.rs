@@ -5,4 +5,4 @@ pub mod diff;
 pub mod overlay;
 
 pub use diff::{changed_ranges, ByteRange};
-pub use overlay::{verify_overlay, OverlayVerification, PartitionVerdict};
+pub use overlay::{verify_overlay, Expectation, OverlayVerification, PartitionVerdict};

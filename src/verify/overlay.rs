@@ -1,41 +1,59 @@
 //! Verifying an existing overlay against its backing chain: which guest
-//! ranges it changes, which partitions those fall in, and what `mount` and
-//! `ntfsfix` will do with each NTFS partition it touches.
+//! ranges it changes, which partitions those fall in, and what the tools
+//! will do with each partition it touches (each recipe's model says what it
+//! knows, see [`crate::recipe::Recipe::verify`]).
 
-use super::diff::{changed_ranges, ByteRange};
+use super::diff::changed_ranges;
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::image::{self, LayerInfo, OpenOptions, ReadAt, Window};
-use crate::recipe::predict::{predict_ntfs, NtfsPrediction};
-use crate::recipe::select::{self, Found};
+use crate::image::{self, LayerInfo, OpenOptions, Window};
+use crate::recipe::select;
+use crate::recipe::{Outcome, PartitionRef, Prediction, Range, Role, RECIPES};
+use serde::Serialize;
 use std::path::Path;
 
 /// What an overlay does to one partition it touches.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionVerdict {
     /// The partition as the backing chain has it (undamaged).
-    pub partition: Found,
+    pub partition: PartitionRef,
     /// The changed guest ranges inside it.
-    pub changed: Vec<ByteRange>,
+    pub changes: Vec<Range>,
     /// What the partition identifies as through the overlay (blkid TYPE).
     pub filesystem_now: Option<&'static str>,
-    /// For a partition that holds NTFS in the backing chain: predictions.
-    pub ntfs: Option<NtfsPrediction>,
+    /// What the tools will do (at least what `blkid -p` reports).
+    pub prediction: Prediction,
+}
+
+/// What an overlay is expected to be, for `verify --expect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Expectation {
+    /// It changes nothing.
+    Unchanged,
+    /// It changes something, and every partition it touches has a repair
+    /// predicted to bring it back.
+    Repairable,
+    /// It changes something no predicted repair brings back (a repair that
+    /// fails, or bytes no recipe's model knows how to repair).
+    Unrepairable,
 }
 
 /// The result of [`verify_overlay`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OverlayVerification {
     /// The overlay's chain, top first.
     pub chain: Vec<LayerInfo>,
     /// Every guest range where the overlay differs from its backing.
-    pub changed: Vec<ByteRange>,
+    pub changes: Vec<Range>,
     /// The partitions those ranges fall in.
     pub partitions: Vec<PartitionVerdict>,
+    /// What the overlay is: unchanged, repairable or unrepairable.
+    pub verdict: Expectation,
 }
 
 /// Compares the overlay at `path` with its backing chain and predicts what
-/// repair tools do with the partitions it changes.
+/// the tools do with the partitions it changes.
 pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerification> {
     let mut top = image::open(path, opts)?;
     let chain = top.chain_info();
@@ -50,13 +68,23 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         ..opts.clone()
     };
     let mut base = image::open(&backing.path, &backing_opts)?;
-    let changed = changed_ranges(&mut top, &mut base)?;
+    let changes: Vec<Range> = changed_ranges(&mut top, &mut base)?
+        .into_iter()
+        .map(|r| Range {
+            offset: r.start,
+            length: r.len(),
+        })
+        .collect();
+    let mut found_all = select::partitions(&mut base)?;
+    if found_all.is_empty() {
+        found_all.push(select::whole_disk(&mut base)?);
+    }
     let mut partitions = Vec::new();
-    for found in select::partitions(&mut base)? {
+    for found in found_all {
         let p = &found.partition;
-        let inside: Vec<ByteRange> = changed
+        let inside: Vec<Range> = changes
             .iter()
-            .filter(|r| r.start < p.end() && p.start < r.end)
+            .filter(|r| r.offset < p.end() && p.start < r.end())
             .copied()
             .collect();
         if inside.is_empty() {
@@ -66,23 +94,39 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
             Ok(mut now) => fs::probe(&mut now)?.map(|f| f.fstype),
             Err(_) => continue,
         };
-        let ntfs = if found.fstype() == Some("ntfs") {
-            let original = base.read_vec(p.start, 512)?;
-            let mut now = Window::new(&mut top, p.start, p.size)?;
-            Some(predict_ntfs(&mut now, Some(&original))?)
-        } else {
-            None
-        };
+        let mut prediction = None;
+        for r in RECIPES {
+            if let Some(pred) = r.verify(&found, &mut top)? {
+                prediction = Some(pred);
+                break;
+            }
+        }
+        let prediction = prediction.unwrap_or_else(|| Prediction {
+            outcomes: vec![Outcome::blkid(filesystem_now)],
+            ..Prediction::default()
+        });
         partitions.push(PartitionVerdict {
-            partition: found,
-            changed: inside,
+            partition: PartitionRef::from_found(&found),
+            changes: inside,
             filesystem_now,
-            ntfs,
+            prediction,
         });
     }
+    let verdict = if changes.is_empty() {
+        Expectation::Unchanged
+    } else if !partitions.is_empty()
+        && partitions
+            .iter()
+            .all(|p| p.prediction.outcome(Role::Repair).is_some() && p.prediction.repairable())
+    {
+        Expectation::Repairable
+    } else {
+        Expectation::Unrepairable
+    };
     Ok(OverlayVerification {
         chain,
-        changed,
+        changes,
         partitions,
+        verdict,
     })
 }

@@ -1,0 +1,211 @@
+//! One prediction model for every recipe: what each real tool will do with
+//! the damaged guest, as a list of tool outcomes.
+//!
+//! The same data is rendered for humans by the CLI and serialized as JSON
+//! (`docs/json.md`, "Prediction"): every outcome is
+//! `{"role", "tool", "command", "result", "exit_code", "message"}`.
+
+use serde::{Serialize, Serializer};
+
+/// What a tool is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// What `blkid -p` reports for the target.
+    Identify,
+    /// Mounting the damaged target.
+    Mount,
+    /// A read-only checker (`e2fsck -n`, `ntfsfix -n`, `sgdisk -v`, ...).
+    Check,
+    /// The repair tool.
+    Repair,
+    /// Mounting (or reading) the target after the repair.
+    AfterRepair,
+}
+
+impl Role {
+    /// The role as written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Identify => "identify",
+            Role::Mount => "mount",
+            Role::Check => "check",
+            Role::Repair => "repair",
+            Role::AfterRepair => "after-repair",
+        }
+    }
+}
+
+/// The predicted result of one tool run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// `identify`: the filesystem type blkid reports (`None`: nothing).
+    Identifies(Option<String>),
+    /// `mount`/`after-repair`: mounts read-write.
+    ReadWrite,
+    /// `mount`/`after-repair`: mounts read-only only (possibly a silent fallback).
+    ReadOnly,
+    /// `mount`/`after-repair`: refused.
+    Refused,
+    /// `check`: nothing to report.
+    Clean,
+    /// `check`: reports the damage.
+    ReportsDamage,
+    /// `repair`: repairs it.
+    Repairs,
+    /// `repair`: cannot repair it.
+    CannotRepair,
+    /// `repair`: nothing needs repairing.
+    NotNeeded,
+}
+
+impl Verdict {
+    /// The result as written in JSON (`None` for "identifies nothing").
+    pub fn as_str(&self) -> Option<&str> {
+        Some(match self {
+            Verdict::Identifies(t) => return t.as_deref(),
+            Verdict::ReadWrite => "read-write",
+            Verdict::ReadOnly => "read-only",
+            Verdict::Refused => "refused",
+            Verdict::Clean => "clean",
+            Verdict::ReportsDamage => "reports-damage",
+            Verdict::Repairs => "repairs",
+            Verdict::CannotRepair => "cannot-repair",
+            Verdict::NotNeeded => "not-needed",
+        })
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.as_str() {
+            Some(v) => s.serialize_str(v),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// One tool's predicted behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Outcome {
+    /// What the tool is asked to do.
+    pub role: Role,
+    /// The tool (`blkid`, `ntfs-3g`, `ntfsfix`, ...).
+    pub tool: String,
+    /// The command line, with `PART` for the partition (or disk) image and
+    /// `MNT` for a mount point.
+    pub command: String,
+    /// What happens.
+    pub result: Verdict,
+    /// The tool's predicted exit code.
+    pub exit_code: i32,
+    /// Its key line of output, when it prints one worth matching.
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    /// An outcome; `message` may be empty (no key line).
+    pub fn new(
+        role: Role,
+        tool: &str,
+        command: &str,
+        result: Verdict,
+        exit_code: i32,
+        message: &str,
+    ) -> Self {
+        Outcome {
+            role,
+            tool: tool.into(),
+            command: command.into(),
+            result,
+            exit_code,
+            message: (!message.is_empty()).then(|| message.to_string()),
+        }
+    }
+
+    /// `blkid -p PART`: exit 0 and the type, or exit 2 and nothing.
+    pub fn blkid(fstype: Option<&str>) -> Self {
+        Outcome::new(
+            Role::Identify,
+            "blkid",
+            "blkid -p PART",
+            Verdict::Identifies(fstype.map(str::to_string)),
+            if fstype.is_some() { 0 } else { 2 },
+            "",
+        )
+    }
+}
+
+/// Everything predicted about one target.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Prediction {
+    /// Each tool's outcome, in the order a person would run them.
+    pub outcomes: Vec<Outcome>,
+    /// Whether the repair restores the target byte for byte as in the base.
+    pub byte_identical_after_repair: bool,
+    /// Details for people (what the repaired volume holds, which sector the
+    /// repair copies); not part of the tools' outcomes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Prediction {
+    /// The first outcome with `role`.
+    pub fn outcome(&self, role: Role) -> Option<&Outcome> {
+        self.outcomes.iter().find(|o| o.role == role)
+    }
+
+    /// Whether the named repair brings the target back: the repair repairs
+    /// (or is not needed) and nothing after it is refused.
+    pub fn repairable(&self) -> bool {
+        let repair_ok = self
+            .outcome(Role::Repair)
+            .is_none_or(|o| matches!(o.result, Verdict::Repairs | Verdict::NotNeeded));
+        let after_ok = self
+            .outcome(Role::AfterRepair)
+            .is_none_or(|o| o.result != Verdict::Refused);
+        repair_ok && after_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_serialize_with_the_documented_fields() {
+        let o = Outcome::new(
+            Role::AfterRepair,
+            "ntfs-3g",
+            "ntfs-3g PART MNT",
+            Verdict::ReadWrite,
+            0,
+            "",
+        );
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"role": "after-repair", "tool": "ntfs-3g",
+                "command": "ntfs-3g PART MNT", "result": "read-write",
+                "exit_code": 0, "message": null})
+        );
+        let b = serde_json::to_value(Outcome::blkid(None)).unwrap();
+        assert_eq!(b["result"], serde_json::Value::Null);
+        assert_eq!(b["exit_code"], 2);
+    }
+
+    #[test]
+    fn repairable_needs_a_repair_that_works() {
+        let mut p = Prediction::default();
+        assert!(p.repairable());
+        p.outcomes.push(Outcome::new(
+            Role::Repair,
+            "ntfsfix",
+            "ntfsfix PART",
+            Verdict::CannotRepair,
+            1,
+            "",
+        ));
+        assert!(!p.repairable());
+    }
+}
