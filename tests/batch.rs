@@ -1,10 +1,13 @@
 //! `qfault batch`: manifests validated up front, produced in parallel and in
-//! shards, idempotently; outputs checked with qemu-img.
+//! shards, idempotently, each chain all or nothing; outputs checked with
+//! qemu-img.
 
 mod common;
 
 use common::*;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// A manifest with three images and two chains on the sample, outputs
@@ -91,10 +94,129 @@ fn batch(m: &Path, extra: &[&str]) -> std::process::Output {
     qfault(a)
 }
 
-fn json_report(m: &Path, extra: &[&str]) -> serde_json::Value {
+/// A `--json` document: `"schema": 1` first, then the command's keys.
+fn parse_document(json: &str) -> Value {
+    let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let keys: Vec<&str> = doc
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["schema", "command", "batch", "timings"], "{json}");
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["command"], "batch");
+    let batch: Vec<&str> = doc["batch"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(batch, ["manifest", "shard", "entries"], "{json}");
+    // Timings only under "timings": one per entry and per output.
+    let entries = doc["batch"]["entries"].as_array().unwrap();
+    let timings = doc["timings"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), timings.len(), "{json}");
+    for (e, t) in entries.iter().zip(timings) {
+        assert!(!e.as_object().unwrap().contains_key("seconds"), "{e}");
+        assert_eq!(t["entry"], e["entry"]);
+        assert!(t["seconds"].is_f64(), "{t}");
+        assert_eq!(
+            t["outputs"].as_array().unwrap().len(),
+            e["outputs"].as_array().unwrap().len(),
+            "{t}"
+        );
+    }
+    assert!(doc["timings"]["total_seconds"].is_f64(), "{json}");
+    assert!(doc["timings"]["jobs"].as_u64().unwrap() >= 1, "{json}");
+    doc
+}
+
+/// The report of a successful `qfault batch M --json EXTRA...`.
+fn json_report(m: &Path, extra: &[&str]) -> Value {
     let mut a = vec!["batch", m.to_str().unwrap(), "--json"];
     a.extend_from_slice(extra);
-    serde_json::from_str(&qfault_ok(a)).expect("JSON report")
+    let doc = parse_document(&qfault_ok(a));
+    assert_eq!(doc["batch"]["manifest"], m.to_str().unwrap());
+    doc
+}
+
+/// The report's entries.
+fn entries(r: &Value) -> &Vec<Value> {
+    r["batch"]["entries"].as_array().unwrap()
+}
+
+/// One Output of the report: the keys of the schema (none of the old flat
+/// ones), and an overlay section that agrees with `qemu-img info` and the
+/// file system.
+fn assert_output_matches_qemu(o: &Value) {
+    let obj = o.as_object().expect("an Output object");
+    for gone in [
+        "seconds",
+        "prediction",
+        "backing_file",
+        "file_size",
+        "allocated_size",
+    ] {
+        assert!(!obj.contains_key(gone), "old key '{gone}' in {o}");
+    }
+    assert!(o["recipe"]["params"].is_object(), "{o}");
+    let path = Path::new(o["path"].as_str().unwrap());
+    let ov = &o["overlay"];
+    assert_eq!(ov["path"], o["path"]);
+    let info: Value = serde_json::from_str(&qemu_img([
+        OsStr::new("info"),
+        OsStr::new("--output=json"),
+        path.as_os_str(),
+    ]))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(ov["virtual_size"], info["virtual-size"], "{info}");
+    assert_eq!(ov["cluster_size"], info["cluster-size"], "{info}");
+    assert_eq!(ov["backing_file"], info["backing-filename"], "{info}");
+    assert_eq!(
+        ov["backing_format"], info["backing-filename-format"],
+        "{info}"
+    );
+    assert_eq!(
+        ov["file_size"].as_u64().unwrap(),
+        std::fs::metadata(path).unwrap().len()
+    );
+    for k in ["allocated_size", "data_clusters", "zero_clusters"] {
+        assert!(ov[k].is_u64(), "{k}: {ov}");
+    }
+    for t in o["targets"].as_array().unwrap() {
+        assert!(t["changes"].is_array(), "{t}");
+        assert!(t["prediction"]["outcomes"].is_array(), "{t}");
+        assert!(t["prediction"]["byte_identical_after_repair"].is_boolean());
+    }
+}
+
+/// Runs qfault with files capped at `limit` bytes (`RLIMIT_FSIZE`, SIGXFSZ
+/// ignored): writing past it fails with EFBIG, a real I/O error in the
+/// middle of writing.
+fn qfault_with_file_limit<I, S>(args: I, limit: u64) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::process::CommandExt;
+    let mut c = cmd(qfault_bin(), args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run_any(&mut c)
 }
 
 #[test]
@@ -107,26 +229,70 @@ fn a_manifest_produces_checked_images_and_chains_and_reruns_are_no_ops() {
     let tmp = tmpdir();
     let m = setup(tmp.path(), &sample, 512);
     let report = json_report(&m, &["--jobs", "2"]);
-    let entries = report["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 5);
-    let names: Vec<&str> = entries
-        .iter()
-        .map(|e| e["entry"].as_str().unwrap())
-        .collect();
+    assert_eq!(report["batch"]["shard"], "0/1");
+    assert_eq!(report["timings"]["jobs"], 2);
+    let first = entries(&report);
+    assert_eq!(first.len(), 5);
+    let names: Vec<&str> = first.iter().map(|e| e["entry"].as_str().unwrap()).collect();
     assert_eq!(
         names,
         ["image[0]", "image[1]", "image[2]", "chain[0]", "chain[1]"]
     );
-    for e in entries {
+    let out = tmp.path().join("out");
+    // Each output's recipe, as the manifest gave it (byte counts resolved,
+    // paths against the manifest's directory), and where it went.
+    let zero = |offset: u64, length: u64| {
+        json!({"name": "zero", "params": {
+            "offset": offset,
+            "length": length,
+            "partition": null,
+        }})
+    };
+    let write = |offset: u64| {
+        json!({"name": "write", "params": {
+            "offset": offset,
+            "from": tmp.path().join("payload.bin").to_str().unwrap(),
+            "partition": null,
+        }})
+    };
+    let empty = json!({"name": "empty", "params": {}});
+    let expected: [Vec<(String, Value)>; 5] = [
+        vec![("c-boot.qcow2".into(), zero(17 << 20, 512))],
+        vec![("mbr.qcow2".into(), zero(0, 512))],
+        vec![("p1.qcow2".into(), write(1 << 20))],
+        (1..=4)
+            .map(|i| (format!("empty/link-{i:04}.qcow2"), empty.clone()))
+            .collect(),
+        vec![
+            ("steps/s1.qcow2".into(), zero(17 << 20, 512)),
+            ("steps/s2.qcow2".into(), empty.clone()),
+            ("steps/s3.qcow2".into(), write(1 << 20)),
+        ],
+    ];
+    for (k, (e, want)) in first.iter().zip(&expected).enumerate() {
+        assert_eq!(e["index"], k, "{e}");
         assert_eq!(e["status"], "written", "{e}");
-        for o in e["outputs"].as_array().unwrap() {
-            assert!(o["file_size"].as_u64().unwrap() > 0);
-            assert!(o["seconds"].as_f64().is_some());
-            assert!(!o["recipe"].as_str().unwrap().is_empty());
-            assert!(!o["prediction"].as_str().unwrap().is_empty());
+        assert_eq!(e["error"], Value::Null, "{e}");
+        let outputs = e["outputs"].as_array().unwrap();
+        assert_eq!(outputs.len(), want.len(), "{e}");
+        for (o, (file, recipe)) in outputs.iter().zip(want) {
+            assert_eq!(o["path"], out.join(file).to_str().unwrap());
+            assert_eq!(&o["recipe"], recipe, "{o}");
+            assert_eq!(o["status"], "written", "{o}");
+            assert_output_matches_qemu(o);
         }
     }
-    let out = tmp.path().join("out");
+    assert_eq!(first[1]["outputs"][0]["overlay"]["cluster_size"], 4096);
+    assert_eq!(
+        first[4]["outputs"][2]["overlay"]["backing_file"],
+        "s2.qcow2"
+    );
+    let disk_target = &first[0]["outputs"][0]["targets"][0];
+    assert_eq!(disk_target["partition"], Value::Null);
+    assert_eq!(
+        disk_target["changes"],
+        json!([{"offset": 17 << 20, "length": 512}])
+    );
     for f in [
         "c-boot.qcow2",
         "mbr.qcow2",
@@ -163,8 +329,11 @@ fn a_manifest_produces_checked_images_and_chains_and_reruns_are_no_ops() {
     let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
     let t0 = mtime(&out.join("steps/s2.qcow2"));
     let report = json_report(&m, &[]);
-    for e in report["entries"].as_array().unwrap() {
+    for e in entries(&report) {
         assert_eq!(e["status"], "unchanged", "{e}");
+        for o in e["outputs"].as_array().unwrap() {
+            assert_eq!(o["status"], "unchanged", "{o}");
+        }
     }
     assert_eq!(
         outputs(tmp.path()),
@@ -184,8 +353,14 @@ fn a_manifest_produces_checked_images_and_chains_and_reruns_are_no_ops() {
     );
     assert_eq!(outputs(tmp.path()), before, "nothing changed");
     let report = json_report(&m, &["--overwrite"]);
-    assert_eq!(report["entries"][0]["status"], "replaced");
-    assert_eq!(report["entries"][1]["status"], "unchanged");
+    let e = entries(&report);
+    assert_eq!(e[0]["status"], "replaced");
+    assert_eq!(e[0]["outputs"][0]["status"], "replaced");
+    assert_eq!(e[0]["outputs"][0]["recipe"], zero(17 << 20, 64 << 10));
+    assert_output_matches_qemu(&e[0]["outputs"][0]);
+    for e in &e[1..] {
+        assert_eq!(e["status"], "unchanged", "{e}");
+    }
     assert!(qemu_raw_bytes(&out.join("c-boot.qcow2")) == with(&[(17 << 20, None, 64 << 10)]));
     guard.assert_unchanged();
 }
@@ -201,6 +376,22 @@ fn shards_split_the_manifest_and_jobs_do_not_change_the_bytes() {
     let s1 = setup(&tmp.path().join("s1"), &sample, 512);
     let r = batch(&full, &["--jobs", "2"]);
     assert!(r.status.success(), "{r:?}");
+    // The table: a row per output or run of links, each with its
+    // prediction line, then the totals.
+    let table = String::from_utf8_lossy(&r.stdout);
+    assert!(table.starts_with("ENTRY     STATUS   OUTPUT"), "{table}");
+    assert_eq!(
+        table.matches("  -> disk: no tool outcomes\n").count(),
+        7,
+        "{table}"
+    );
+    assert!(table.contains(" (4 links) "), "{table}");
+    assert!(
+        table.contains(
+            "5 entries (shard 0/1, 2 jobs): 5 written, 0 unchanged, 0 replaced, 0 failed; "
+        ),
+        "{table}"
+    );
     let r = batch(&one, &["--jobs", "1"]);
     assert!(r.status.success(), "{r:?}");
     let full_out = outputs(full.parent().unwrap());
@@ -212,16 +403,27 @@ fn shards_split_the_manifest_and_jobs_do_not_change_the_bytes() {
 
     let r0 = json_report(&s0, &["--shard", "0/2"]);
     let r1 = json_report(&s1, &["--shard", "1/2"]);
-    let entries = |r: &serde_json::Value| -> Vec<String> {
-        r["entries"]
-            .as_array()
-            .unwrap()
+    assert_eq!(r0["batch"]["shard"], "0/2");
+    assert_eq!(r1["batch"]["shard"], "1/2");
+    let names = |r: &Value| -> Vec<(String, u64)> {
+        entries(r)
             .iter()
-            .map(|e| e["entry"].as_str().unwrap().to_string())
+            .map(|e| {
+                (
+                    e["entry"].as_str().unwrap().to_string(),
+                    e["index"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
-    assert_eq!(entries(&r0), ["image[0]", "image[2]", "chain[1]"]);
-    assert_eq!(entries(&r1), ["image[1]", "chain[0]"]);
+    let owned = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|&(s, i)| (s.to_string(), i)).collect()
+    };
+    assert_eq!(
+        names(&r0),
+        owned(&[("image[0]", 0), ("image[2]", 2), ("chain[1]", 4)])
+    );
+    assert_eq!(names(&r1), owned(&[("image[1]", 1), ("chain[0]", 3)]));
     let (o0, o1) = (outputs(s0.parent().unwrap()), outputs(s1.parent().unwrap()));
     assert!(o0.keys().all(|k| !o1.contains_key(k)), "shards overlap");
     let mut union = o0;
@@ -240,7 +442,8 @@ fn validation_errors_name_the_entry_and_field_and_write_nothing() {
     let m = setup(tmp.path(), &sample, 512);
     let good = manifest(&sample, 512);
     let s = sample.display();
-    let cases: Vec<(String, &str, i32)> = vec![
+    let cases: Vec<(String, &str, i32)> =
+        vec![
         (
             good.replace(
                 "offset = \"17M\"\nlength = 512",
@@ -315,6 +518,88 @@ fn validation_errors_name_the_entry_and_field_and_write_nothing() {
             "image[2].partition: there is no partition 9",
             2,
         ),
+        // Recipe fields are the recipe's own arguments, from the registry.
+        (
+            good.replace("length = 512\n", "length = 512\nfrom = \"payload.bin\"\n"),
+            "m.toml: image[0].from: not a parameter of recipe 'zero' \
+             (it takes: offset, length, partition)",
+            2,
+        ),
+        (
+            good.replace("offset = 0\n", "ofset = 0\n"),
+            "m.toml: image[1].ofset: unknown field (expected one of: base, output, \
+             cluster_size, absolute_backing, recipe, offset, length, partition)",
+            2,
+        ),
+        (
+            good.replace("length = 512\n", "length = \"1X\"\n"),
+            "m.toml: image[0].length: '1X': unknown unit",
+            2,
+        ),
+        (
+            good.replace("length = 512\n", ""),
+            "m.toml: image[0].length: missing",
+            2,
+        ),
+        (
+            good.replace("recipe = \"zero\"\noffset = 0", "recipe = \"zeroes\"\noffset = 0"),
+            "m.toml: image[1].recipe: unknown recipe 'zeroes'",
+            2,
+        ),
+        (
+            good.replacen(
+                "recipe = \"write\"\noffset = \"2048s\"\nfrom = \"payload.bin\"",
+                "recipe = \"ntfs-boot\"\npartition = 2\nallow_unrepairable = \"yes\"",
+                1,
+            ),
+            "m.toml: image[2].allow_unrepairable: expected true or false",
+            2,
+        ),
+        (
+            good.replace(
+                "depth = 4",
+                "depth = 4\neach = { recipe = \"zero\", offset = \"64M\", length = 1 }",
+            ),
+            "m.toml: chain[0].each.offset: range",
+            2,
+        ),
+        (
+            good.replace(
+                "depth = 4",
+                "depth = 4\neach = { recipe = \"zero\", offset = 0, length = 1, partition = 9 }",
+            ),
+            "m.toml: chain[0].each.partition: there is no partition 9",
+            2,
+        ),
+        // A recipe that cannot be applied on top of itself, twice in a chain.
+        (
+            good.replace(
+                "depth = 4",
+                "depth = 2\neach = { recipe = \"ntfs-boot\", partition = 2 }",
+            ),
+            "m.toml: chain[0].each: recipe 'ntfs-boot' cannot be applied on top of itself",
+            2,
+        ),
+        (
+            good.replace(
+                "{ recipe = \"empty\" }",
+                "{ recipe = \"ntfs-boot\", partition = \"2\" },\n    \
+                 { recipe = \"ntfs-boot\", partition = 2 }",
+            ),
+            "m.toml: chain[1].links[2]: recipe 'ntfs-boot' cannot be applied on top of itself",
+            2,
+        ),
+        // Partition 0 (the whole disk) is a valid parameter; the sample's
+        // whole disk holds no NTFS, so the recipe refuses it (exit 3).
+        (
+            good.replacen(
+                "recipe = \"write\"\noffset = \"2048s\"\nfrom = \"payload.bin\"",
+                "recipe = \"ntfs-boot\"\npartition = 0",
+                1,
+            ),
+            "m.toml: image[2]: refused: partition 0",
+            3,
+        ),
     ];
     for (text, needle, code) in cases {
         assert_ne!(text, good, "the case for {needle} changes the manifest");
@@ -329,6 +614,206 @@ fn validation_errors_name_the_entry_and_field_and_write_nothing() {
             "{needle}: nothing written"
         );
     }
+    guard.assert_unchanged();
+}
+
+#[test]
+fn recipe_fields_are_the_inject_arguments() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let sample = sample_image();
+    let guard = BaseGuard::new(&[&sample]);
+    let tmp = tmpdir();
+    let s = sample.display();
+    // Integers or strings for values, booleans for flags.
+    let m = tmp.path().join("m.toml");
+    std::fs::write(
+        &m,
+        format!(
+            r#"
+[[image]]
+base = "{s}"
+output = "c.qcow2"
+recipe = "ntfs-boot"
+partition = "2"
+sectors = 1
+allow_unrepairable = false
+
+[[image]]
+base = "{s}"
+output = "z.qcow2"
+recipe = "zero"
+offset = 0
+length = "1s"
+partition = 2
+
+[[chain]]
+base = "{s}"
+dir = "steps"
+links = [
+    {{ recipe = "ntfs-boot", partition = 2 }},
+    {{ recipe = "zero", offset = "1K", length = 512, partition = "2" }},
+]
+"#
+        ),
+    )
+    .unwrap();
+    let report = json_report(&m, &[]);
+    let e = entries(&report);
+    assert_eq!(e.len(), 3);
+    let ntfs_boot = json!({"name": "ntfs-boot", "params": {
+        "partition": 2, "all": false, "sectors": 1, "allow_unrepairable": false,
+    }});
+    assert_eq!(e[0]["outputs"][0]["recipe"], ntfs_boot);
+    assert_eq!(
+        e[1]["outputs"][0]["recipe"],
+        json!({"name": "zero", "params": {"offset": 0, "length": 512, "partition": 2}})
+    );
+    assert_eq!(e[2]["outputs"][0]["recipe"], ntfs_boot);
+    assert_eq!(
+        e[2]["outputs"][1]["recipe"],
+        json!({"name": "zero", "params": {"offset": 1024, "length": 512, "partition": 2}})
+    );
+    for o in e.iter().flat_map(|e| e["outputs"].as_array().unwrap()) {
+        assert_eq!(o["status"], "written", "{o}");
+        assert_output_matches_qemu(o);
+        let t = &o["targets"][0];
+        assert_eq!(t["partition"]["number"], 2, "{t}");
+    }
+
+    // The same arguments given to `qfault inject` write the same bytes.
+    for (file, args) in [
+        ("c.qcow2", &["ntfs-boot", "--partition", "2"][..]),
+        (
+            "z.qcow2",
+            &[
+                "zero",
+                "--offset",
+                "0",
+                "--length",
+                "512",
+                "--partition",
+                "2",
+            ][..],
+        ),
+    ] {
+        let cli = tmp.path().join(format!("cli-{file}"));
+        let mut a = vec!["inject"];
+        a.extend_from_slice(args);
+        a.extend([sample.to_str().unwrap(), "-o", cli.to_str().unwrap()]);
+        qfault_ok(a);
+        assert!(
+            std::fs::read(&cli).unwrap() == std::fs::read(tmp.path().join(file)).unwrap(),
+            "{file} differs from qfault inject {args:?}"
+        );
+    }
+
+    // What QEMU reads: the chain's link 1 is c.qcow2's guest, the top adds
+    // 512 zero bytes 1 KiB into partition 2.
+    let c_raw = qemu_raw_bytes(&tmp.path().join("c.qcow2"));
+    assert!(
+        c_raw != qemu_raw_bytes(&sample),
+        "ntfs-boot changed something"
+    );
+    assert!(qemu_raw_bytes(&tmp.path().join("steps/link-0001.qcow2")) == c_raw);
+    let mut top = c_raw.clone();
+    top[(17 << 20) + 1024..(17 << 20) + 1536].fill(0);
+    assert_qemu_img_check_clean(&tmp.path().join("steps/link-0002.qcow2"));
+    assert!(qemu_raw_bytes(&tmp.path().join("steps/link-0002.qcow2")) == top);
+
+    // The table gives each row's prediction in one line.
+    let r = batch(&m, &[]);
+    assert!(r.status.success(), "{r:?}");
+    let table = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        table.contains(
+            "  -> partition 2: blkid nothing (exit 2), ntfs-3g refused (exit 12), \
+             ntfsfix repairs (exit 0), ntfs-3g read-write (exit 0)\n"
+        ),
+        "{table}"
+    );
+    assert!(table.contains("3 entries (shard 0/1, "), "{table}");
+    assert!(
+        table.contains(": 0 written, 3 unchanged, 0 replaced, 0 failed; "),
+        "{table}"
+    );
+    guard.assert_unchanged();
+}
+
+#[test]
+fn a_chain_that_fails_while_written_leaves_nothing_and_the_rest_is_produced() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let sample = sample_image();
+    let guard = BaseGuard::new(&[&sample]);
+    let tmp = tmpdir();
+    let s = sample.display();
+    let m = tmp.path().join("m.toml");
+    std::fs::write(
+        &m,
+        format!(
+            r#"
+[[image]]
+base = "{s}"
+output = "mbr.qcow2"
+recipe = "zero"
+offset = 0
+length = 512
+cluster_size = "4K"
+
+[[chain]]
+base = "{s}"
+dir = "steps"
+links = [
+    {{ recipe = "empty" }},
+    {{ recipe = "empty" }},
+    {{ recipe = "zero", offset = "17M", length = 512 }},
+]
+"#
+        ),
+    )
+    .unwrap();
+    // Files capped at 320 KiB: an empty link (4 clusters of 64 KiB) fits,
+    // link 3 (6 clusters) does not; the small image fits.
+    let r = qfault_with_file_limit(["batch", m.to_str().unwrap(), "--json"], 320 << 10);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("m.toml: chain[0]: link 3") && err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let doc = parse_document(&String::from_utf8_lossy(&r.stdout));
+    let e = entries(&doc);
+    assert_eq!(e[0]["status"], "written", "{doc}");
+    assert_eq!(e[1]["status"], "failed", "{doc}");
+    assert_eq!(e[1]["outputs"], json!([]));
+    assert!(e[1]["error"].as_str().unwrap().contains("link 3"), "{doc}");
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["m.toml", "mbr.qcow2"],
+        "no link, no temporary file, no chain directory"
+    );
+    assert_qemu_img_check_clean(&tmp.path().join("mbr.qcow2"));
+
+    // Without the cap: the image is unchanged, the chain written whole.
+    let report = json_report(&m, &[]);
+    let e = entries(&report);
+    assert_eq!(e[0]["status"], "unchanged");
+    assert_eq!(e[1]["status"], "written");
+    assert_eq!(e[1]["outputs"].as_array().unwrap().len(), 3);
+    let top = tmp.path().join("steps/link-0003.qcow2");
+    assert_qemu_img_check_clean(&top);
+    let mut expected = qemu_raw_bytes(&sample);
+    expected[17 << 20..(17 << 20) + 512].fill(0);
+    assert!(qemu_raw_bytes(&top) == expected);
     guard.assert_unchanged();
 }
 

@@ -161,9 +161,14 @@ fn expectations(dir: &Path, disk: &Path, sfdisk_target: &Path) -> (String, Vec<E
     (label, exp)
 }
 
-/// `qfault inspect --json IMAGE`.
+/// `qfault inspect --json IMAGE`: a document whose first key is `"schema": 1`.
 fn inspect(image: &Path) -> Value {
     let out = qfault_ok(["inspect".as_ref(), "--json".as_ref(), image.as_os_str()]);
+    let compact: String = out.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(
+        compact.starts_with("{\"schema\":1,"),
+        "inspect JSON does not start with \"schema\": 1:\n{out}"
+    );
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("inspect JSON: {e}\n{out}"))
 }
 
@@ -179,8 +184,8 @@ fn reported(v: &Value) -> Vec<Expect> {
         .iter()
         .map(|p| Expect {
             number: p["number"].as_u64().unwrap(),
-            start: p["start"].as_u64().unwrap(),
-            size: p["size"].as_u64().unwrap(),
+            start: p["offset"].as_u64().unwrap(),
+            size: p["length"].as_u64().unwrap(),
             filesystem: opt_str(&p["filesystem"]),
             label: opt_str(&p["label"]),
             uuid: opt_str(&p["uuid"]),

@@ -334,7 +334,7 @@ fn assert_overlay_shape(overlay: &Path, base: &Path, base_format: &str, report: 
         base.canonicalize().unwrap(),
         "qemu-img resolves the overlay's backing file elsewhere: {info}"
     );
-    let ov = &report["overlay"];
+    let ov = &report["output"]["overlay"];
     assert_eq!(ov["backing_file"], info["backing-filename"], "{ov}");
     assert_eq!(ov["backing_format"], base_format, "{ov}");
     assert_eq!(
@@ -404,11 +404,16 @@ fn try_mount(part: &Path, dir: &Path) -> Result<Mount, String> {
             dir: dir.to_path_buf(),
         })
     } else {
-        Err(format!("exit {}: {}", out.status, all_text(&out)))
+        Err(format!(
+            "exit {}: {}",
+            out.status.code().unwrap_or(-1),
+            all_text(&out)
+        ))
     }
 }
 
-/// The real mount of `part` fails because sector 0 is no NTFS boot sector.
+/// The real mount of `part` fails because sector 0 is no NTFS boot sector,
+/// with ntfs-3g's exit code 12 (what qfault predicts for `mount`).
 fn assert_mount_fails(part: &Path, mnt: &Path) {
     let text = if fuse_usable() {
         match try_mount(part, mnt) {
@@ -431,6 +436,12 @@ fn assert_mount_fails(part: &Path, mnt: &Path) {
         text.contains(SIG_MISSING),
         "the real mount failed, but not with {SIG_MISSING:?}:\n{text}"
     );
+    if fuse_usable() {
+        assert!(
+            text.starts_with("exit 12:"),
+            "ntfs-3g's exit code is not the predicted 12:\n{text}"
+        );
+    }
 }
 
 /// Mounts `part` for real and returns its root listing (sorted) and the
@@ -503,51 +514,86 @@ fn verify_json(overlay: &Path) -> Value {
 
 /// The report's target for partition `n`.
 fn target(report: &Value, n: u32) -> &Value {
-    report["plan"]["targets"]
+    report["output"]["targets"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["partition"]["partition"]["number"] == n)
+        .find(|t| t["partition"]["number"] == n)
         .unwrap_or_else(|| panic!("no target for partition {n} in {report:#}"))
 }
 
-/// `qfault verify --json` on the overlay predicts, for every target, exactly
-/// what `inject` predicted, and touches no other partition.
-fn assert_verify_agrees(overlay: &Path, report: &Value) {
+/// `qfault verify --json`, which reads the overlay back through QEMU-format
+/// parsing of its own, sees changes only inside the damaged ranges, in
+/// exactly the damaged partitions, and calls the overlay `expected`.
+fn assert_verify_sees(overlay: &Path, report: &Value, expected: &str) {
     let v = verify_json(overlay);
-    let targets = report["plan"]["targets"].as_array().unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["verdict"], expected, "{v:#}");
+    let targets = report["output"]["targets"].as_array().unwrap();
     let parts = v["partitions"].as_array().unwrap();
-    let numbers = |xs: &[Value], f: fn(&Value) -> &Value| {
-        let mut n: Vec<u64> = xs.iter().map(|x| f(x).as_u64().unwrap()).collect();
+    let numbers = |xs: &[Value]| {
+        let mut n: Vec<u64> = xs
+            .iter()
+            .map(|x| x["partition"]["number"].as_u64().unwrap())
+            .collect();
         n.sort();
         n
     };
     assert_eq!(
-        numbers(parts, |x| &x["partition"]["partition"]["number"]),
-        numbers(targets, |x| &x["partition"]["partition"]["number"]),
+        numbers(parts),
+        numbers(targets),
         "verify sees other partitions changed than inject damaged:\n{v:#}"
     );
-    for t in targets {
-        let n = &t["partition"]["partition"]["number"];
-        let vp = parts
-            .iter()
-            .find(|x| &x["partition"]["partition"]["number"] == n)
-            .unwrap();
-        assert_eq!(
-            vp["ntfs"], t["prediction"],
-            "verify and inject predict differently for partition {n}"
+    let damaged: Vec<(u64, u64)> = targets
+        .iter()
+        .flat_map(|t| t["changes"].as_array().unwrap())
+        .map(|c| {
+            let o = c["offset"].as_u64().unwrap();
+            (o, o + c["length"].as_u64().unwrap())
+        })
+        .collect();
+    for r in v["changes"].as_array().unwrap() {
+        let s = r["offset"].as_u64().unwrap();
+        let e = s + r["length"].as_u64().unwrap();
+        assert!(
+            damaged.iter().any(|&(a, b)| a <= s && e <= b),
+            "change {s}..{e} outside the damaged ranges {damaged:?}"
         );
-        assert!(vp["filesystem_now"].is_null(), "{vp:#}");
-        // Every changed byte lies inside the zeroed range.
-        let (a, b) = (
-            t["range"]["start"].as_u64().unwrap(),
-            t["range"]["end"].as_u64().unwrap(),
-        );
-        for r in vp["changed"].as_array().unwrap() {
-            let (s, e) = (r["start"].as_u64().unwrap(), r["end"].as_u64().unwrap());
-            assert!(a <= s && e <= b, "change {s}..{e} outside {a}..{b}");
-        }
     }
+    for vp in parts {
+        assert!(vp["filesystem_now"].is_null(), "{vp:#}");
+    }
+}
+
+/// Partition `n` as `qfault inspect --json` reports it (geometry, role).
+fn inspect_part(disk: &Path, n: u64) -> Value {
+    let out = qfault_expect(["inspect".as_ref(), "--json".as_ref(), p(disk)], 0);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["number"] == n)
+        .cloned()
+        .unwrap_or_else(|| panic!("no partition {n}: {v:#}"))
+}
+
+/// The outcome of `role` in a prediction.
+fn outcome<'a>(pr: &'a Value, role: &str) -> &'a Value {
+    pr["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["role"] == role)
+        .unwrap_or_else(|| panic!("no {role} outcome in {pr:#}"))
+}
+
+/// The prediction note starting with `prefix`, without it.
+fn note<'a>(pr: &'a Value, prefix: &str) -> Option<&'a str> {
+    pr["notes"]
+        .as_array()?
+        .iter()
+        .find_map(|n| n.as_str()?.strip_prefix(prefix))
 }
 
 /// A partition as the tests expect it.
@@ -578,29 +624,45 @@ fn assert_repairs_for_real(
 ) {
     let t = target(report, part.number);
     let pr = &t["prediction"];
-    assert_eq!(t["partition"]["partition"]["start"], part.start, "{t:#}");
-    assert_eq!(t["partition"]["partition"]["size"], part.size, "{t:#}");
-    assert_eq!(t["range"]["start"], part.start, "{t:#}");
-    assert_eq!(t["range"]["end"], part.start + zeroed, "{t:#}");
-    assert_eq!(pr["mount"]["mounts"], false, "{pr:#}");
-    assert!(
-        pr["mount"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains(SIG_MISSING),
+    assert_eq!(t["partition"]["offset"], part.start, "{t:#}");
+    assert_eq!(t["partition"]["length"], part.size, "{t:#}");
+    assert_eq!(t["changes"][0]["offset"], part.start, "{t:#}");
+    assert_eq!(t["changes"][0]["length"], zeroed, "{t:#}");
+    let identify = outcome(pr, "identify");
+    assert_eq!(
+        (&identify["result"], &identify["exit_code"]),
+        (&Value::Null, &2.into())
+    );
+    let mount = outcome(pr, "mount");
+    assert_eq!(mount["result"], "refused", "{pr:#}");
+    assert_eq!(mount["exit_code"], 12, "{pr:#}");
+    assert_eq!(mount["message"], SIG_MISSING, "{pr:#}");
+    let fix = outcome(pr, "repair");
+    assert_eq!(
+        (&fix["tool"], &fix["result"]),
+        (&"ntfsfix".into(), &"repairs".into())
+    );
+    assert_eq!(fix["exit_code"], 0, "{pr:#}");
+    assert_eq!(fix["message"], ALT_USABLE, "{pr:#}");
+    assert_eq!(
+        outcome(pr, "after-repair")["result"],
+        "read-write",
         "{pr:#}"
     );
-    let outcome = &pr["ntfsfix"]["outcome"];
-    assert_eq!(outcome["outcome"], "rewritten", "{pr:#}");
-    assert_eq!(outcome["rule"], "last_sector", "{pr:#}");
-    assert_eq!(outcome["lba"], part.size / SECTOR - 1, "{pr:#}");
-    assert_eq!(pr["after_repair"]["label"], part.label, "{pr:#}");
-    let predicted_root: Vec<String> = pr["after_repair"]["root_entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect();
+    assert_eq!(pr["byte_identical_after_repair"], false, "{pr:#}");
+    let lba = part.size / SECTOR - 1;
+    assert!(
+        note(pr, "ntfsfix rewrites sector 0 from LBA ")
+            .is_some_and(|n| n.starts_with(&format!("{lba} "))),
+        "{pr:#}"
+    );
+    let after = note(pr, "after the repair: label ").unwrap_or_else(|| panic!("{pr:#}"));
+    let (label, root) = after.split_once(", root: ").unwrap();
+    assert_eq!(label, format!("\"{}\"", part.label), "{pr:#}");
+    let predicted_root: Vec<String> = match root {
+        "(empty)" => Vec::new(),
+        r => r.split(", ").map(str::to_string).collect(),
+    };
     assert_eq!(predicted_root, part.root, "{pr:#}");
 
     // The partition as QEMU reads it through the overlay, and through the base.
@@ -638,7 +700,7 @@ fn assert_repairs_for_real(
     let fix_text = all_text(&fix);
     assert!(
         fix.status.success(),
-        "real ntfsfix failed on partition {} although qfault predicted {outcome}:\n{fix_text}",
+        "real ntfsfix failed on partition {} although qfault predicted it repairs:\n{fix_text}",
         part.number
     );
     assert!(fix_text.contains(ALT_USABLE), "{fix_text}");
@@ -702,24 +764,24 @@ fn assert_refused_and_unrepairable(
     assert_overlay_shape(&overlay, base, base_format, &report);
     let t = target(&report, n);
     let pr = &t["prediction"];
-    assert_eq!(pr["mount"]["mounts"], false, "{pr:#}");
-    assert_eq!(
-        pr["ntfsfix"]["outcome"]["outcome"], "unrepairable",
-        "{pr:#}"
-    );
-    assert!(pr["after_repair"].is_null(), "{pr:#}");
-    assert_verify_agrees(&overlay, &report);
+    assert_eq!(outcome(pr, "mount")["exit_code"], 12, "{pr:#}");
+    let fix = outcome(pr, "repair");
+    assert_eq!(fix["result"], "cannot-repair", "{pr:#}");
+    assert_eq!(fix["exit_code"], 1, "{pr:#}");
+    assert_eq!(outcome(pr, "after-repair")["result"], "refused", "{pr:#}");
+    assert_verify_sees(&overlay, &report, "unrepairable");
 
-    let start = t["partition"]["partition"]["start"].as_u64().unwrap();
-    let size = t["partition"]["partition"]["size"].as_u64().unwrap();
+    let start = t["partition"]["offset"].as_u64().unwrap();
+    let size = t["partition"]["length"].as_u64().unwrap();
     let img = work.join(format!("refused-p{n}.raw"));
     qemu_extract(&overlay, start, size, &img);
     assert_mount_fails(&img, &work.join(format!("mnt-refused{n}")));
     let fix = run_any(&mut tool("ntfsfix", [p(&img)]));
     let text = all_text(&fix);
-    assert!(
-        !fix.status.success(),
-        "qfault predicted ntfsfix cannot repair partition {n}, but real ntfsfix succeeded:\n{text}"
+    assert_eq!(
+        fix.status.code(),
+        Some(1),
+        "qfault predicted ntfsfix exits 1 on partition {n}:\n{text}"
     );
     // It fails where qfault said: no alternate boot sector is usable.
     assert!(!text.contains(ALT_USABLE), "{text}");
@@ -801,12 +863,12 @@ fn full_size_40g_mbr_partition_2() {
     assert!(!overlay.exists());
     let report = inject_json(&disk, &overlay, &["--partition", "2"]);
     eprintln!("40G: injected at {:?}", t0.elapsed());
-    assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 1);
+    assert_eq!(report["output"]["targets"].as_array().unwrap().len(), 1);
     assert_overlay_shape(&overlay, &disk, "raw", &report);
     // A few clusters, not gigabytes.
     let ov_len = std::fs::metadata(&overlay).unwrap().len();
     assert!(ov_len < 4 * MIB, "overlay is {ov_len} bytes");
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
 
     let c = Part {
         number: 2,
@@ -857,7 +919,7 @@ fn compressed_qcow2_base() {
     let overlay = w.join("overlay.qcow2");
     let report = inject_json(&base, &overlay, &[]);
     assert_overlay_shape(&overlay, &base, "qcow2", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     let part = Part {
         number: 1,
         start: start * SECTOR,
@@ -960,7 +1022,7 @@ fn two_deep_chain_base() {
     ]);
     let chain: Value = serde_json::from_str(&chain).unwrap();
     assert_eq!(chain.as_array().unwrap().len(), 3, "{chain:#}");
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     let part = Part {
         number: 1,
         start: start * SECTOR,
@@ -1011,8 +1073,8 @@ fn gpt_disk() {
     let overlay = w.join("overlay.qcow2");
     let report = inject_json(&disk, &overlay, &[]);
     assert_overlay_shape(&overlay, &disk, "raw", &report);
-    assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 1);
-    assert_verify_agrees(&overlay, &report);
+    assert_eq!(report["output"]["targets"].as_array().unwrap().len(), 1);
+    assert_verify_sees(&overlay, &report, "repairable");
     let part = Part {
         number: 2,
         start: start * SECTOR,
@@ -1059,13 +1121,11 @@ fn logical_partition_in_extended() {
 
     let overlay = w.join("overlay.qcow2");
     let report = inject_json(&disk, &overlay, &["--partition", "5"]);
-    assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        target(&report, 5)["partition"]["partition"]["mbr_role"],
-        "logical"
-    );
+    assert_eq!(report["output"]["targets"].as_array().unwrap().len(), 1);
+    assert_eq!(target(&report, 5)["partition"]["number"], 5);
+    assert_eq!(inspect_part(&disk, 5)["role"], "logical");
     assert_overlay_shape(&overlay, &disk, "raw", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     let part = Part {
         number: 5,
         start: start * SECTOR,
@@ -1107,17 +1167,16 @@ fn large_clusters_64k_and_2m() {
     let guard = SparseGuard::new(&disk);
     let overlay = w.join("overlay.qcow2");
     let report = inject_json(&disk, &overlay, &["--all"]);
-    assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 2);
+    assert_eq!(report["output"]["targets"].as_array().unwrap().len(), 2);
     assert_overlay_shape(&overlay, &disk, "raw", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     for (n, (start, sectors), label, cluster) in
         [(1, p1, "C64K", 65_536), (2, p2, "C2M", 2_097_152)]
     {
         let t = target(&report, n);
-        assert_eq!(
-            t["partition"]["filesystem"]["ntfs"]["cluster_size"], cluster,
-            "{t:#}"
-        );
+        assert_eq!(t["partition"]["filesystem"], "ntfs", "{t:#}");
+        let geo = inspect_part(&disk, n as u64);
+        assert_eq!(geo["ntfs"]["cluster_size"], cluster, "{geo:#}");
         let part = Part {
             number: n,
             start: start * SECTOR,
@@ -1160,10 +1219,10 @@ fn all_skips_the_unrepairable_partition() {
     let guard = SparseGuard::new(&disk);
     let overlay = w.join("overlay.qcow2");
     let report = inject_json(&disk, &overlay, &["--all"]);
-    assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 1);
-    let skipped = &report["plan"]["skipped"];
+    assert_eq!(report["output"]["targets"].as_array().unwrap().len(), 1);
+    let skipped = &report["output"]["skipped"];
     assert_eq!(skipped.as_array().unwrap().len(), 1, "{skipped:#}");
-    assert_eq!(skipped[0]["partition"]["partition"]["number"], 2);
+    assert_eq!(skipped[0]["partition"]["number"], 2);
     assert!(
         skipped[0]["reason"]
             .as_str()
@@ -1172,7 +1231,7 @@ fn all_skips_the_unrepairable_partition() {
         "{skipped:#}"
     );
     assert_overlay_shape(&overlay, &disk, "raw", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     let part = Part {
         number: 1,
         start: p1.0 * SECTOR,
@@ -1209,7 +1268,7 @@ fn whole_disk_ntfs_is_partition_0() {
     let overlay = w.join("overlay.qcow2");
     let report = inject_json(&disk, &overlay, &["--partition", "0"]);
     assert_overlay_shape(&overlay, &disk, "raw", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     let part = Part {
         number: 0,
         start: 0,
@@ -1263,10 +1322,13 @@ fn refuses_partition_grown_after_formatting() {
         ],
     );
     let t = target(&report, 1);
-    let attempts = &t["prediction"]["ntfsfix"]["attempts"];
-    assert_eq!(attempts[0]["lba"], 200_703, "{attempts:#}");
+    assert_eq!(
+        outcome(&t["prediction"], "repair")["result"],
+        "cannot-repair"
+    );
     // The undamaged volume is shorter than its partition, and qfault saw it.
-    let geo = &t["partition"]["filesystem"]["ntfs"];
+    let part = inspect_part(&disk, 1);
+    let geo = &part["ntfs"];
     assert_eq!(geo["number_of_sectors"], 64 * MIB / SECTOR - 1, "{geo:#}");
     assert_eq!(geo["backup_boot_sector_ok"], false, "{geo:#}");
     guard.assert_unchanged();
@@ -1413,16 +1475,10 @@ fn refuses_ntfs_with_4096_byte_sectors() {
         &["no usable backup boot sector at the partition's last sector"],
     );
     let t = target(&report, 1);
-    assert_eq!(
-        t["partition"]["filesystem"]["ntfs"]["bytes_per_sector"], 4096,
-        "{t:#}"
-    );
+    let geo = inspect_part(&disk, 1);
+    assert_eq!(geo["ntfs"]["bytes_per_sector"], 4096, "{geo:#}");
     // --sectors counts the volume's sectors: one 4096-byte sector zeroed.
-    assert_eq!(
-        t["range"]["end"].as_u64().unwrap() - t["range"]["start"].as_u64().unwrap(),
-        4096,
-        "{t:#}"
-    );
+    assert_eq!(t["changes"][0]["length"], 4096, "{t:#}");
     guard.assert_unchanged();
 }
 
@@ -1511,10 +1567,10 @@ fn sample_all_damages_and_repairs_both() {
     let w = dir.path();
     let overlay = w.join("all.qcow2");
     let report = inject_json(&sample, &overlay, &["--all"]);
-    assert_eq!(report["plan"]["targets"].as_array().unwrap().len(), 2);
-    assert!(report["plan"]["skipped"].as_array().unwrap().is_empty());
+    assert_eq!(report["output"]["targets"].as_array().unwrap().len(), 2);
+    assert!(report["output"]["skipped"].as_array().unwrap().is_empty());
     assert_overlay_shape(&overlay, &sample, "qcow2", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     for part in [&SAMPLE_P1, &SAMPLE_P2] {
         assert_repairs_for_real(w, &overlay, &sample, &report, part, SECTOR);
     }
@@ -1592,7 +1648,7 @@ fn sample_sectors_8_zeroes_4096_bytes_and_repairs() {
     let overlay = w.join("s8.qcow2");
     let report = inject_json(&sample, &overlay, &["--partition", "2", "--sectors", "8"]);
     assert_overlay_shape(&overlay, &sample, "qcow2", &report);
-    assert_verify_agrees(&overlay, &report);
+    assert_verify_sees(&overlay, &report, "repairable");
     assert_repairs_for_real(w, &overlay, &sample, &report, &SAMPLE_P2, 4096);
     guard.assert_unchanged();
 }
@@ -1618,7 +1674,7 @@ fn sample_sectors_boundary_at_mft() {
 
     let ok = w.join("s32.qcow2");
     let report = inject_json(&sample, &ok, &["--partition", "2", "--sectors", "32"]);
-    assert_verify_agrees(&ok, &report);
+    assert_verify_sees(&ok, &report, "repairable");
     assert_repairs_for_real(w, &ok, &sample, &report, &SAMPLE_P2, 16_384);
 
     let bad = w.join("s33.qcow2");
@@ -1656,11 +1712,14 @@ fn sample_sectors_boundary_at_mft() {
         ],
     );
     assert_overlay_shape(&bad, &sample, "qcow2", &report);
-    assert_verify_agrees(&bad, &report);
+    assert_verify_sees(&bad, &report, "unrepairable");
     let pr = &target(&report, 2)["prediction"];
-    assert_eq!(pr["ntfsfix"]["outcome"]["outcome"], "rewritten", "{pr:#}");
-    assert!(pr["after_repair"].is_null(), "{pr:#}");
-    assert!(!pr["after_repair_problem"].is_null(), "{pr:#}");
+    assert_eq!(outcome(pr, "repair")["result"], "repairs", "{pr:#}");
+    assert_eq!(outcome(pr, "after-repair")["result"], "refused", "{pr:#}");
+    assert!(
+        note(pr, "the repaired volume does not open: ").is_some(),
+        "{pr:#}"
+    );
 
     let img = w.join("s33.raw");
     qemu_extract(&bad, SAMPLE_P2.start, SAMPLE_P2.size, &img);
@@ -1707,14 +1766,16 @@ fn demo_script_prints_the_report() {
         "the demo does not print the damaged partition:\n{text}"
     );
     assert!(
-        text.contains("ntfsfix:") && text.contains(ALT_USABLE),
+        text.contains("repair:") && text.contains(ALT_USABLE),
         "the demo does not print the ntfsfix prediction:\n{text}"
     );
     assert!(
-        text.contains("mount:") && text.contains("fails: the NTFS signature is missing"),
+        text.contains("mount:")
+            && text.contains("refused (exit 12): \"NTFS signature is missing\""),
         "{text}"
     );
     assert!(!text.contains("pipeline incomplete"), "{text}");
+    assert!(text.contains("verdict: repairable"), "{text}");
     assert_eq!(status(), before, "the demo changed testdata");
     guard.assert_unchanged();
     // The overlay the demo wrote is real qcow2 that QEMU opens.

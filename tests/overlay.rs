@@ -10,7 +10,8 @@
 //! relative backing name `../other/NAME`, its format, the cluster size and
 //! the virtual size; exactly the touched clusters are at depth 0 in
 //! `qemu-img map`, all-zero ones as zero:true data:false; the `--json`
-//! report's counts agree; the allocated size stays small; `qfault map --json`
+//! report (schema 1, status "written", the one change, the cluster counts)
+//! agrees; the allocated size stays small; `qfault map --json`
 //! agrees with `qemu-img map` byte for byte (depth, present, data,
 //! compressed, and zero where there is no data); `qfault export` equals
 //! qemu's convert; a second run is byte-identical; the base chain is
@@ -20,9 +21,10 @@
 //! with 64 KiB clusters (600 MiB sparse raw), 512 GiB with 2 MiB clusters (a
 //! 513 GiB qcow2 base, compared in a window around the boundary).
 //!
-//! Known failures (bugs in src/, kept failing on purpose):
-//! `output_in_the_base_chain_is_refused` and
-//! `reported_allocated_size_is_the_files`.
+//! Known failure (a bug in src/, kept failing on purpose):
+//! `existing_target_needs_overwrite`, on its dangling-symlink part: inject
+//! opens the target to compare it and exits 1 ("No such file or directory")
+//! instead of asking for `--overwrite` (exit 2), or replacing the link with it.
 
 mod common;
 
@@ -366,16 +368,19 @@ struct Run {
     compressed: bool,
 }
 
-fn runs_from_json(text: &str, what: &str) -> Vec<Run> {
-    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}\n{text}"));
+/// The runs of a map: `entries` is an array of objects whose first guest
+/// byte is under `offset_key` ("start" for qemu-img, "offset" for qfault).
+fn runs_from_json(entries: &Value, offset_key: &str, what: &str) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
-    for e in v
+    for e in entries
         .as_array()
-        .unwrap_or_else(|| panic!("{what} is not an array"))
+        .unwrap_or_else(|| panic!("{what} is not an array: {entries}"))
     {
         let present = e["present"].as_bool().unwrap();
         let r = Run {
-            start: e["start"].as_u64().unwrap(),
+            start: e[offset_key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{what}: no {offset_key:?} in {e}")),
             len: e["length"].as_u64().unwrap(),
             depth: if present { e["depth"].as_u64() } else { None },
             zero: e["zero"].as_bool().unwrap(),
@@ -415,15 +420,32 @@ fn merged(runs: &[Run]) -> Vec<Run> {
     out
 }
 
-fn qemu_map(image: &Path) -> Vec<Run> {
-    runs_from_json(
-        &qemu_img(["map", "--output=json", p(image)]),
-        "qemu-img map",
-    )
+fn parse_json(text: &str, what: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: {e}\n{text}"))
 }
 
+/// A qfault `--json` document: an object whose first key is `"schema": 1`.
+fn qfault_doc(text: &str, what: &str) -> Value {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(
+        compact.starts_with("{\"schema\":1,"),
+        "{what}: the document does not start with \"schema\": 1:\n{text}"
+    );
+    parse_json(text, what)
+}
+
+fn qemu_map(image: &Path) -> Vec<Run> {
+    let v = parse_json(
+        &qemu_img(["map", "--output=json", p(image)]),
+        "qemu-img map",
+    );
+    runs_from_json(&v, "start", "qemu-img map")
+}
+
+/// `qfault map --json`: `{"schema": 1, "extents": [{"offset", ...}]}`.
 fn qfault_map(image: &Path) -> Vec<Run> {
-    runs_from_json(&qfault_ok(["map", "--json", p(image)]), "qfault map")
+    let v = qfault_doc(&qfault_ok(["map", "--json", p(image)]), "qfault map");
+    runs_from_json(&v["extents"], "offset", "qfault map extents")
 }
 
 /// `qemu-img convert -O raw` into `out`.
@@ -512,8 +534,10 @@ fn check_case(c: &Case) {
     let (off, len) = c.change.range();
     assert!(len > 0 && off + len <= c.size, "{}: bad case", c.name);
 
-    let report: Value = serde_json::from_str(&qfault_ok(inject_args(c, &fx.base, &ov, &from)))
-        .expect("inject --json");
+    let report = qfault_doc(
+        &qfault_ok(inject_args(c, &fx.base, &ov, &from)),
+        "inject --json",
+    );
     let base_name = fx.base.file_name().unwrap().to_str().unwrap();
     let want_backing = format!("../other/{base_name}");
 
@@ -596,7 +620,31 @@ fn check_case(c: &Case) {
     );
 
     // The report says the same, and the file is small.
-    let o = &report["overlay"];
+    assert_eq!(report["command"], "inject", "report: {report}");
+    assert_eq!(
+        report["base_chain"].as_array().map(Vec::len),
+        Some(fx.chain.len()),
+        "report: {report}"
+    );
+    let output = &report["output"];
+    assert_eq!(output["path"], p(&ov), "report: {report}");
+    assert_eq!(output["status"], "written", "report: {report}");
+    let recipe = match c.change {
+        Change::Zero(..) => "zero",
+        _ => "write",
+    };
+    assert_eq!(output["recipe"]["name"], recipe, "report: {report}");
+    let targets = output["targets"].as_array().expect("output.targets");
+    assert_eq!(targets.len(), 1, "report: {report}");
+    assert_eq!(targets[0]["partition"], Value::Null, "report: {report}");
+    assert_eq!(
+        targets[0]["changes"],
+        serde_json::json!([{ "offset": off, "length": len }]),
+        "report: {report}"
+    );
+    let o = &output["overlay"];
+    assert_eq!(o["path"], p(&ov), "report: {report}");
+    assert_eq!(o["cluster_size"], c.cs, "report: {report}");
     assert_eq!(o["data_clusters"], n_data, "report: {report}");
     assert_eq!(o["zero_clusters"], n_zero, "report: {report}");
     assert_eq!(o["backing_file"], want_backing.as_str());
@@ -616,7 +664,11 @@ fn check_case(c: &Case) {
 
     // Two runs give byte-identical overlays.
     let ov2 = root.join("sub/ov2.qcow2");
-    qfault_ok(inject_args(c, &fx.base, &ov2, &from));
+    let report2 = qfault_doc(
+        &qfault_ok(inject_args(c, &fx.base, &ov2, &from)),
+        "inject --json",
+    );
+    assert_eq!(report2["output"]["status"], "written", "{report2}");
     assert_eq!(sha256_file(&ov), sha256_file(&ov2), "second run differs");
 
     guard.assert_unchanged();
@@ -910,8 +962,18 @@ fn moved_together_stay_readable() {
     guard.assert_unchanged();
 }
 
-/// An existing target (file, or dangling symlink) is not replaced without
-/// `--overwrite` (exit 2, nothing left behind); with it, it is.
+/// Identity of a file on disk: inode, modification time and content hash.
+fn file_identity(path: &Path) -> (u64, Option<std::time::SystemTime>, String) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.ino(), m.modified().ok(), sha256_file(path))
+}
+
+/// Placement of an existing target. One with exactly the bytes inject would
+/// write is left alone (exit 0, "unchanged", same inode, mtime and content),
+/// with or without `--overwrite`. One with other bytes (a file, or a
+/// dangling symlink) is not replaced without `--overwrite` (exit 2, nothing
+/// left behind); with it, it is ("replaced").
 #[test]
 fn existing_target_needs_overwrite() {
     if !require_tools(&["qemu-img", "qemu-io"]) {
@@ -927,42 +989,99 @@ fn existing_target_needs_overwrite() {
     std::fs::write(&from, b"hello").unwrap();
     std::fs::write(&ov, b"sentinel").unwrap();
     let before = listing(&sub);
-    for target in [&ov, &dangling] {
-        for recipe in [
-            &["zero", "--length", "10"][..],
-            &["write", "--from", p(&from)][..],
-        ] {
-            let mut args = vec![
-                "inject",
-                recipe[0],
-                p(&fx.base),
-                "-o",
-                p(target),
-                "--offset",
-                "0",
-            ];
-            args.extend(&recipe[1..]);
-            let o = qfault_expect(&args, 2);
-            assert!(!o.stderr.is_empty(), "no message for {args:?}");
-            assert_eq!(listing(&sub), before, "{args:?} left something behind");
-        }
+    let args_for = |recipe: &[&str], target: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "inject".into(),
+            recipe[0].into(),
+            p(&fx.base).into(),
+            "-o".into(),
+            p(target).into(),
+            "--offset".into(),
+            "0".into(),
+        ];
+        args.extend(recipe[1..].iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let zero: &[&str] = &["zero", "--length", "10"];
+    let write: &[&str] = &["write", "--from", p(&from)];
+    // `output.status` of a successful `inject ... --json`.
+    let status = |args: Vec<String>| -> String {
+        let mut args = args;
+        args.push("--json".into());
+        let r = qfault_doc(&qfault_ok(&args), "inject --json");
+        assert_eq!(r["output"]["path"], args[4].as_str(), "{r}");
+        r["output"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // A file with other bytes: exit 2 and untouched, whatever the recipe.
+    let sentinel = file_identity(&ov);
+    for recipe in [zero, write] {
+        let args = args_for(recipe, &ov, &[]);
+        let o = qfault_expect(&args, 2);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--overwrite"), "{args:?}: {err}");
+        assert_eq!(listing(&sub), before, "{args:?} left something behind");
+        assert_eq!(file_identity(&ov), sentinel, "{args:?} touched the file");
     }
     assert_eq!(std::fs::read(&ov).unwrap(), b"sentinel");
-    assert_eq!(std::fs::read_link(&dangling).unwrap(), Path::new("nowhere"));
-    qfault_ok([
-        "inject",
-        "write",
-        p(&fx.base),
-        "-o",
-        p(&ov),
-        "--offset",
-        "0",
-        "--from",
-        p(&from),
-        "--overwrite",
-    ]);
+
+    // With --overwrite it is replaced.
+    assert_eq!(status(args_for(write, &ov, &["--overwrite"])), "replaced");
     assert_qemu_img_check_clean(&ov);
     assert_eq!(&qemu_raw_bytes(&ov)[..5], b"hello");
+    assert_eq!(listing(&sub), before, "--overwrite left a temporary file");
+
+    // The same injection again: left alone, with or without --overwrite.
+    let written = file_identity(&ov);
+    assert_ne!(written, sentinel);
+    // (A rewrite within the same clock tick must still show in the mtime.)
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for extra in [&[][..], &["--overwrite"][..]] {
+        assert_eq!(
+            status(args_for(write, &ov, extra)),
+            "unchanged",
+            "{extra:?}"
+        );
+        assert_eq!(file_identity(&ov), written, "{extra:?}: file was rewritten");
+    }
+    let human = qfault_ok(args_for(write, &ov, &[]));
+    assert!(
+        human
+            .lines()
+            .any(|l| l == format!("unchanged {}", p(&ov)).as_str()),
+        "human output has no \"unchanged PATH\" line:\n{human}"
+    );
+    assert_eq!(file_identity(&ov), written, "human run rewrote the file");
+
+    // Another injection on the written overlay differs: exit 2, untouched.
+    let o = qfault_expect(args_for(zero, &ov, &[]), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
+    assert_eq!(file_identity(&ov), written);
+    assert_eq!(listing(&sub), before);
+
+    // A dangling symlink has no bytes to match: exit 2, the link stays.
+    for recipe in [zero, write] {
+        let args = args_for(recipe, &dangling, &[]);
+        let o = qfault_expect(&args, 2);
+        assert!(!o.stderr.is_empty(), "no message for {args:?}");
+        assert_eq!(listing(&sub), before, "{args:?} left something behind");
+        assert_eq!(std::fs::read_link(&dangling).unwrap(), Path::new("nowhere"));
+    }
+    // With --overwrite the link itself is replaced by the overlay.
+    assert_eq!(
+        status(args_for(zero, &dangling, &["--overwrite"])),
+        "replaced"
+    );
+    assert!(dangling.symlink_metadata().unwrap().file_type().is_file());
+    assert!(
+        !sub.join("nowhere").exists(),
+        "the link's target was created"
+    );
+    assert_qemu_img_check_clean(&dangling);
     assert_eq!(listing(&sub), before, "--overwrite left a temporary file");
     guard.assert_unchanged();
 }
@@ -1022,8 +1141,7 @@ fn range_past_the_end_is_a_usage_error() {
 }
 
 /// The output may not be the base or any file of its chain, however it is
-/// spelled, even with `--overwrite`: that would replace the base. Bug: today
-/// inject exits 0 and renames the overlay over the chain file.
+/// spelled, even with `--overwrite`: that would replace the base.
 #[test]
 fn output_in_the_base_chain_is_refused() {
     if !require_tools(&["qemu-img", "qemu-io"]) {
@@ -1082,7 +1200,7 @@ fn small_zero_on_64m_base_vs_qemu() {
     let guard = BaseGuard::new(&[&base]);
     let (ours, theirs) = (dir.path().join("ours.qcow2"), dir.path().join("qemu.qcow2"));
     let off = "1000";
-    qfault_ok([
+    let human = qfault_ok([
         "inject",
         "zero",
         p(&base),
@@ -1093,6 +1211,16 @@ fn small_zero_on_64m_base_vs_qemu() {
         "--length",
         "512",
     ]);
+    // The human report names the change and what happened to the file.
+    for line in [
+        "  guest bytes 1000..1512 (512 B)".to_string(),
+        format!("written {}", p(&ours)),
+    ] {
+        assert!(
+            human.lines().any(|l| l == line),
+            "no line {line:?} in:\n{human}"
+        );
+    }
     qemu_img([
         "create",
         "-q",
@@ -1120,9 +1248,9 @@ fn small_zero_on_64m_base_vs_qemu() {
     guard.assert_unchanged();
 }
 
-/// `inject --json` reports `allocated_size` as the file's st_blocks × 512;
-/// it must be what the finished file occupies. Bug: it is taken before the
-/// file is synced, so on ext4 it misses the extent-tree block (4 KiB less).
+/// `inject --json` reports `output.overlay.allocated_size` as the file's st_blocks × 512;
+/// it must be what the finished file occupies (taken before the file is
+/// synced, it would miss ext4's extent-tree block: 4 KiB less).
 #[test]
 fn reported_allocated_size_is_the_files() {
     if !require_tools(&["qemu-img", "qemu-io"]) {
@@ -1133,23 +1261,27 @@ fn reported_allocated_size_is_the_files() {
     let mut bad = Vec::new();
     for cs in ["512", "64K", "2M"] {
         let ov = fx.root().join(format!("sub/{cs}.qcow2"));
-        let r: Value = serde_json::from_str(&qfault_ok([
-            "inject",
-            "zero",
-            p(&fx.base),
-            "-o",
-            p(&ov),
-            "--offset",
-            "1000",
-            "--length",
-            "512",
-            "--cluster-size",
-            cs,
-            "--json",
-        ]))
-        .unwrap();
+        let r = qfault_doc(
+            &qfault_ok([
+                "inject",
+                "zero",
+                p(&fx.base),
+                "-o",
+                p(&ov),
+                "--offset",
+                "1000",
+                "--length",
+                "512",
+                "--cluster-size",
+                cs,
+                "--json",
+            ]),
+            "inject --json",
+        );
         let (reported, actual) = (
-            r["overlay"]["allocated_size"].as_u64().unwrap(),
+            r["output"]["overlay"]["allocated_size"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no output.overlay.allocated_size: {r}")),
             allocated(&ov),
         );
         if reported != actual {

@@ -27,7 +27,9 @@ fn check(size: u64, want: &str, make: impl FnOnce(&Path, &Path)) -> Value {
     let v: Value = serde_json::from_str(&out).unwrap();
     let p = &v["partitions"][0];
     assert_eq!(p["number"], 0, "{v:#}");
-    assert_eq!(p["size"], size);
+    assert_eq!(v["schema"], 1, "{v:#}");
+    assert_eq!(p["offset"], 0, "{v:#}");
+    assert_eq!(p["length"], size);
     for (key, field) in [("TYPE", "filesystem"), ("LABEL", "label"), ("UUID", "uuid")] {
         assert_eq!(
             p[field].as_str(),

@@ -193,6 +193,7 @@ fn assert_info_matches(img: &Path, cwd: &Path) {
         abs.as_os_str(),
     ]))
     .expect("qemu-img info JSON");
+    assert_eq!(ours["schema"], 1, "qfault info --json: {ours}");
     let ours = ours["chain"]
         .as_array()
         .unwrap_or_else(|| panic!("qfault info --json has no \"chain\" array: {ours}"));
@@ -918,6 +919,7 @@ fn info_max_depth_limits_the_chain() {
     let ok = info(&top, "2");
     assert!(ok.status.success(), "{ok:?}");
     let v: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["schema"], 1, "{v}");
     assert_eq!(v["chain"].as_array().map(Vec::len), Some(3));
     // A raw image alone needs no backing file at all.
     assert!(info(&base, "0").status.success());
