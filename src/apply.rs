@@ -9,9 +9,10 @@
 //! into place.
 
 use crate::error::{Error, Result};
-use crate::image::{self, Image, LayerInfo, OpenOptions, ReadAt};
+use crate::image::{self, Image, LayerInfo, OpenOptions};
 use crate::overlay::{stage_overlay, BackingName, OverlayOptions, OverlayReport, Status};
 use crate::recipe::{Plan, Skipped, Spec, Target};
+use crate::verify::differences;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,19 +49,6 @@ pub fn apply(
 ) -> Result<Output> {
     let start = Instant::now();
     let plan = spec.plan(base)?;
-    apply_plan(base, spec, plan, out, opts, open, start)
-}
-
-/// [`apply`] with the plan already made (on `base` as it reads now).
-pub(crate) fn apply_plan(
-    base: &mut Image,
-    spec: &Spec,
-    plan: Plan,
-    out: &Path,
-    opts: &OverlayOptions,
-    open: &OpenOptions,
-    start: Instant,
-) -> Result<Output> {
     let dir = crate::output::parent_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let staged = stage_overlay(base, &plan.patches, out, opts)?;
@@ -95,9 +83,9 @@ pub fn check_overlay(
 
 /// The post-write check, with the written overlay on top of `image`: the
 /// guest reads exactly as the overlay's backing chain with `plan`'s patches
-/// applied (wherever the overlay provides data, and over every patch), and
-/// each target's prediction computed from the written bytes equals the
-/// plan's. Fails with [`Error::Refused`] naming the first difference.
+/// applied ([`differences`] is empty), and each target's prediction
+/// computed from the written bytes equals the plan's. Fails with
+/// [`Error::Refused`] naming the first difference.
 pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
     let name = image.path().display().to_string();
     let fail = |why: String| {
@@ -105,49 +93,12 @@ pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
             "the written overlay {name} failed its check: {why}"
         ))
     };
-    // Ranges to compare: what the top provides, and every patch.
-    let size = image.size();
-    let mut ranges: Vec<(u64, u64)> = plan
-        .patches
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| (p.offset(), p.offset() + p.len()))
-        .collect();
-    let mut pos = 0;
-    while pos < size {
-        let (provided, len) = image.top_extent(pos, size - pos)?;
-        if provided {
-            ranges.push((pos, pos + len));
-        }
-        pos += len.max(1);
-    }
-    ranges.sort_unstable();
-    const CHUNK: u64 = 1 << 20;
-    let mut top = vec![0u8; 0];
-    let mut below = vec![0u8; 0];
-    let mut done = 0u64;
-    for (s, e) in ranges {
-        let mut at = s.max(done);
-        while at < e {
-            let n = (e - at).min(CHUNK) as usize;
-            top.resize(n, 0);
-            below.resize(n, 0);
-            image.read_at(at, &mut top)?;
-            image.below_top().read_at(at, &mut below)?;
-            for p in &plan.patches {
-                p.apply(at, &mut below);
-            }
-            if let Some(i) = top.iter().zip(&below).position(|(a, b)| a != b) {
-                return Err(fail(format!(
-                    "guest byte {} reads {:#04x}, the plan says {:#04x}",
-                    at + i as u64,
-                    top[i],
-                    below[i]
-                )));
-            }
-            at += n as u64;
-        }
-        done = done.max(e);
+    if let Some(r) = differences(image, &plan.patches)?.first() {
+        return Err(fail(format!(
+            "guest bytes {}..{} do not read as the plan says",
+            r.offset,
+            r.end()
+        )));
     }
     for t in &plan.targets {
         let now = spec.predict(t, image)?;
@@ -157,35 +108,13 @@ pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
                 .as_ref()
                 .map_or("the disk".to_string(), |p| p.describe());
             return Err(fail(format!(
-                "{what} does not behave as predicted (predicted {}, the written bytes give {})",
-                summary(&t.prediction),
-                summary(&now)
+                "{what} does not behave as predicted (predicted {}; the written bytes give {})",
+                t.prediction.one_line(),
+                now.one_line()
             )));
         }
     }
     Ok(())
-}
-
-/// The outcomes in one line, for error messages.
-fn summary(p: &crate::recipe::Prediction) -> String {
-    let parts: Vec<String> = p
-        .outcomes
-        .iter()
-        .map(|o| {
-            format!(
-                "{} {}: {} (exit {})",
-                o.role.as_str(),
-                o.tool,
-                o.result.as_str().unwrap_or("nothing"),
-                o.exit_code
-            )
-        })
-        .collect();
-    if parts.is_empty() {
-        "no tool outcomes".into()
-    } else {
-        parts.join(", ")
-    }
 }
 
 /// The library's façade: one overlay holding one recipe's damage, from

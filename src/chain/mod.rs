@@ -19,7 +19,7 @@ use crate::apply::{check_top, Output};
 use crate::error::{Error, Result};
 use crate::image::{open, Image, OpenOptions};
 use crate::overlay::{
-    stage_overlay, BackingName, OverlayOptions, Patch, Preview, Status, DEFAULT_CLUSTER_SIZE,
+    stage_overlay, BackingName, OverlayOptions, Patch, Preview, DEFAULT_CLUSTER_SIZE,
 };
 use crate::recipe::{Plan, Spec};
 use serde::Serialize;
@@ -375,11 +375,6 @@ impl CheckedChain {
     pub fn into_base(self) -> Image {
         self.base
     }
-}
-
-/// Whether every output was left alone.
-pub fn all_unchanged(outputs: &[Output]) -> bool {
-    outputs.iter().all(|o| o.status == Status::Unchanged)
 }
 
 /// (device, inode) of every file of an open chain.

@@ -105,7 +105,7 @@ pub fn print_output(o: &Output) {
     );
 }
 
-/// A prediction in one line (for tables).
+/// The targets' predictions in one line (for tables).
 pub fn prediction_line(targets: &[Target]) -> String {
     let parts: Vec<String> = targets
         .iter()
@@ -114,24 +114,7 @@ pub fn prediction_line(targets: &[Target]) -> String {
                 .partition
                 .as_ref()
                 .map_or("disk".to_string(), |p| format!("partition {}", p.number));
-            let outs: Vec<String> = t
-                .prediction
-                .outcomes
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{} {} (exit {})",
-                        o.tool,
-                        o.result.as_str().unwrap_or("nothing"),
-                        o.exit_code
-                    )
-                })
-                .collect();
-            if outs.is_empty() {
-                format!("{what}: no tool outcomes")
-            } else {
-                format!("{what}: {}", outs.join(", "))
-            }
+            format!("{what}: {}", t.prediction.one_line())
         })
         .collect();
     parts.join("; ")

@@ -592,50 +592,47 @@ impl ReadAt for BelowTop<'_> {
 /// Reads guest bytes through `layers` (top first); what no layer provides,
 /// or lies past a layer's end, reads as zeros.
 fn read_layers(layers: &mut [Layer], offset: u64, buf: &mut [u8]) -> Result<()> {
-    {
-        // Ranges still to read: (guest offset, start in buf, length).
-        let mut pending: Vec<(u64, usize, usize)> = vec![(offset, 0, buf.len())];
-        for layer in layers.iter_mut() {
-            let mut fall_through: Vec<(u64, usize, usize)> = Vec::new();
-            for (off, at, len) in pending {
-                let layer_size = layer.size();
-                let inside = if off >= layer_size {
-                    0
-                } else {
-                    (len as u64).min(layer_size - off) as usize
-                };
-                buf[at + inside..at + len].fill(0);
-                let mut done = 0usize;
-                while done < inside {
-                    let guest = off + done as u64;
-                    let e = layer.map(guest, (inside - done) as u64, false)?;
-                    let n = e.len as usize;
-                    let dst = &mut buf[at + done..at + done + n];
-                    match e.mapping {
-                        Mapping::Unallocated => match fall_through.last_mut() {
-                            Some(last)
-                                if last.0 + last.2 as u64 == guest
-                                    && last.1 + last.2 == at + done =>
-                            {
-                                last.2 += n;
-                            }
-                            _ => fall_through.push((guest, at + done, n)),
-                        },
-                        Mapping::Zero => dst.fill(0),
-                        m => layer.read_mapped(m, guest, dst)?,
-                    }
-                    done += n;
+    // Ranges still to read: (guest offset, start in buf, length).
+    let mut pending: Vec<(u64, usize, usize)> = vec![(offset, 0, buf.len())];
+    for layer in layers.iter_mut() {
+        let mut fall_through: Vec<(u64, usize, usize)> = Vec::new();
+        for (off, at, len) in pending {
+            let layer_size = layer.size();
+            let inside = if off >= layer_size {
+                0
+            } else {
+                (len as u64).min(layer_size - off) as usize
+            };
+            buf[at + inside..at + len].fill(0);
+            let mut done = 0usize;
+            while done < inside {
+                let guest = off + done as u64;
+                let e = layer.map(guest, (inside - done) as u64, false)?;
+                let n = e.len as usize;
+                let dst = &mut buf[at + done..at + done + n];
+                match e.mapping {
+                    Mapping::Unallocated => match fall_through.last_mut() {
+                        Some(last)
+                            if last.0 + last.2 as u64 == guest && last.1 + last.2 == at + done =>
+                        {
+                            last.2 += n;
+                        }
+                        _ => fall_through.push((guest, at + done, n)),
+                    },
+                    Mapping::Zero => dst.fill(0),
+                    m => layer.read_mapped(m, guest, dst)?,
                 }
-            }
-            pending = fall_through;
-            if pending.is_empty() {
-                return Ok(());
+                done += n;
             }
         }
-        // Unallocated in every image: zeros.
-        for (_, at, len) in pending {
-            buf[at..at + len].fill(0);
+        pending = fall_through;
+        if pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
     }
+    // Unallocated in every image: zeros.
+    for (_, at, len) in pending {
+        buf[at..at + len].fill(0);
+    }
+    Ok(())
 }

@@ -131,6 +131,22 @@ impl Partition {
         self.mbr_role == Some(MbrRole::Extended)
     }
 
+    /// The whole disk of `size` bytes as partition 0 (a whole-disk
+    /// filesystem, or the disk itself where commands take partition 0).
+    pub fn whole_disk(size: u64) -> Self {
+        Partition {
+            number: 0,
+            start: 0,
+            size,
+            ptype: PartitionType::WholeDisk,
+            type_name: None,
+            bootable: false,
+            mbr_role: None,
+            name: None,
+            uuid: None,
+        }
+    }
+
     /// One past the last byte (saturating; tables are untrusted).
     pub fn end(&self) -> u64 {
         self.start.saturating_add(self.size)
@@ -232,17 +248,7 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
         layout.table = TableKind::None;
     }
     if layout.table == TableKind::None && crate::fs::probe(disk)?.is_some() {
-        layout.partitions.push(Partition {
-            number: 0,
-            start: 0,
-            size: disk_size,
-            ptype: PartitionType::WholeDisk,
-            type_name: None,
-            bootable: false,
-            mbr_role: None,
-            name: None,
-            uuid: None,
-        });
+        layout.partitions.push(Partition::whole_disk(disk_size));
     }
     check_overlaps(&layout.partitions, &mut layout.warnings);
     Ok(layout)

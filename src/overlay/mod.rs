@@ -264,25 +264,17 @@ pub fn stage_overlay(
     if out.symlink_metadata().is_ok() {
         // Compare what would be written with the file, writing nothing. A
         // path that cannot be read (a dangling symlink) differs.
-        let mut same = false;
-        let mut unchanged_report = None;
         if let Ok(existing) = std::fs::File::open(out) {
             let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
             let mut w = layout::Writer::comparing(&existing, out);
             let file_size = emit(base, patches, &touched, &mut layout, &mut w)?;
-            same = !w.differs();
-            unchanged_report = Some(report(
-                layout.data_clusters(),
-                layout.zero_clusters(),
-                file_size,
-            ));
-        }
-        if let (true, Some(report)) = (same, unchanged_report) {
-            return Ok(Staged {
-                file: None,
-                report,
-                status: Status::Unchanged,
-            });
+            if !w.differs() {
+                return Ok(Staged {
+                    file: None,
+                    report: report(layout.data_clusters(), layout.zero_clusters(), file_size),
+                    status: Status::Unchanged,
+                });
+            }
         }
         if !opts.overwrite {
             return Err(Error::Usage(format!(

@@ -260,9 +260,4 @@ impl Plan {
             patches,
         }
     }
-
-    /// Whether every target's prediction says the repair brings it back.
-    pub fn repairable(&self) -> bool {
-        self.targets.iter().all(|t| t.prediction.repairable())
-    }
 }

@@ -145,14 +145,17 @@ impl Recipe for NtfsBoot {
                 offset: part.start,
                 len,
             };
-            let original = disk.read_vec(part.start, 512)?;
-            let ntfs = {
+            let prediction = {
+                let preview = Preview::new(&mut *disk, vec![patch.clone()]);
+                ntfs_prediction(&mut Window::new(preview, part.start, part.size)?)?
+            };
+            if !prediction.repairable() && !p.allow_unrepairable {
+                // Only a refusal needs the undamaged sector 0: it explains
+                // why (e.g. the partition was grown after formatting).
+                let original = disk.read_vec(part.start, 512)?;
                 let preview = Preview::new(&mut *disk, vec![patch.clone()]);
                 let mut view = Window::new(preview, part.start, part.size)?;
-                predict_ntfs(&mut view, Some(&original))?
-            };
-            if !ntfs.repairable() && !p.allow_unrepairable {
-                let reason = unrepairable_reason(&ntfs);
+                let reason = unrepairable_reason(&predict_ntfs(&mut view, Some(&original))?);
                 if selection == Selection::All {
                     plan.skipped.push(Skipped {
                         partition: PartitionRef::from_found(&f),
@@ -165,17 +168,15 @@ impl Recipe for NtfsBoot {
                     f.describe()
                 )));
             }
-            let mut target = Target {
+            let target = Target {
                 recipe: Self::NAME,
                 partition: Some(PartitionRef::from_found(&f)),
                 changes: vec![Range {
                     offset: part.start,
                     length: len,
                 }],
-                prediction: Prediction::default(),
+                prediction,
             };
-            let mut damaged = Preview::new(&mut *disk, vec![patch.clone()]);
-            target.prediction = Self::predict(p, &target, &mut damaged)?;
             plan.targets.push(target);
             plan.patches.push(patch);
         }

@@ -155,6 +155,28 @@ impl Prediction {
         self.outcomes.iter().find(|o| o.role == role)
     }
 
+    /// The outcomes in one line: `blkid nothing (exit 2), ntfs-3g refused
+    /// (exit 12), …`, or `no tool outcomes`.
+    pub fn one_line(&self) -> String {
+        let parts: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {} (exit {})",
+                    o.tool,
+                    o.result.as_str().unwrap_or("nothing"),
+                    o.exit_code
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            "no tool outcomes".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// Whether the named repair brings the target back: the repair repairs
     /// (or is not needed) and nothing after it is refused.
     pub fn repairable(&self) -> bool {

@@ -27,16 +27,7 @@ impl Found {
 
     /// "partition 2 (47.0 MiB, ntfs "C")" for messages.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "partition {} ({} bytes at {}",
-            self.partition.number, self.partition.size, self.partition.start
-        );
-        match (self.fstype(), self.label()) {
-            (Some(t), Some(l)) => s += &format!(", {t} \"{l}\")"),
-            (Some(t), None) => s += &format!(", {t})"),
-            _ => s += ", no filesystem recognised)",
-        }
-        s
+        crate::recipe::PartitionRef::from_found(self).describe()
     }
 }
 
@@ -62,17 +53,7 @@ pub fn partitions(disk: &mut dyn ReadAt) -> Result<Vec<Found>> {
 /// (partition 0 means the whole disk everywhere: `inject`, `--each`,
 /// manifests, `export`).
 pub fn whole_disk_partition(disk: &mut dyn ReadAt) -> Partition {
-    Partition {
-        number: 0,
-        start: 0,
-        size: disk.size(),
-        ptype: layout::PartitionType::WholeDisk,
-        type_name: None,
-        bootable: false,
-        mbr_role: None,
-        name: None,
-        uuid: None,
-    }
+    Partition::whole_disk(disk.size())
 }
 
 /// The whole disk as partition 0, with the filesystem found on it, if any.

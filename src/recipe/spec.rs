@@ -348,25 +348,15 @@ impl Spec {
                     )))
                 }
             };
-            // This one value through the argument's own parser, so the error
-            // names the field.
-            cmd.clone()
-                .mut_args(|a| a.required(false))
-                .try_get_matches_from([name, long.as_str(), text.as_str()])
-                .map_err(|e| field_err(clap_value_error(&e, &text)))?;
             argv.push(long);
             argv.push(text);
         }
-        for arg in cmd.get_arguments() {
-            if arg.is_required_set() && !table.contains_key(arg.get_id().as_str()) {
-                return Err(
-                    Error::Usage("missing (required)".into()).context(arg.get_id().to_string())
-                );
-            }
-        }
+        // One parse through the recipe's own arguments; clap's error names
+        // the argument, which names the field.
         let m = cmd
+            .clone()
             .try_get_matches_from(&argv)
-            .map_err(|e| Error::Usage(clap_line(&e)))?;
+            .map_err(|e| field_error(&cmd, &e))?;
         Ok(entry.spec_from_matches(&m)?.resolve_paths(dir))
     }
 }
@@ -456,15 +446,30 @@ pub(crate) fn clap_line(e: &clap::Error) -> String {
     what.strip_prefix("error: ").unwrap_or(&what).to_string()
 }
 
-/// A value parser's error about `text`, without clap's framing.
-fn clap_value_error(e: &clap::Error, text: &str) -> String {
-    if let Some(src) = std::error::Error::source(e) {
-        return src.to_string();
-    }
-    let line = clap_line(e);
-    match line.rsplit_once(": ") {
-        Some((_, why)) if !why.is_empty() => format!("'{text}': {why}"),
-        _ => line,
+/// A clap error about a manifest table, said of the field (the argument's
+/// id) it is about: `missing (required)`, the value parser's own message, or
+/// clap's line (e.g. for conflicting fields).
+fn field_error(cmd: &clap::Command, e: &clap::Error) -> Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        Some(ContextValue::Strings(v)) => v.first().map(String::as_str),
+        _ => None,
+    };
+    // "--length <BYTES>": the argument whose long name that is.
+    let id = arg
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.strip_prefix("--"))
+        .and_then(|long| cmd.get_arguments().find(|a| a.get_long() == Some(long)))
+        .map(|a| a.get_id().to_string());
+    let msg = match (e.kind(), std::error::Error::source(e)) {
+        (ErrorKind::MissingRequiredArgument, _) => "missing (required)".to_string(),
+        (ErrorKind::ValueValidation | ErrorKind::InvalidValue, Some(src)) => src.to_string(),
+        _ => clap_line(e),
+    };
+    match id {
+        Some(id) => Error::Usage(msg).context(id),
+        None => Error::Usage(msg),
     }
 }
 

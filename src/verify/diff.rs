@@ -1,84 +1,79 @@
-//! Which guest bytes an overlay changes relative to its backing chain.
+//! Which guest bytes an overlay changes relative to its backing chain, and
+//! whether it holds exactly a plan's patches: one comparison serves
+//! `verify` and the post-write check ([`crate::apply::check_top`]).
 //!
-//! Only ranges the top image provides itself can differ; those are read from
-//! both views and compared byte by byte.
+//! Only ranges the top image provides itself (and, for a plan, the ranges
+//! its patches cover) can differ; those are read through the whole chain
+//! and through the chain below the top ([`Image::below_top`]) and compared
+//! byte by byte.
 
 use crate::error::Result;
 use crate::image::{Image, ReadAt};
+use crate::overlay::Patch;
+use crate::recipe::Range;
 
 /// Bytes compared per read.
 const CHUNK: u64 = 1 << 20;
 
-/// A half-open guest byte range `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ByteRange {
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: u64,
+/// The guest ranges where `top` (an overlay on its backing chain) reads
+/// differently from that chain, merged and in order.
+pub fn changed_ranges(top: &mut Image) -> Result<Vec<Range>> {
+    differences(top, &[])
 }
 
-impl ByteRange {
-    /// Number of bytes.
-    pub fn len(&self) -> u64 {
-        self.end - self.start
-    }
-
-    /// Whether the range is empty.
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
-    }
-}
-
-/// The guest ranges where `top` (an overlay) reads differently from `base`
-/// (its backing chain opened on its own), merged and in order.
-///
-/// Past the end of `base`, `base` is taken to read as zeros.
-pub fn changed_ranges(top: &mut Image, base: &mut dyn ReadAt) -> Result<Vec<ByteRange>> {
+/// The guest ranges where `top` reads differently from its backing chain
+/// with `patches` applied (in order), merged and in order: empty when the
+/// top image holds exactly those patches.
+pub fn differences(top: &mut Image, patches: &[Patch]) -> Result<Vec<Range>> {
     let size = top.size();
-    let mut out: Vec<ByteRange> = Vec::new();
-    let mut a = vec![0u8; CHUNK as usize];
-    let mut b = vec![0u8; CHUNK as usize];
+    // What can differ: every extent the top provides, and every patch.
+    let mut spans: Vec<(u64, u64)> = patches
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| (p.offset(), p.offset() + p.len()))
+        .collect();
     let mut pos = 0;
     while pos < size {
-        let (provided, mut len) = top.top_extent(pos, size - pos)?;
+        let (provided, len) = top.top_extent(pos, size - pos)?;
         if provided {
-            len = len.min(CHUNK);
-            let n = len as usize;
-            top.read_at(pos, &mut a[..n])?;
-            read_or_zero(base, pos, &mut b[..n])?;
-            for (i, (x, y)) in a[..n].iter().zip(&b[..n]).enumerate() {
+            spans.push((pos, pos + len));
+        }
+        pos += len.max(1);
+    }
+    spans.sort_unstable();
+    let mut out: Vec<Range> = Vec::new();
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut done = 0u64;
+    for (s, e) in spans {
+        let mut at = s.max(done);
+        while at < e {
+            let n = (e - at).min(CHUNK) as usize;
+            a.resize(n, 0);
+            b.resize(n, 0);
+            top.read_at(at, &mut a)?;
+            top.below_top().read_at(at, &mut b)?;
+            for p in patches {
+                p.apply(at, &mut b);
+            }
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 if x != y {
-                    push_byte(&mut out, pos + i as u64);
+                    push_byte(&mut out, at + i as u64);
                 }
             }
+            at += n as u64;
         }
-        pos += len;
+        done = done.max(e);
     }
     Ok(out)
 }
 
-/// Reads `buf.len()` bytes at `offset`; the part past the end reads as zeros.
-fn read_or_zero(r: &mut dyn ReadAt, offset: u64, buf: &mut [u8]) -> Result<()> {
-    let size = r.size();
-    let inside = if offset >= size {
-        0
-    } else {
-        (size - offset).min(buf.len() as u64) as usize
-    };
-    buf[inside..].fill(0);
-    if inside > 0 {
-        r.read_at(offset, &mut buf[..inside])?;
-    }
-    Ok(())
-}
-
-fn push_byte(out: &mut Vec<ByteRange>, at: u64) {
+fn push_byte(out: &mut Vec<Range>, at: u64) {
     match out.last_mut() {
-        Some(r) if r.end == at => r.end += 1,
-        _ => out.push(ByteRange {
-            start: at,
-            end: at + 1,
+        Some(r) if r.end() == at => r.length += 1,
+        _ => out.push(Range {
+            offset: at,
+            length: 1,
         }),
     }
 }

@@ -57,27 +57,16 @@ pub struct OverlayVerification {
 pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerification> {
     let mut top = image::open(path, opts)?;
     let chain = top.chain_info();
-    let Some(backing) = chain.get(1) else {
+    if chain.len() < 2 {
         return Err(Error::Usage(format!(
             "{} has no backing file: there is nothing to compare it with",
             path.display()
         )));
-    };
-    let backing_opts = OpenOptions {
-        format: Some(backing.format),
-        ..opts.clone()
-    };
-    let mut base = image::open(&backing.path, &backing_opts)?;
-    let changes: Vec<Range> = changed_ranges(&mut top, &mut base)?
-        .into_iter()
-        .map(|r| Range {
-            offset: r.start,
-            length: r.len(),
-        })
-        .collect();
-    let mut found_all = select::partitions(&mut base)?;
+    }
+    let changes = changed_ranges(&mut top)?;
+    let mut found_all = select::partitions(&mut top.below_top())?;
     if found_all.is_empty() {
-        found_all.push(select::whole_disk(&mut base)?);
+        found_all.push(select::whole_disk(&mut top.below_top())?);
     }
     let mut partitions = Vec::new();
     for found in found_all {
