@@ -361,6 +361,9 @@ fn fuse_usable() -> bool {
         };
         match why {
             None => true,
+            Some(why) if common::in_ci() && std::env::var_os("QFAULT_TEST_NO_FUSE").is_none() => {
+                panic!("CI must check mounts with real ntfs-3g FUSE mounts: {why}")
+            }
             Some(why) => {
                 // Straight to fd 2, past libtest's capture: seen even when
                 // every test passes.
@@ -392,36 +395,57 @@ impl Drop for Mount {
     }
 }
 
-/// Tries a read-only ntfs-3g mount of the partition image `part` on `dir`.
-fn try_mount(part: &Path, dir: &Path) -> Result<Mount, String> {
+/// Tries the command qfault predicts for (`ntfs-3g PART MNT`, read-write)
+/// on the partition image `part`; an error is `(exit code, output)`.
+fn try_mount(part: &Path, dir: &Path) -> Result<Mount, (i32, String)> {
     std::fs::create_dir_all(dir).unwrap();
-    let out = run_any(&mut tool(
-        "ntfs-3g",
-        ["-o".as_ref(), "ro".as_ref(), p(part), p(dir)],
-    ));
+    let out = run_any(&mut tool("ntfs-3g", [p(part), p(dir)]));
     if out.status.success() {
         Ok(Mount {
             dir: dir.to_path_buf(),
         })
     } else {
-        Err(format!(
-            "exit {}: {}",
-            out.status.code().unwrap_or(-1),
-            all_text(&out)
-        ))
+        Err((out.status.code().unwrap_or(-1), all_text(&out)))
     }
 }
 
-/// The real mount of `part` fails because sector 0 is no NTFS boot sector,
-/// with ntfs-3g's exit code 12 (what qfault predicts for `mount`).
-fn assert_mount_fails(part: &Path, mnt: &Path) {
-    let text = if fuse_usable() {
+/// The mode of the mount on `dir`: `rw` or `ro` (ntfs-3g exits 0 also when
+/// it silently falls back to read-only).
+fn mount_mode(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(dir.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not mounted:\n{mounts}", dir.display()));
+    let options = line.split(' ').nth(3).unwrap();
+    options.split(',').next().unwrap().to_string()
+}
+
+/// The real mount of `part` is refused as `predicted` (a `mount` or
+/// `after-repair` outcome) says: its exit code and key message.
+fn assert_mount_refused_as_predicted(part: &Path, mnt: &Path, predicted: &Value) {
+    assert_eq!(predicted["result"], "refused", "{predicted:#}");
+    let message = predicted["message"].as_str();
+    if fuse_usable() {
         match try_mount(part, mnt) {
             Ok(m) => {
                 drop(m);
-                panic!("ntfs-3g mounted {} although it is damaged", part.display());
+                panic!(
+                    "ntfs-3g mounted {} although qfault predicted {predicted}",
+                    part.display()
+                );
             }
-            Err(text) => text,
+            Err((code, text)) => {
+                assert_eq!(
+                    Some(i64::from(code)),
+                    predicted["exit_code"].as_i64(),
+                    "ntfs-3g's exit code is not the predicted one:\n{text}"
+                );
+                if let Some(m) = message {
+                    assert!(text.contains(m), "ntfs-3g did not say {m:?}:\n{text}");
+                }
+            }
         }
     } else {
         eprintln!("FUSE FALLBACK: ntfsinfo -m {}", part.display());
@@ -430,26 +454,51 @@ fn assert_mount_fails(part: &Path, mnt: &Path) {
             !out.status.success(),
             "ntfsinfo -m opened the damaged volume"
         );
-        all_text(&out)
-    };
-    assert!(
-        text.contains(SIG_MISSING),
-        "the real mount failed, but not with {SIG_MISSING:?}:\n{text}"
-    );
-    if fuse_usable() {
-        assert!(
-            text.starts_with("exit 12:"),
-            "ntfs-3g's exit code is not the predicted 12:\n{text}"
-        );
+        if let Some(m) = message {
+            assert!(all_text(&out).contains(m), "{}", all_text(&out));
+        }
     }
 }
 
-/// Mounts `part` for real and returns its root listing (sorted) and the
-/// content of `hello.txt` if there is one.
+/// Real `blkid -p` on the partition image reports what `predicted` (the
+/// `identify` outcome) says: its exit code and TYPE.
+fn assert_blkid_as_predicted(part: &Path, predicted: &Value) {
+    let out = run_any(&mut tool(
+        "blkid",
+        ["-p".as_ref(), "-o".as_ref(), "export".as_ref(), p(part)],
+    ));
+    assert_eq!(
+        out.status.code().map(i64::from),
+        predicted["exit_code"].as_i64(),
+        "blkid -p {}: {}",
+        part.display(),
+        all_text(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found = text.lines().find_map(|l| l.strip_prefix("TYPE="));
+    assert_eq!(
+        found,
+        predicted["result"].as_str(),
+        "blkid's TYPE is not the predicted one"
+    );
+}
+
+/// Mounts `part` for real, read-write (checked: not a silent read-only
+/// fallback), and returns its root listing (sorted) and the content of
+/// `hello.txt` if there is one.
 fn mount_and_list(part: &Path, mnt: &Path) -> (Vec<String>, Option<Vec<u8>>) {
     if fuse_usable() {
-        let m = try_mount(part, mnt)
-            .unwrap_or_else(|e| panic!("ntfs-3g mount of {} failed: {e}", part.display()));
+        let m = try_mount(part, mnt).unwrap_or_else(|(code, text)| {
+            panic!(
+                "ntfs-3g mount of {} failed (exit {code}): {text}",
+                part.display()
+            )
+        });
+        assert_eq!(
+            mount_mode(&m.dir),
+            "rw",
+            "ntfs-3g fell back to a read-only mount"
+        );
         let mut names: Vec<String> = std::fs::read_dir(&m.dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -637,13 +686,13 @@ fn assert_repairs_for_real(
     assert_eq!(mount["result"], "refused", "{pr:#}");
     assert_eq!(mount["exit_code"], 12, "{pr:#}");
     assert_eq!(mount["message"], SIG_MISSING, "{pr:#}");
-    let fix = outcome(pr, "repair");
+    let fix_outcome = outcome(pr, "repair");
     assert_eq!(
-        (&fix["tool"], &fix["result"]),
+        (&fix_outcome["tool"], &fix_outcome["result"]),
         (&"ntfsfix".into(), &"repairs".into())
     );
-    assert_eq!(fix["exit_code"], 0, "{pr:#}");
-    assert_eq!(fix["message"], ALT_USABLE, "{pr:#}");
+    assert_eq!(fix_outcome["exit_code"], 0, "{pr:#}");
+    assert_eq!(fix_outcome["message"], ALT_USABLE, "{pr:#}");
     assert_eq!(
         outcome(pr, "after-repair")["result"],
         "read-write",
@@ -693,14 +742,16 @@ fn assert_repairs_for_real(
         part.number
     );
 
+    assert_blkid_as_predicted(&img, identify);
     let mnt = work.join(format!("mnt{}", part.number));
-    assert_mount_fails(&img, &mnt);
+    assert_mount_refused_as_predicted(&img, &mnt, mount);
 
     let fix = run_any(&mut tool("ntfsfix", [p(&img)]));
     let fix_text = all_text(&fix);
-    assert!(
-        fix.status.success(),
-        "real ntfsfix failed on partition {} although qfault predicted it repairs:\n{fix_text}",
+    assert_eq!(
+        fix.status.code().map(i64::from),
+        fix_outcome["exit_code"].as_i64(),
+        "real ntfsfix on partition {} did not exit as predicted:\n{fix_text}",
         part.number
     );
     assert!(fix_text.contains(ALT_USABLE), "{fix_text}");
@@ -717,6 +768,17 @@ fn assert_repairs_for_real(
         part.hello,
         "hello.txt read through the real mount"
     );
+    // byte_identical_after_repair (false: ntfsfix marks the volume dirty),
+    // proven on partitions small enough to compare whole.
+    if part.size <= 1 << 30 {
+        let base_img = work.join(format!("p{}-base.raw", part.number));
+        qemu_extract(base, part.start, part.size, &base_img);
+        let identical = std::fs::read(&img).unwrap() == std::fs::read(&base_img).unwrap();
+        assert_eq!(
+            identical, pr["byte_identical_after_repair"],
+            "byte identity after the real repair is not as predicted"
+        );
+    }
 }
 
 /// The recipe refuses partition `n` of `base` (exit 3) with a message
@@ -775,14 +837,19 @@ fn assert_refused_and_unrepairable(
     let size = t["partition"]["length"].as_u64().unwrap();
     let img = work.join(format!("refused-p{n}.raw"));
     qemu_extract(&overlay, start, size, &img);
-    assert_mount_fails(&img, &work.join(format!("mnt-refused{n}")));
+    assert_blkid_as_predicted(&img, outcome(pr, "identify"));
+    let mnt = work.join(format!("mnt-refused{n}"));
+    assert_mount_refused_as_predicted(&img, &mnt, outcome(pr, "mount"));
     let fix = run_any(&mut tool("ntfsfix", [p(&img)]));
     let text = all_text(&fix);
     assert_eq!(
-        fix.status.code(),
-        Some(1),
-        "qfault predicted ntfsfix exits 1 on partition {n}:\n{text}"
+        fix.status.code().map(i64::from),
+        outcome(pr, "repair")["exit_code"].as_i64(),
+        "real ntfsfix on partition {n} did not exit as predicted:\n{text}"
     );
+    let said = outcome(pr, "repair")["message"].as_str().unwrap();
+    assert!(text.contains(said), "ntfsfix did not say {said:?}:\n{text}");
+    assert_mount_refused_as_predicted(&img, &mnt, outcome(pr, "after-repair"));
     // It fails where qfault said: no alternate boot sector is usable.
     assert!(!text.contains(ALT_USABLE), "{text}");
     assert!(
@@ -1714,8 +1781,11 @@ fn sample_sectors_boundary_at_mft() {
     assert_overlay_shape(&bad, &sample, "qcow2", &report);
     assert_verify_sees(&bad, &report, "unrepairable");
     let pr = &target(&report, 2)["prediction"];
-    assert_eq!(outcome(pr, "repair")["result"], "repairs", "{pr:#}");
+    // ntfsfix rewrites sector 0, then fails on $MFT: exit 1.
+    assert_eq!(outcome(pr, "repair")["result"], "cannot-repair", "{pr:#}");
+    assert_eq!(outcome(pr, "repair")["exit_code"], 1, "{pr:#}");
     assert_eq!(outcome(pr, "after-repair")["result"], "refused", "{pr:#}");
+    assert_eq!(outcome(pr, "after-repair")["exit_code"], 13, "{pr:#}");
     assert!(
         note(pr, "the repaired volume does not open: ").is_some(),
         "{pr:#}"
@@ -1723,14 +1793,21 @@ fn sample_sectors_boundary_at_mft() {
 
     let img = w.join("s33.raw");
     qemu_extract(&bad, SAMPLE_P2.start, SAMPLE_P2.size, &img);
-    assert_mount_fails(&img, &w.join("mnt33"));
+    assert_blkid_as_predicted(&img, outcome(pr, "identify"));
+    let mnt = w.join("mnt33");
+    assert_mount_refused_as_predicted(&img, &mnt, outcome(pr, "mount"));
     let fix = run_any(&mut tool("ntfsfix", [p(&img)]));
     let text = all_text(&fix);
-    assert!(!fix.status.success(), "real ntfsfix repaired it:\n{text}");
+    assert_eq!(
+        fix.status.code().map(i64::from),
+        outcome(pr, "repair")["exit_code"].as_i64(),
+        "real ntfsfix did not exit as predicted:\n{text}"
+    );
     assert!(
         text.contains(ALT_USABLE) && text.contains("Failed to load $MFT"),
         "real ntfsfix did not fail the predicted way:\n{text}"
     );
+    assert_mount_refused_as_predicted(&img, &mnt, outcome(pr, "after-repair"));
     guard.assert_unchanged();
 }
 

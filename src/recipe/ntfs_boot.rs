@@ -67,6 +67,8 @@ impl NtfsBootParams {
 const NO_SIGNATURE: &str = "NTFS signature is missing";
 /// ntfsfix's message when it accepts the backup boot sector.
 const BACKUP_USABLE: &str = "The alternate bootsector is usable";
+/// ntfsfix's message when the volume does not load (exit 1).
+const VOLUME_CORRUPT: &str = "Volume is corrupt. You should run chkdsk.";
 
 impl Recipe for NtfsBoot {
     type Params = NtfsBootParams;
@@ -248,8 +250,19 @@ fn outcomes(identified: Option<&str>, n: &NtfsPrediction) -> Prediction {
     } else {
         mount_refused()
     };
-    let repair = match n.ntfsfix.outcome {
-        NtfsfixOutcome::NoRepairNeeded => Outcome::new(
+    // ntfsfix exits 1 whenever the volume does not load after its boot
+    // sector step: no usable backup, or a backup that is usable but leads
+    // to a broken volume (it rewrites sector 0, then fails on $MFT).
+    let repair = match (&n.after_repair, n.ntfsfix.outcome) {
+        (None, _) => Outcome::new(
+            Role::Repair,
+            "ntfsfix",
+            "ntfsfix PART",
+            Verdict::CannotRepair,
+            1,
+            VOLUME_CORRUPT,
+        ),
+        (Some(_), NtfsfixOutcome::NoRepairNeeded) => Outcome::new(
             Role::Repair,
             "ntfsfix",
             "ntfsfix PART",
@@ -257,21 +270,13 @@ fn outcomes(identified: Option<&str>, n: &NtfsPrediction) -> Prediction {
             0,
             "",
         ),
-        NtfsfixOutcome::Rewritten { .. } => Outcome::new(
+        (Some(_), _) => Outcome::new(
             Role::Repair,
             "ntfsfix",
             "ntfsfix PART",
             Verdict::Repairs,
             0,
             BACKUP_USABLE,
-        ),
-        NtfsfixOutcome::Unrepairable => Outcome::new(
-            Role::Repair,
-            "ntfsfix",
-            "ntfsfix PART",
-            Verdict::CannotRepair,
-            1,
-            "",
         ),
     };
     let after = match (&n.after_repair, n.ntfsfix.repairable()) {
