@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// A manifest with three images and two chains on the sample, outputs
@@ -96,15 +95,7 @@ fn batch(m: &Path, extra: &[&str]) -> std::process::Output {
 
 /// A `--json` document: `"schema": 1` first, then the command's keys.
 fn parse_document(json: &str) -> Value {
-    let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    let keys: Vec<&str> = doc
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(keys, ["schema", "command", "batch", "timings"], "{json}");
-    assert_eq!(doc["schema"], 1);
+    let doc = json_document(json, &["schema", "command", "batch", "timings"]);
     assert_eq!(doc["command"], "batch");
     let batch: Vec<&str> = doc["batch"]
         .as_object()
@@ -144,79 +135,6 @@ fn json_report(m: &Path, extra: &[&str]) -> Value {
 /// The report's entries.
 fn entries(r: &Value) -> &Vec<Value> {
     r["batch"]["entries"].as_array().unwrap()
-}
-
-/// One Output of the report: the keys of the schema (none of the old flat
-/// ones), and an overlay section that agrees with `qemu-img info` and the
-/// file system.
-fn assert_output_matches_qemu(o: &Value) {
-    let obj = o.as_object().expect("an Output object");
-    for gone in [
-        "seconds",
-        "prediction",
-        "backing_file",
-        "file_size",
-        "allocated_size",
-    ] {
-        assert!(!obj.contains_key(gone), "old key '{gone}' in {o}");
-    }
-    assert!(o["recipe"]["params"].is_object(), "{o}");
-    let path = Path::new(o["path"].as_str().unwrap());
-    let ov = &o["overlay"];
-    assert_eq!(ov["path"], o["path"]);
-    let info: Value = serde_json::from_str(&qemu_img([
-        OsStr::new("info"),
-        OsStr::new("--output=json"),
-        path.as_os_str(),
-    ]))
-    .unwrap();
-    assert_eq!(info["format"], "qcow2", "{info}");
-    assert_eq!(ov["virtual_size"], info["virtual-size"], "{info}");
-    assert_eq!(ov["cluster_size"], info["cluster-size"], "{info}");
-    assert_eq!(ov["backing_file"], info["backing-filename"], "{info}");
-    assert_eq!(
-        ov["backing_format"], info["backing-filename-format"],
-        "{info}"
-    );
-    assert_eq!(
-        ov["file_size"].as_u64().unwrap(),
-        std::fs::metadata(path).unwrap().len()
-    );
-    for k in ["allocated_size", "data_clusters", "zero_clusters"] {
-        assert!(ov[k].is_u64(), "{k}: {ov}");
-    }
-    for t in o["targets"].as_array().unwrap() {
-        assert!(t["changes"].is_array(), "{t}");
-        assert!(t["prediction"]["outcomes"].is_array(), "{t}");
-        assert!(t["prediction"]["byte_identical_after_repair"].is_boolean());
-    }
-}
-
-/// Runs qfault with files capped at `limit` bytes (`RLIMIT_FSIZE`, SIGXFSZ
-/// ignored): writing past it fails with EFBIG, a real I/O error in the
-/// middle of writing.
-fn qfault_with_file_limit<I, S>(args: I, limit: u64) -> std::process::Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    use std::os::unix::process::CommandExt;
-    let mut c = cmd(qfault_bin(), args);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    run_any(&mut c)
 }
 
 #[test]

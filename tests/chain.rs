@@ -48,63 +48,6 @@ fn assert_chain_links(chain: &[Value], base: &Path) {
     );
 }
 
-/// A `--json` document: `"schema": 1` first, then `keys` in this order.
-fn parse_document(json: &str, keys: &[&str]) -> Value {
-    let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    let got: Vec<&str> = doc
-        .as_object()
-        .expect("a JSON object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(got, keys, "top-level keys");
-    assert_eq!(doc["schema"], 1);
-    doc
-}
-
-/// One Output of the report: the keys of the schema (none of the old flat
-/// ones), and an overlay section that agrees with `qemu-img info` and the
-/// file system.
-fn assert_output_matches_qemu(o: &Value) {
-    let obj = o.as_object().expect("an Output object");
-    for gone in [
-        "seconds",
-        "prediction",
-        "backing_file",
-        "file_size",
-        "allocated_size",
-    ] {
-        assert!(!obj.contains_key(gone), "old key '{gone}' in {o}");
-    }
-    assert!(o["recipe"]["name"].is_string(), "{o}");
-    assert!(o["recipe"]["params"].is_object(), "{o}");
-    assert!(o["targets"].is_array(), "{o}");
-    let path = Path::new(o["path"].as_str().unwrap());
-    let ov = &o["overlay"];
-    assert_eq!(ov["path"], o["path"]);
-    let info: Value = serde_json::from_str(&qemu_img([
-        OsStr::new("info"),
-        OsStr::new("--output=json"),
-        path.as_os_str(),
-    ]))
-    .unwrap();
-    assert_eq!(info["format"], "qcow2", "{info}");
-    assert_eq!(ov["virtual_size"], info["virtual-size"], "{info}");
-    assert_eq!(ov["cluster_size"], info["cluster-size"], "{info}");
-    assert_eq!(ov["backing_file"], info["backing-filename"], "{info}");
-    assert_eq!(
-        ov["backing_format"], info["backing-filename-format"],
-        "{info}"
-    );
-    assert_eq!(
-        ov["file_size"].as_u64().unwrap(),
-        std::fs::metadata(path).unwrap().len()
-    );
-    for k in ["allocated_size", "data_clusters", "zero_clusters"] {
-        assert!(ov[k].is_u64(), "{k}: {ov}");
-    }
-}
-
 /// The file names in `d`, sorted, with their modification times.
 fn mtimes(d: &Path) -> Vec<(std::ffi::OsString, std::time::SystemTime)> {
     let mut v: Vec<_> = std::fs::read_dir(d)
@@ -126,33 +69,6 @@ fn names(d: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Runs qfault with files capped at `limit` bytes (`RLIMIT_FSIZE`, SIGXFSZ
-/// ignored): writing past it fails with EFBIG, a real I/O error in the
-/// middle of writing.
-fn qfault_with_file_limit<I, S>(args: I, limit: u64) -> std::process::Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    use std::os::unix::process::CommandExt;
-    let mut c = cmd(qfault_bin(), args);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    run_any(&mut c)
 }
 
 #[test]
@@ -311,7 +227,7 @@ fn each_zero_links_zero_the_range_and_reruns_change_nothing() {
     // A re-run is a no-op: every link unchanged, no file rewritten.
     let before = mtimes(&chain_dir);
     let json = qfault_ok(args(zero, &["--json"]));
-    let doc = parse_document(&json, &["schema", "command", "chain", "timings"]);
+    let doc = json_document(&json, &["schema", "command", "chain", "timings"]);
     assert_eq!(doc["command"], "chain");
     let report = &doc["chain"];
     assert_eq!(report["base"], sample.to_str().unwrap());
@@ -369,7 +285,7 @@ fn each_zero_links_zero_the_range_and_reruns_change_nothing() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(mtimes(&chain_dir), before);
     let json = qfault_ok(args(other, &["--overwrite", "--json"]));
-    let doc = parse_document(&json, &["schema", "command", "chain", "timings"]);
+    let doc = json_document(&json, &["schema", "command", "chain", "timings"]);
     let links = doc["chain"]["links"].as_array().unwrap();
     assert_eq!(links.len(), 20);
     for l in links {
@@ -405,7 +321,7 @@ fn each_takes_the_same_arguments_as_inject() {
         "zero --offset 0 --length 512 --partition 2",
         "--json",
     ]);
-    let doc = parse_document(&json, &["schema", "command", "chain", "timings"]);
+    let doc = json_document(&json, &["schema", "command", "chain", "timings"]);
     let links = doc["chain"]["links"].as_array().unwrap();
     assert_eq!(links.len(), 3);
     for (k, l) in links.iter().enumerate() {
@@ -661,7 +577,7 @@ fn a_failing_link_leaves_no_link_and_no_new_directory() {
         "--overwrite",
         "--json",
     ]);
-    let doc = parse_document(&json, &["schema", "command", "chain", "timings"]);
+    let doc = json_document(&json, &["schema", "command", "chain", "timings"]);
     let statuses: Vec<&str> = doc["chain"]["links"]
         .as_array()
         .unwrap()

@@ -26,13 +26,15 @@ fn json(out: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// A work directory with a copy of the sample and a payload file.
-fn work() -> (tempfile::TempDir, PathBuf) {
+/// A work directory with a copy of the sample (hashed: a test asserts at
+/// its end that it was never written) and a payload file.
+fn work() -> (tempfile::TempDir, PathBuf, BaseGuard) {
     let dir = tmpdir();
     let base = dir.path().join("sample.qcow2");
     std::fs::copy(sample_image(), &base).unwrap();
     std::fs::write(dir.path().join("payload.bin"), pattern(3000, 7)).unwrap();
-    (dir, base)
+    let guard = BaseGuard::new(&[&base]);
+    (dir, base, guard)
 }
 
 /// The recipe words as TOML `key = value` lines (the manifest fields).
@@ -76,9 +78,8 @@ fn inject_chain_and_manifest_write_byte_identical_overlays() {
     if !require_tools(&["qemu-img"]) {
         return;
     }
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let w = dir.path();
-    let guard = BaseGuard::new(&[&base]);
     for (name, words) in CASES {
         let args: Vec<&str> = words.split_whitespace().skip(1).collect();
         // Every output one directory below the base: same backing name.
@@ -194,7 +195,7 @@ fn recipes_json_lists_fields_and_the_ntfs_boot_outcomes() {
 
 #[test]
 fn chain_of_ntfs_boot_twice_is_refused_before_the_first_link() {
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let d = dir.path().join("d");
     let out = qfault_expect(
         [
@@ -212,11 +213,12 @@ fn chain_of_ntfs_boot_twice_is_refused_before_the_first_link() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot be applied on top of itself"), "{err}");
     assert!(!d.exists(), "a refused chain left {}", d.display());
+    guard.assert_unchanged();
 }
 
 #[test]
 fn manifest_chain_of_ntfs_boot_twice_fails_validation_and_writes_nothing() {
-    let (dir, _base) = work();
+    let (dir, _base, guard) = work();
     let m = dir.path().join("m.toml");
     std::fs::write(
         &m,
@@ -229,11 +231,12 @@ fn manifest_chain_of_ntfs_boot_twice_fails_validation_and_writes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chain[0].each"), "{err}");
     assert!(!dir.path().join("out").exists(), "validation wrote outputs");
+    guard.assert_unchanged();
 }
 
 #[test]
 fn a_later_link_that_cannot_be_planned_leaves_no_link_behind() {
-    let (dir, base) = work();
+    let (dir, _base, guard) = work();
     let d = dir.path().join("d");
     // Link 1 zeroes partition 2's boot sector; link 2's ntfs-boot then finds
     // no NTFS there: refused while planning, before link 1 is written.
@@ -252,7 +255,7 @@ fn a_later_link_that_cannot_be_planned_leaves_no_link_behind() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chain[0].links[1]"), "{err}");
     assert!(!d.exists(), "{} left behind", d.display());
-    let _ = base;
+    guard.assert_unchanged();
 }
 
 #[test]
@@ -260,7 +263,7 @@ fn partition_0_is_the_whole_disk_everywhere() {
     if !require_tools(&["qemu-img"]) {
         return;
     }
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let w = dir.path();
     // export --partition 0: the whole disk, as qemu-img converts it.
     let raw = w.join("whole.raw");
@@ -310,6 +313,7 @@ fn partition_0_is_the_whole_disk_everywhere() {
         err.contains("partition 0") && err.contains("does not hold ntfs"),
         "{err}"
     );
+    guard.assert_unchanged();
 }
 
 #[test]
@@ -317,7 +321,7 @@ fn manifest_takes_all_and_allow_unrepairable() {
     if !require_tools(&["qemu-img"]) {
         return;
     }
-    let (dir, _base) = work();
+    let (dir, _base, guard) = work();
     let m = dir.path().join("m.toml");
     std::fs::write(
         &m,
@@ -339,6 +343,7 @@ fn manifest_takes_all_and_allow_unrepairable() {
         let off = t["partition"]["offset"].as_u64().unwrap() as usize;
         assert!(bytes[off..off + 512].iter().all(|&b| b == 0));
     }
+    guard.assert_unchanged();
 }
 
 #[test]
@@ -346,7 +351,7 @@ fn each_zero_takes_a_partition_like_inject() {
     if !require_tools(&["qemu-img"]) {
         return;
     }
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let d = dir.path().join("d");
     qfault_expect(
         [
@@ -368,11 +373,12 @@ fn each_zero_takes_a_partition_like_inject() {
     assert!(bytes[start..start + 512].iter().all(|&b| b == 0));
     assert_eq!(bytes[..start], orig[..start]);
     assert_eq!(bytes[start + 512..], orig[start + 512..]);
+    guard.assert_unchanged();
 }
 
 #[test]
 fn an_identical_existing_output_is_unchanged_for_inject_too() {
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let o = dir.path().join("b.qcow2");
     let args = |json: bool| {
         let mut a = vec![
@@ -412,11 +418,12 @@ fn an_identical_existing_output_is_unchanged_for_inject_too() {
     // A different existing file needs --overwrite (exit 2).
     std::fs::write(&o, b"other").unwrap();
     qfault_expect(args(false), 2);
+    guard.assert_unchanged();
 }
 
 #[test]
 fn every_json_document_starts_with_schema_1() {
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let b = base.to_str().unwrap();
     let o = dir.path().join("o.qcow2");
     qfault_expect(["inject", "empty", b, "-o", o.to_str().unwrap()], 0);
@@ -441,11 +448,12 @@ fn every_json_document_starts_with_schema_1() {
     assert_eq!(p["number"], 2);
     assert_eq!(p["offset"], 17825792);
     assert!(p["length"].is_u64());
+    guard.assert_unchanged();
 }
 
 #[test]
 fn verify_expect_gates_on_the_verdict() {
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let b = base.to_str().unwrap();
     let o = dir.path().join("b.qcow2");
     let e = dir.path().join("e.qcow2");
@@ -470,6 +478,7 @@ fn verify_expect_gates_on_the_verdict() {
     qfault_expect(["verify", e, "--expect", "unchanged"], 0);
     qfault_expect(["verify", e, "--expect", "repairable"], 3);
     qfault_expect(["verify", o], 0);
+    guard.assert_unchanged();
 }
 
 /// The post-write check is a real check: handed an overlay whose bytes were
@@ -482,7 +491,7 @@ fn the_post_write_check_refuses_a_tampered_overlay() {
     use qfault::apply::check_overlay;
     use qfault::image::{open, OpenOptions};
     use qfault::recipe::Spec;
-    let (dir, base) = work();
+    let (dir, base, guard) = work();
     let o = dir.path().join("b.qcow2");
     let spec = Spec::parse("ntfs-boot --partition 2").unwrap();
     let opts = OpenOptions::default();
@@ -499,6 +508,7 @@ fn the_post_write_check_refuses_a_tampered_overlay() {
     qfault::overlay::write_overlay(&mut image, &plan.patches, &o2, &Default::default()).unwrap();
     qemu_io("qcow2", &o2, &["write -P 0xeb 17825792 1"]);
     assert!(check_overlay(&mut image, &spec, &plan, &o2, &o2, &opts).is_err());
+    guard.assert_unchanged();
 }
 
 #[test]

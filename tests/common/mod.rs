@@ -7,6 +7,7 @@
 //! `CI` environment variable is set, so CI never skips a real-tool test.
 #![allow(dead_code)]
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -391,4 +392,94 @@ pub fn qemu_img_create_overlay(
     ]);
     args.extend([img.as_os_str(), OsStr::new(size)]);
     qemu_img(args);
+}
+
+/// A `--json` document of qfault's (docs/json.md): `"schema": 1` first,
+/// then exactly `keys` in this order.
+pub fn json_document(json: &str, keys: &[&str]) -> Value {
+    let doc: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let got: Vec<&str> = doc
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(got, keys, "top-level keys");
+    assert_eq!(doc["schema"], 1);
+    doc
+}
+
+/// One Output of the report: the keys of the schema (none of the old flat
+/// ones), and an overlay section that agrees with `qemu-img info` and the
+/// file system.
+pub fn assert_output_matches_qemu(o: &Value) {
+    let obj = o.as_object().expect("an Output object");
+    for gone in [
+        "seconds",
+        "prediction",
+        "backing_file",
+        "file_size",
+        "allocated_size",
+    ] {
+        assert!(!obj.contains_key(gone), "old key '{gone}' in {o}");
+    }
+    assert!(o["recipe"]["name"].is_string(), "{o}");
+    assert!(o["recipe"]["params"].is_object(), "{o}");
+    assert!(o["targets"].is_array(), "{o}");
+    let path = Path::new(o["path"].as_str().unwrap());
+    let ov = &o["overlay"];
+    assert_eq!(ov["path"], o["path"]);
+    let info: Value = serde_json::from_str(&qemu_img([
+        OsStr::new("info"),
+        OsStr::new("--output=json"),
+        path.as_os_str(),
+    ]))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(ov["virtual_size"], info["virtual-size"], "{info}");
+    assert_eq!(ov["cluster_size"], info["cluster-size"], "{info}");
+    assert_eq!(ov["backing_file"], info["backing-filename"], "{info}");
+    assert_eq!(
+        ov["backing_format"], info["backing-filename-format"],
+        "{info}"
+    );
+    assert_eq!(
+        ov["file_size"].as_u64().unwrap(),
+        std::fs::metadata(path).unwrap().len()
+    );
+    for k in ["allocated_size", "data_clusters", "zero_clusters"] {
+        assert!(ov[k].is_u64(), "{k}: {ov}");
+    }
+    for t in o["targets"].as_array().unwrap() {
+        assert!(t["changes"].is_array(), "{t}");
+        assert!(t["prediction"]["outcomes"].is_array(), "{t}");
+        assert!(t["prediction"]["byte_identical_after_repair"].is_boolean());
+    }
+}
+
+/// Runs qfault with files capped at `limit` bytes (`RLIMIT_FSIZE`, SIGXFSZ
+/// ignored): writing past it fails with EFBIG, a real I/O error in the
+/// middle of writing.
+pub fn qfault_with_file_limit<I, S>(args: I, limit: u64) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    use std::os::unix::process::CommandExt;
+    let mut c = cmd(qfault_bin(), args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    run_any(&mut c)
 }
