@@ -53,6 +53,15 @@ pub fn print_prediction(p: &Prediction, indent: &str) {
     if p.byte_identical_after_repair {
         println!("{indent}the repair restores the base byte for byte");
     }
+    let mut versions: Vec<&str> = Vec::new();
+    for v in p.outcomes.iter().filter_map(|o| o.verified_with.as_deref()) {
+        if !versions.contains(&v) {
+            versions.push(v);
+        }
+    }
+    if !versions.is_empty() {
+        println!("{indent}verified with {}", versions.join(", "));
+    }
     for n in &p.notes {
         println!("{indent}{n}");
     }

@@ -101,6 +101,44 @@ pub struct Outcome {
     pub exit_code: i32,
     /// Its key line of output, when it prints one worth matching.
     pub message: Option<String>,
+    /// The tool and version this prediction was verified against
+    /// (`"ntfs-3g 2022.10.3"`, see [`VERIFIED_WITH`]); other versions may
+    /// print other messages.
+    pub verified_with: Option<String>,
+}
+
+/// The tool versions every prediction was verified against with the real
+/// tools (Debian 12 packages; `shared/catalogue/README.md` and the
+/// real-tool tests): tool name, then package and version.
+pub const VERIFIED_WITH: &[(&str, &str)] = &[
+    ("blkid", "util-linux 2.38.1"),
+    ("mount", "util-linux 2.38.1"),
+    ("sfdisk", "util-linux 2.38.1"),
+    ("fdisk", "util-linux 2.38.1"),
+    ("ntfs-3g", "ntfs-3g 2022.10.3"),
+    ("ntfsfix", "ntfs-3g 2022.10.3"),
+    ("ntfsresize", "ntfs-3g 2022.10.3"),
+    ("ntfsclone", "ntfs-3g 2022.10.3"),
+    ("ntfsinfo", "ntfs-3g 2022.10.3"),
+    ("e2fsck", "e2fsprogs 1.47.0"),
+    ("xfs_repair", "xfsprogs 6.1.0"),
+    ("btrfs", "btrfs-progs 6.2"),
+    ("cryptsetup", "cryptsetup 2.6.1"),
+    ("sgdisk", "gdisk 1.0.9"),
+    ("gdisk", "gdisk 1.0.9"),
+    ("parted", "parted 3.5"),
+    ("fsck.fat", "dosfstools 4.2"),
+    ("fsck.exfat", "exfatprogs 1.2.0"),
+    ("exfat-fuse", "exfat-fuse 1.3.0"),
+    ("mtools", "mtools 4.0.32"),
+];
+
+/// The package and version `tool`'s predictions were verified against.
+pub fn verified_with(tool: &str) -> Option<&'static str> {
+    VERIFIED_WITH
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map(|(_, v)| *v)
 }
 
 impl Outcome {
@@ -120,6 +158,7 @@ impl Outcome {
             result,
             exit_code,
             message: (!message.is_empty()).then(|| message.to_string()),
+            verified_with: verified_with(tool).map(str::to_string),
         }
     }
 
@@ -209,11 +248,26 @@ mod tests {
             v,
             serde_json::json!({"role": "after-repair", "tool": "ntfs-3g",
                 "command": "ntfs-3g PART MNT", "result": "read-write",
-                "exit_code": 0, "message": null})
+                "exit_code": 0, "message": null,
+                "verified_with": "ntfs-3g 2022.10.3"})
         );
         let b = serde_json::to_value(Outcome::blkid(None)).unwrap();
         assert_eq!(b["result"], serde_json::Value::Null);
         assert_eq!(b["exit_code"], 2);
+    }
+
+    #[test]
+    fn every_catalogued_tool_has_a_verified_version() {
+        for r in crate::recipe::RECIPES {
+            for o in r.catalogue().outcomes {
+                assert!(
+                    o.verified_with.is_some(),
+                    "{}: add {} to VERIFIED_WITH",
+                    r.name(),
+                    o.tool
+                );
+            }
+        }
     }
 
     #[test]
