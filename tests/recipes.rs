@@ -11,15 +11,33 @@ use common::*;
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// One set of parameters per registry recipe, on the shipped sample
-/// (partition 2 is NTFS "C" at 17 MiB). A recipe added to the registry
-/// without a row here fails `every_registry_recipe_has_a_conformance_case`.
-const CASES: &[(&str, &str)] = &[
-    ("empty", "empty"),
-    ("zero", "zero --offset 8s --length 512 --partition 2"),
-    ("write", "write --offset 1M --from payload.bin"),
-    ("ntfs-boot", "ntfs-boot --partition 2"),
+/// One set of parameters per registry recipe, and the base it runs on (a
+/// name [`fixture`] knows; `sample` is the shipped sample, whose partition 2
+/// is NTFS "C" at 17 MiB). A recipe added to the registry without a row here
+/// fails `every_registry_recipe_has_a_conformance_case`.
+const CASES: &[(&str, &str, &str)] = &[
+    ("empty", "empty", "sample"),
+    ("zero", "zero --offset 8s --length 512 --partition 2", "sample"),
+    ("write", "write --offset 1M --from payload.bin", "sample"),
+    ("ntfs-boot", "ntfs-boot --partition 2", "sample"),
 ];
+
+/// The base image named `name` in a CASES row, made in `dir` (once per
+/// name: later calls return the same file). Its file name is what a manifest
+/// in `dir` names as `base`.
+fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
+    let path = dir.join(format!("{name}.qcow2"));
+    if path.exists() {
+        return path;
+    }
+    match name {
+        "sample" => {
+            std::fs::copy(sample_image(), &path).unwrap();
+        }
+        other => panic!("no fixture named {other}: add it to fixture()"),
+    }
+    path
+}
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -78,9 +96,13 @@ fn inject_chain_and_manifest_write_byte_identical_overlays() {
     if !require_tools(&["qemu-img"]) {
         return;
     }
-    let (dir, base, guard) = work();
+    let (dir, _, guard) = work();
     let w = dir.path();
-    for (name, words) in CASES {
+    // Every base is made and hashed before qfault runs on any of them.
+    let bases: Vec<PathBuf> = CASES.iter().map(|c| fixture(c.2, w)).collect();
+    let base_refs: Vec<&std::path::Path> = bases.iter().map(PathBuf::as_path).collect();
+    let fixtures = BaseGuard::new(&base_refs);
+    for ((name, words, fixture_name), base) in CASES.iter().zip(&bases) {
         let args: Vec<&str> = words.split_whitespace().skip(1).collect();
         // Every output one directory below the base: same backing name.
         let injected = w.join("i").join(format!("{name}.qcow2"));
@@ -139,7 +161,7 @@ fn inject_chain_and_manifest_write_byte_identical_overlays() {
         std::fs::write(
             &manifest,
             format!(
-                "[[image]]\nbase = \"sample.qcow2\"\noutput = \"m/{name}.qcow2\"\n{}\n",
+                "[[image]]\nbase = \"{fixture_name}.qcow2\"\noutput = \"m/{name}.qcow2\"\n{}\n",
                 toml_fields(words)
             ),
         )
@@ -160,6 +182,7 @@ fn inject_chain_and_manifest_write_byte_identical_overlays() {
         assert_qemu_img_check_clean(&injected);
     }
     guard.assert_unchanged();
+    fixtures.assert_unchanged();
 }
 
 #[test]
