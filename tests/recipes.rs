@@ -17,7 +17,11 @@ use std::path::PathBuf;
 /// fails `every_registry_recipe_has_a_conformance_case`.
 const CASES: &[(&str, &str, &str)] = &[
     ("empty", "empty", "sample"),
-    ("zero", "zero --offset 8s --length 512 --partition 2", "sample"),
+    (
+        "zero",
+        "zero --offset 8s --length 512 --partition 2",
+        "sample",
+    ),
     ("write", "write --offset 1M --from payload.bin", "sample"),
     ("ntfs-boot", "ntfs-boot --partition 2", "sample"),
 ];
