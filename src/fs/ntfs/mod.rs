@@ -8,7 +8,13 @@
 //! - `ntfsfix.rs`, the repair tool's rules: ntfsfix's boot-sector repair
 //!   predicted ([`predict_ntfsfix`], [`NtfsfixPrediction`]);
 //! - `probe.rs`, blkid's NTFS probe ([`probe`], [`NtfsGeometry`]);
-//! - [`volume`], the volume opened with a pure-Rust reader ([`read_volume`]).
+//! - [`volume`], the volume opened with a pure-Rust reader ([`read_volume`]);
+//! - [`record`], MFT records read through the volume (fixups, attributes,
+//!   data runs, attribute lists);
+//! - [`logfile`], `$LogFile`'s restart pages (read, and the synthetic
+//!   unclean page the journal recipes write);
+//! - [`state`], the volume's state as the tools judge it ([`NtfsState`]);
+//! - [`tools`], what ntfs-3g, ntfsfix and ntfsresize do with a state.
 //!
 //! Sources (read, not copied): ntfs-3g 2022.10.3 `include/ntfs-3g/layout.h`
 //! (`NTFS_BOOT_SECTOR`), `libntfs-3g/bootsect.c` (`ntfs_boot_sector_is_ntfs`,
@@ -20,8 +26,12 @@
 //! and the $MFT/$MFTMirr location check of `ntfs_boot_sector_is_ntfs`).
 
 mod boot;
+pub mod logfile;
 mod ntfsfix;
 mod probe;
+pub mod record;
+pub mod state;
+pub mod tools;
 pub mod volume;
 
 pub use boot::{
@@ -35,6 +45,7 @@ pub use ntfsfix::{
 pub use probe::{
     probe, NtfsGeometry, ATTR_END, ATTR_VOLUME_NAME, MAX_PROBE_RECORD_SIZE, MFT_RECORD_VOLUME,
 };
+pub use state::{HiberState, NtfsState};
 pub use volume::{read_volume, VolumeSummary};
 
 #[cfg(test)]

@@ -1,17 +1,37 @@
 //! Opening an NTFS volume with a pure-Rust reader (the `ntfs` crate): the
 //! proof that a (repaired) volume is readable, without mounting anything.
 
+use super::record::FILE_FIRST_USER;
 use crate::error::{Error, Result};
 use crate::image::{BlockCache, Cursor, ReadAt};
+use crate::overlay::{Patch, Preview};
 use ::ntfs::structured_values::NtfsFileNamespace;
 use ::ntfs::Ntfs;
+
+/// The boot sector's end marker, where the `ntfs` crate requires it.
+const END_MARKER_AT: u64 = 510;
+
+/// `part` as the `ntfs` crate should see it: with the 0x55AA end marker in
+/// sector 0, which ntfs-3g and ntfsfix do not require (bootsect.c only logs
+/// its absence) but the crate does.
+pub fn crate_view<R: ReadAt>(part: R) -> Preview<'static, R> {
+    Preview::new(
+        part,
+        vec![Patch::Data {
+            offset: END_MARKER_AT,
+            bytes: vec![0x55, 0xAA],
+        }],
+    )
+}
 
 /// What a pure-Rust NTFS reader sees in a volume.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VolumeSummary {
     /// The volume label ($Volume's name), if any.
     pub label: Option<String>,
-    /// Root directory entries a mount would show (no `$` system files, no DOS 8.3 aliases), sorted.
+    /// Root directory entries a mount would show, sorted: ntfs-3g hides the
+    /// system files (MFT records below 16, `$MFT` … `$Extend`) and DOS 8.3
+    /// aliases, but shows other names starting with `$` (`$RECYCLE.BIN`).
     pub root_entries: Vec<String>,
 }
 
@@ -19,7 +39,7 @@ pub struct VolumeSummary {
 /// label and lists its root directory.
 pub fn read_volume<R: ReadAt>(part: R) -> Result<VolumeSummary> {
     // The crate reads structures field by field: cache blocks, not bytes.
-    let mut fs = Cursor::new(BlockCache::new(part));
+    let mut fs = Cursor::new(BlockCache::new(crate_view(part)));
     // The ntfs crate is not hardened against every malformed structure; a
     // panic in it must not take the caller down.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| summarize(&mut fs)))
@@ -52,7 +72,7 @@ fn summarize<T: std::io::Read + std::io::Seek>(
             continue;
         }
         let name = key.name().to_string_lossy();
-        if name.starts_with('$') || name == "." {
+        if entry.file_reference().file_record_number() < FILE_FIRST_USER || name == "." {
             continue;
         }
         names.push(name);
