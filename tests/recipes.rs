@@ -24,6 +24,25 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     ("write", "write --offset 1M --from payload.bin", "sample"),
     ("ntfs-boot", "ntfs-boot --partition 2", "sample"),
+    (
+        "ntfs-fast-startup",
+        "ntfs-fast-startup --partition 2",
+        "sample",
+    ),
+    (
+        "ntfs-unclean-journal",
+        "ntfs-unclean-journal --partition 2",
+        "sample",
+    ),
+    ("ntfs-hibernated", "ntfs-hibernated", "ntfs-hiberfil"),
+    ("ntfs-dirty", "ntfs-dirty --partition 2", "sample"),
+    ("ntfs-mftmirr", "ntfs-mftmirr --partition 1", "sample"),
+    ("ntfs-boot-both", "ntfs-boot-both --partition 2", "sample"),
+    (
+        "ntfs-backup-boot",
+        "ntfs-backup-boot --partition 2",
+        "sample",
+    ),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -38,9 +57,33 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
         "sample" => {
             std::fs::copy(sample_image(), &path).unwrap();
         }
+        "ntfs-hiberfil" => ntfs_hiberfil_disk(dir, &path),
         other => panic!("no fixture named {other}: add it to fixture()"),
     }
     path
+}
+
+/// A 24 MiB unpartitioned NTFS disk (mkntfs) holding a 64 KiB
+/// `hiberfil.sys` written through a real ntfs-3g mount, as `path` (qcow2).
+fn ntfs_hiberfil_disk(dir: &std::path::Path, path: &std::path::Path) {
+    assert!(
+        require_tools(&["mkntfs", "ntfs-3g", "umount"]),
+        "the ntfs-hiberfil fixture needs mkntfs and ntfs-3g"
+    );
+    let raw = dir.join("ntfs-hiberfil.raw");
+    sparse_file(&raw, 24 << 20);
+    run(&mut cmd(
+        "mkntfs",
+        ["-F", "-Q", "-q", raw.to_str().unwrap()],
+    ));
+    let mnt = dir.join("ntfs-hiberfil.mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run(&mut cmd("ntfs-3g", [raw.as_os_str(), mnt.as_os_str()]));
+    let written = std::fs::write(mnt.join("hiberfil.sys"), vec![0u8; 65536]);
+    run(&mut cmd("umount", [mnt.as_os_str()]));
+    written.unwrap();
+    qemu_img_to_qcow2(&raw, path, &[]);
+    std::fs::remove_file(&raw).unwrap();
 }
 
 fn json(out: &std::process::Output) -> Value {
@@ -142,6 +185,21 @@ fn inject_chain_and_manifest_write_byte_identical_overlays() {
             }
         }
         assert!(report["timings"].is_object());
+        // What `qfault recipes` lists is what the recipe predicts on its
+        // typical target (here, this fixture).
+        let catalogue = json(&qfault_expect(["recipes", "--json"], 0));
+        let listed = catalogue["recipes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == *name)
+            .unwrap();
+        if !listed["outcomes"].as_array().unwrap().is_empty() {
+            assert_eq!(
+                listed["outcomes"], report["output"]["targets"][0]["prediction"]["outcomes"],
+                "{name}: the catalogue's outcomes are not what it predicts on {fixture_name}"
+            );
+        }
 
         let each = words.replace("payload.bin", w.join("payload.bin").to_str().unwrap());
         let chain_dir = w.join(format!("c-{name}"));

@@ -17,11 +17,23 @@
 //!
 //! - [`empty`], [`zero`], [`write`](mod@write): plain overlays.
 //! - [`ntfs_boot`]: zero the NTFS primary boot sector; `ntfsfix` repairs it.
+//! - The NTFS states, sharing [`ntfs`]'s selection and state prediction:
+//!   [`ntfs_fast_startup`], [`ntfs_unclean_journal`], [`ntfs_hibernated`],
+//!   [`ntfs_dirty`], [`ntfs_mftmirr`], [`ntfs_boot_both`] (must fail),
+//!   [`ntfs_backup_boot`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
 pub mod empty;
+pub mod ntfs;
+pub mod ntfs_backup_boot;
 pub mod ntfs_boot;
+pub mod ntfs_boot_both;
+pub mod ntfs_dirty;
+pub mod ntfs_fast_startup;
+pub mod ntfs_hibernated;
+pub mod ntfs_mftmirr;
+pub mod ntfs_unclean_journal;
 pub mod predict;
 pub mod prediction;
 pub mod select;
@@ -116,6 +128,13 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<zero::Zero>::NEW,
     &spec::Entry::<write::Write>::NEW,
     &spec::Entry::<ntfs_boot::NtfsBoot>::NEW,
+    &spec::Entry::<ntfs_fast_startup::NtfsFastStartup>::NEW,
+    &spec::Entry::<ntfs_unclean_journal::NtfsUncleanJournal>::NEW,
+    &spec::Entry::<ntfs_hibernated::NtfsHibernated>::NEW,
+    &spec::Entry::<ntfs_dirty::NtfsDirty>::NEW,
+    &spec::Entry::<ntfs_mftmirr::NtfsMftmirr>::NEW,
+    &spec::Entry::<ntfs_boot_both::NtfsBootBoth>::NEW,
+    &spec::Entry::<ntfs_backup_boot::NtfsBackupBoot>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.

@@ -16,6 +16,7 @@ use super::{
     Verdict,
 };
 use crate::error::{Error, Result};
+use crate::fs::ntfs::tools;
 use crate::fs::ntfs::NtfsfixOutcome;
 use crate::image::{ReadAt, Window};
 use crate::overlay::{Patch, Preview};
@@ -84,6 +85,7 @@ impl Recipe for NtfsBoot {
             outcomes: vec![
                 Outcome::blkid(None),
                 mount_refused(),
+                util_linux_mount_refused(),
                 Outcome::new(
                     Role::Repair,
                     "ntfsfix",
@@ -99,6 +101,14 @@ impl Recipe for NtfsBoot {
                     Verdict::ReadWrite,
                     0,
                     "",
+                ),
+                Outcome::new(
+                    Role::AfterRepair,
+                    "ntfsresize",
+                    "ntfsresize -i PART",
+                    Verdict::Refused,
+                    1,
+                    tools::SCHEDULED_FOR_CHECK,
                 ),
             ],
             repair: Some("ntfsfix PART"),
@@ -208,13 +218,16 @@ impl Recipe for NtfsBoot {
         ntfs_prediction(&mut view)
     }
 
+    /// Every NTFS partition, in whatever state the NTFS recipes left it
+    /// (the state model delegates to this recipe's boot-sector model when
+    /// sector 0 does not load).
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
         if partition.fstype() != Some("ntfs") {
             return Ok(None);
         }
         let p = &partition.partition;
         let mut view = Window::new(now, p.start, p.size)?;
-        ntfs_prediction(&mut view).map(Some)
+        super::ntfs::state_prediction(&mut view).map(Some)
     }
 }
 
@@ -233,6 +246,19 @@ fn mount_refused() -> Outcome {
         Verdict::Refused,
         12,
         NO_SIGNATURE,
+    )
+}
+
+/// util-linux's `mount` on a partition nothing identifies: it tries every
+/// kernel filesystem and gives up (util-linux 2.38's message, exit 32).
+pub(crate) fn util_linux_mount_refused() -> Outcome {
+    Outcome::new(
+        Role::Mount,
+        "mount",
+        "mount PART MNT",
+        Verdict::Refused,
+        32,
+        "wrong fs type, bad option, bad superblock",
     )
 }
 
@@ -302,6 +328,22 @@ fn outcomes(identified: Option<&str>, n: &NtfsPrediction) -> Prediction {
         ),
     };
     let mut notes = Vec::new();
+    let mut outcomes = vec![Outcome::blkid(identified), mount];
+    if identified.is_none() {
+        outcomes.push(util_linux_mount_refused());
+    }
+    outcomes.push(repair);
+    outcomes.push(after);
+    if n.after_repair.is_some() {
+        outcomes.push(Outcome::new(
+            Role::AfterRepair,
+            "ntfsresize",
+            "ntfsresize -i PART",
+            Verdict::Refused,
+            1,
+            tools::SCHEDULED_FOR_CHECK,
+        ));
+    }
     if let NtfsfixOutcome::Rewritten {
         lba,
         number_of_sectors,
@@ -329,8 +371,14 @@ fn outcomes(identified: Option<&str>, n: &NtfsPrediction) -> Prediction {
         }
         (None, None) => notes.push(format!("ntfsfix fails: {}", n.ntfsfix.summary())),
     }
+    if n.after_repair.is_some() {
+        notes.push(
+            "ntfsfix also empties $LogFile, copies $MFT's first records over $MFTMirr and sets the dirty flag: the repaired partition differs from the base there, and ntfsresize and ntfsclone refuse until `ntfsfix -d`"
+                .to_string(),
+        );
+    }
     Prediction {
-        outcomes: vec![Outcome::blkid(identified), mount, repair, after],
+        outcomes,
         byte_identical_after_repair: false,
         notes,
     }

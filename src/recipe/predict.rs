@@ -97,7 +97,7 @@ pub fn predict_mount(sector0: &[u8]) -> MountPrediction {
     if sector0.len() < BOOT_SECTOR_SIZE || &sector0[3..11] != OEM_ID {
         return MountPrediction {
             mounts: false,
-            detail: "fails: the NTFS signature is missing (ntfs-3g: \"NTFS signature is missing\"; mount without -t: \"you must specify the filesystem type\")".into(),
+            detail: "fails: the NTFS signature is missing (ntfs-3g: \"NTFS signature is missing\", exit 12; util-linux 2.38 mount: \"wrong fs type, bad option, bad superblock\", exit 32)".into(),
         };
     }
     match NtfsBootSector::parse(sector0).map(|b| b.check()) {

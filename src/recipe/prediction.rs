@@ -216,12 +216,17 @@ impl Prediction {
         }
     }
 
-    /// Whether the named repair brings the target back: the repair repairs
-    /// (or is not needed) and nothing after it is refused.
+    /// Whether a named repair brings the target back: one of the repairs
+    /// repairs (or none is needed) and the first after-repair outcome is not
+    /// refused.
     pub fn repairable(&self) -> bool {
-        let repair_ok = self
-            .outcome(Role::Repair)
-            .is_none_or(|o| matches!(o.result, Verdict::Repairs | Verdict::NotNeeded));
+        let mut repairs = self
+            .outcomes
+            .iter()
+            .filter(|o| o.role == Role::Repair)
+            .peekable();
+        let repair_ok = repairs.peek().is_none()
+            || repairs.any(|o| matches!(o.result, Verdict::Repairs | Verdict::NotNeeded));
         let after_ok = self
             .outcome(Role::AfterRepair)
             .is_none_or(|o| o.result != Verdict::Refused);

@@ -1,0 +1,124 @@
+//! The `ntfs-unclean-journal` recipe: make the journal say "not cleanly shut down".
+//!
+//! `$LogFile`'s first restart page becomes a version 1.1 page with a client
+//! in use and no clean flag (a crash or power cut). A read-only mount is
+//! silent; a read-write ntfs-3g mount resets the journal itself ("The file
+//! system wasn't safely closed on Windows. Fixing."); `ntfsfix` empties it.
+//! Verified in `shared/catalogue/ntfs-unclean-journal.sh` and by `tests/ntfs_recipes.rs`.
+
+use super::ntfs::{self, NtfsTarget};
+use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
+use crate::error::{Error, Result};
+use crate::fs::ntfs::tools;
+use crate::fs::ntfs::NtfsState;
+use crate::image::ReadAt;
+use crate::overlay::Patch;
+
+/// `ntfs-unclean-journal`: an unclean journal.
+pub struct NtfsUncleanJournal;
+
+/// Parameters of `ntfs-unclean-journal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, serde::Serialize)]
+pub struct NtfsUncleanJournalParams {
+    /// Which NTFS partitions.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub target: NtfsTarget,
+}
+
+impl Recipe for NtfsUncleanJournal {
+    type Params = NtfsUncleanJournalParams;
+    const NAME: &'static str = "ntfs-unclean-journal";
+    const ABOUT: &'static str =
+        "Make $LogFile say unclean shutdown: a read-write mount or ntfsfix resets it";
+    const REPEATABLE: bool = false;
+
+    fn catalogue() -> Catalogue {
+        Catalogue {
+            targets: "ntfs",
+            damage: "$LogFile's first restart page: version 1.1, a client in use, not clean",
+            outcomes: vec![
+                Outcome::new(Role::Identify, "blkid", "blkid -p PART", Verdict::Identifies(Some("ntfs".into())), 0, ""),
+                Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadWrite, 0, tools::FIXING_JOURNAL),
+                Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g -o ro PART MNT", Verdict::ReadOnly, 0, ""),
+                Outcome::new(Role::Repair, "ntfsfix", "ntfsfix PART", Verdict::Repairs, 0, tools::EMPTY_JOURNAL),
+                Outcome::new(Role::AfterRepair, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadWrite, 0, ""),
+                Outcome::new(Role::AfterRepair, "ntfsresize", "ntfsresize -i PART", Verdict::Refused, 1, tools::SCHEDULED_FOR_CHECK),
+            ],
+            repair: Some("ntfsfix PART"),
+            preconditions: vec![
+                "the partition holds NTFS with 512-byte sectors and a non-resident $LogFile of at least 8 KiB",
+            ],
+        }
+    }
+
+    fn plan(p: &NtfsUncleanJournalParams, disk: &mut dyn ReadAt) -> Result<Plan> {
+        ntfs::plan(Self::NAME, &p.target, disk, &damage, &expect)
+    }
+
+    fn predict(
+        _: &NtfsUncleanJournalParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
+        ntfs::predict_target(target, damaged)
+    }
+}
+
+fn damage(state: &NtfsState, _: &mut dyn ReadAt) -> Result<Vec<Patch>> {
+    journal_patches(state, 1, 1)
+}
+
+/// The patches writing an unclean restart page of version `major.minor`
+/// over the first 4 KiB of `$LogFile` (shared with `ntfs-fast-startup`).
+pub(crate) fn journal_patches(state: &NtfsState, major: i16, minor: i16) -> Result<Vec<Patch>> {
+    use crate::fs::ntfs::logfile::{unclean_restart_page, RESTART_PAGE_SIZE};
+    let log = state
+        .places
+        .logfile
+        .as_ref()
+        .ok_or_else(|| Error::Refused("$LogFile was not found".into()))?;
+    if log.resident || !log.plain || log.size < 2 * RESTART_PAGE_SIZE as u64 {
+        return Err(Error::Refused(
+            "$LogFile's data is resident, compressed or shorter than two restart pages".into(),
+        ));
+    }
+    if !matches!(state.log, crate::fs::ntfs::logfile::LogState::Clean) {
+        return Err(Error::Refused(format!(
+            "the journal is already {}",
+            state.log.describe()
+        )));
+    }
+    let page = unclean_restart_page(log.size, major, minor);
+    ntfs::stream_patches(state, &log.runs, &page)
+}
+
+fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    match p.outcome(Role::Mount) {
+        Some(o)
+            if o.result == Verdict::ReadWrite
+                && o.message.as_deref() == Some(tools::FIXING_JOURNAL) =>
+        {
+            Ok(())
+        }
+        _ => Err("the read-write mount would not reset the journal".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::Spec;
+
+    #[test]
+    fn describe_round_trips() {
+        for text in [
+            "ntfs-unclean-journal",
+            "ntfs-unclean-journal --partition 2",
+            "ntfs-unclean-journal --all",
+        ] {
+            let s = Spec::parse(text).unwrap();
+            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
+        }
+        assert!(Spec::parse("ntfs-unclean-journal --partition 2 --all").is_err());
+    }
+}
