@@ -487,6 +487,62 @@ recipe_test!(
     [("mount", "refused"), ("repair", "repairs")]
 );
 
+/// The Windows-made volume of `testdata/external/dfvfs` (unpartitioned,
+/// partition 0) under a chain.
+fn windows_fixture() -> Fixture {
+    let dir = tmpdir();
+    let base = dir.path().join("base.qcow2");
+    std::fs::copy(
+        repo_root().join("testdata/external/dfvfs/windows_volume.qcow2"),
+        &base,
+    )
+    .unwrap();
+    let top = dir.path().join("mid.qcow2");
+    qemu_img_create_overlay(&top, "base.qcow2", "qcow2", &[], "35913728");
+    let guard = BaseGuard::new(&[&base, &top]);
+    Fixture {
+        dir,
+        top,
+        number: 0,
+        start: 0,
+        size: 35_913_728,
+        guard,
+    }
+}
+
+/// Predictions hold on a volume Windows made, not only on mkntfs's: every
+/// recipe that applies to it (it has no hiberfil.sys), proven for real.
+#[test]
+fn windows_made_volume_every_recipe() {
+    if !require_tools(TOOLS) || !fuse_or_skip() {
+        return;
+    }
+    for recipe in [
+        "ntfs-boot",
+        "ntfs-fast-startup",
+        "ntfs-unclean-journal",
+        "ntfs-dirty",
+        "ntfs-mftmirr",
+        "ntfs-boot-both",
+        "ntfs-backup-boot",
+    ] {
+        check_recipe(&windows_fixture(), recipe, &[]);
+    }
+    let f = windows_fixture();
+    let out = f.dir.path().join("h.qcow2");
+    let o = qfault_expect(
+        [
+            "inject",
+            "ntfs-hibernated",
+            f.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    assert!(text(&o).contains("no hiberfil.sys"), "{}", text(&o));
+}
+
 #[test]
 fn hibernated_refuses_a_volume_without_hiberfil_sys() {
     if !require_tools(TOOLS) || !fuse_or_skip() {
