@@ -4,10 +4,11 @@
 //!
 //! Compiled only with the `fuzzing` feature: not part of the library's API.
 
+use crate::fs::ntfs::bootfix::predict_ntfs;
 use crate::image::qcow2::Qcow2Image;
 use crate::image::storage::MemStorage;
 use crate::image::{Image, Layer, MemDisk, ReadAt, Window};
-use crate::recipe::{predict::predict_ntfs, select};
+use crate::recipe::select;
 
 /// qcow2 header and table parsing, then a bounded walk of the map and reads
 /// through the image held in `data`.

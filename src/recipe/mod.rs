@@ -34,7 +34,6 @@ pub mod ntfs_fast_startup;
 pub mod ntfs_hibernated;
 pub mod ntfs_mftmirr;
 pub mod ntfs_unclean_journal;
-pub mod predict;
 pub mod prediction;
 pub mod select;
 mod spec;

@@ -9,13 +9,13 @@
 //! opens with a pure-Rust NTFS reader. The tool outcomes are verified in
 //! `shared/catalogue/ntfs-boot.sh` and by `tests/ntfs_boot.rs`.
 
-use super::predict::{predict_ntfs, NtfsPrediction};
 use super::select::{self, Found, Selection};
 use super::{
     Catalogue, Outcome, PartitionRef, Plan, Prediction, Range, Recipe, Role, Skipped, Target,
     Verdict,
 };
 use crate::error::{Error, Result};
+use crate::fs::ntfs::bootfix::{predict_ntfs, NtfsPrediction};
 use crate::fs::ntfs::tools;
 use crate::fs::ntfs::NtfsfixOutcome;
 use crate::image::{ReadAt, Window};

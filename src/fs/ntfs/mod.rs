@@ -9,6 +9,8 @@
 //!   predicted ([`predict_ntfsfix`], [`NtfsfixPrediction`]);
 //! - `probe.rs`, blkid's NTFS probe ([`probe`], [`NtfsGeometry`]);
 //! - [`volume`], the volume opened with a pure-Rust reader ([`read_volume`]);
+//! - [`bootfix`], ntfsfix's boot-sector repair applied to a partition and
+//!   the repaired volume opened ([`bootfix::predict_ntfs`]);
 //! - [`record`], MFT records read through the volume (fixups, attributes,
 //!   data runs, attribute lists);
 //! - [`logfile`], `$LogFile`'s restart pages (read, and the synthetic
@@ -26,6 +28,7 @@
 //! and the $MFT/$MFTMirr location check of `ntfs_boot_sector_is_ntfs`).
 
 mod boot;
+pub mod bootfix;
 pub mod logfile;
 mod ntfsfix;
 mod probe;

@@ -1,16 +1,17 @@
-//! What `mount` and `ntfsfix` will do with an NTFS partition, predicted from
-//! its bytes, and what the volume looks like after ntfsfix's repair.
+//! ntfsfix's boot-sector repair applied to a partition: what `mount` and
+//! `ntfsfix` will do with a partition whose sector 0 may be broken, and what
+//! the volume looks like after the repair.
 //!
-//! The ntfsfix rules live in [`crate::fs::ntfs`] (see
+//! The rules are [`super::predict_ntfsfix_explained`]'s (see
 //! `shared/ntfsfix-facts.md`); here they are applied to a partition view and
 //! the repair is carried out in memory, so the repaired volume can be opened
 //! with a pure-Rust NTFS reader.
 
+use super::{
+    predict_ntfsfix_explained, read_volume, NtfsBootSector, NtfsfixOutcome, NtfsfixPrediction,
+    VolumeSummary, BOOT_SECTOR_SIZE, OEM_ID,
+};
 use crate::error::Result;
-use crate::fs::ntfs::predict_ntfsfix_explained;
-use crate::fs::ntfs::{NtfsfixOutcome, BOOT_SECTOR_SIZE, OEM_ID};
-use crate::fs::{read_volume, VolumeSummary};
-use crate::fs::{NtfsBootSector, NtfsfixPrediction};
 use crate::image::ReadAt;
 use crate::overlay::{Patch, Preview};
 
