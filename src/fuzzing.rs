@@ -55,6 +55,7 @@ pub fn ntfs_boot_sector(data: &[u8]) {
     let mut part = MemDisk(data.to_vec());
     let _ = crate::fs::predict_ntfsfix(&data[..512], &mut part);
     let _ = crate::fs::ntfs::probe(&mut part);
+    let _ = crate::recipe::ntfs::state_prediction(&mut part);
 }
 
 /// The inspect pipeline on the raw disk `data`: partition table, filesystem
@@ -67,6 +68,7 @@ pub fn inspect_pipeline(data: &[u8]) {
     for f in found.iter().filter(|f| f.fstype() == Some("ntfs")) {
         if let Ok(mut w) = Window::new(&mut disk, f.partition.start, f.partition.size) {
             let _ = predict_ntfs(&mut w, None);
+            let _ = crate::recipe::ntfs::state_prediction(&mut w);
         }
     }
 }

@@ -286,7 +286,15 @@ pub fn stream_patches(
         let lcn = run
             .lcn
             .ok_or_else(|| Error::Refused(format!("the stream is sparse at byte {pos}")))?;
-        let at = (lcn + vcn - run.vcn) * cs + pos % cs;
+        let at = lcn
+            .checked_add(vcn - run.vcn)
+            .and_then(|c| c.checked_mul(cs))
+            .and_then(|b| b.checked_add(pos % cs))
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "the stream's cluster at byte {pos} is out of range"
+                ))
+            })?;
         let n = (cs - pos % cs).min(bytes.len() as u64 - pos);
         let piece = bytes[pos as usize..(pos + n) as usize].to_vec();
         match out.last_mut() {

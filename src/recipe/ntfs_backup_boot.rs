@@ -75,7 +75,7 @@ fn damage(state: &NtfsState, part: &mut dyn ReadAt) -> Result<Vec<Patch>> {
     // number_of_sectors (offset 0x28).
     let boot = part.read_vec(0, 512)?;
     let volume_sectors = u64::from_le_bytes(boot[0x28..0x30].try_into().unwrap_or([0xFF; 8]));
-    if sectors <= volume_sectors {
+    if sectors <= volume_sectors.max(1) {
         return Err(Error::Refused(
             "the partition ends with the volume: ntfsfix would not check a backup boot sector"
                 .into(),

@@ -92,7 +92,7 @@ impl Recipe for NtfsBootBoth {
 }
 
 fn damage(_: &NtfsState, part: &mut dyn ReadAt) -> Result<Vec<Patch>> {
-    let last = part.size() / 512 - 1;
+    let last = (part.size() / 512).saturating_sub(1);
     Ok(vec![
         Patch::Zero {
             offset: 0,
