@@ -647,7 +647,8 @@ links = [
     assert!(
         table.contains(
             "  -> partition 2: blkid nothing (exit 2), ntfs-3g refused (exit 12), \
-             ntfsfix repairs (exit 0), ntfs-3g read-write (exit 0)\n"
+             mount refused (exit 32), ntfsfix repairs (exit 0), ntfs-3g read-write (exit 0), \
+             ntfsresize refused (exit 1)\n"
         ),
         "{table}"
     );
