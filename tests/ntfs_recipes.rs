@@ -757,7 +757,8 @@ fn state_model_survives_corrupted_metadata() {
     let state =
         qfault::fs::ntfs::NtfsState::read(&mut qfault::image::MemDisk(part.clone())).unwrap();
     let log = state.places.logfile.unwrap();
-    spans.push((log.runs[0].lcn.unwrap() as usize * 4096, 8192));
+    let log_at = log.runs[0].lcn.unwrap() as usize * 4096;
+    spans.push((log_at, 8192));
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         x ^= x << 13;
@@ -765,6 +766,13 @@ fn state_model_survives_corrupted_metadata() {
         x ^= x << 17;
         x
     };
+    // Two restart pages in the journal (mkntfs leaves it empty), so the
+    // restart-page checks are reached.
+    let mut part = part;
+    for (i, lsn) in [(0, 0x200_0000), (1, 0x200_1000)] {
+        let page = qfault::fs::ntfs::logfile::restart_page(log.size, 1, 1, i == 0, lsn);
+        part[log_at + i * 4096..log_at + (i + 1) * 4096].copy_from_slice(&page);
+    }
     // One copy, corrupted and restored in place: cloning 47 MiB per
     // variant would dominate the run.
     let mut d = qfault::image::MemDisk(part.clone());
@@ -780,9 +788,148 @@ fn state_model_survives_corrupted_metadata() {
                 _ => next() as u8,
             };
         }
-        let _ = qfault::recipe::ntfs::state_prediction(&mut d);
+        // A prediction, or an error saying the guest is bad: never a usage
+        // error (exit 2) for what an image says.
+        if let Err(e) = qfault::recipe::ntfs::state_prediction(&mut d) {
+            assert_eq!(e.kind(), qfault::error::ErrorKind::Malformed, "{e}");
+        }
         for at in changed {
             d.0[at] = part[at];
         }
     }
+}
+
+/// A new top link over `f.top` holding `patch(partition bytes)`'s changes,
+/// written with qemu-io; `f.top` becomes it (the guard still covers the
+/// base and the old top).
+fn add_link(f: &mut Fixture, name: &str, patch: impl FnOnce(&mut Vec<u8>)) {
+    let part = extract(f, &f.top, &format!("{name}-src"));
+    let mut bytes = std::fs::read(&part).unwrap();
+    patch(&mut bytes);
+    std::fs::write(&part, &bytes).unwrap();
+    let top = f.dir.path().join(format!("{name}.qcow2"));
+    let backing = f.top.file_name().unwrap().to_str().unwrap().to_string();
+    qemu_img_create_overlay(&top, &backing, "qcow2", &[], "48M");
+    run(&mut cmd(
+        "qemu-io",
+        [
+            "-f",
+            "qcow2",
+            "-c",
+            &format!("write -s {} {} {}", part.display(), f.start, f.size),
+            top.to_str().unwrap(),
+        ],
+    ));
+    f.top = top;
+}
+
+/// Where `$LogFile`'s data starts in a partition image (through qfault's
+/// own model; the tests below prove what the tools make of it).
+fn logfile_offset(part: &[u8]) -> usize {
+    let state =
+        qfault::fs::ntfs::NtfsState::read(&mut qfault::image::MemDisk(part.to_vec())).unwrap();
+    let cs = state.params.unwrap().cluster_size as usize;
+    state.places.logfile.unwrap().runs[0].lcn.unwrap() as usize * cs
+}
+
+/// Windows keeps two clean restart pages, the second usually the newer. A
+/// recipe writing only the first would change nothing; the journal recipes
+/// write both, and ntfs-3g agrees (the fixture's journal is first proven
+/// clean by a real read-write mount).
+#[test]
+fn journal_recipes_on_a_windows_like_two_page_journal() {
+    if !require_tools(TOOLS) || !fuse_or_skip() {
+        return;
+    }
+    for recipe in ["ntfs-fast-startup", "ntfs-unclean-journal"] {
+        let mut f = fixture(Table::Mbr, 4096, false);
+        add_link(&mut f, "twopages", |b| {
+            let at = logfile_offset(b);
+            let size = 2 << 20; // mkntfs's $LogFile on a 40 MiB volume
+            let p0 = qfault::fs::ntfs::logfile::restart_page(size, 1, 1, true, 0x200_0000);
+            let p1 = qfault::fs::ntfs::logfile::restart_page(size, 1, 1, true, 0x200_1000);
+            b[at..at + 4096].copy_from_slice(&p0);
+            b[at + 4096..at + 8192].copy_from_slice(&p1);
+        });
+        let clean = extract(&f, &f.top, "clean");
+        let mnt = f.dir.path().join("m");
+        run_outcome(
+            &serde_json::json!({"role": "mount", "command": "ntfs-3g PART MNT",
+                "result": "read-write", "exit_code": 0, "message": null}),
+            &clean,
+            &mnt,
+        );
+        let said = text(&run_any(&mut cmd(
+            "ntfs-3g",
+            [clean.as_os_str(), mnt.as_os_str()],
+        )));
+        run(&mut cmd("umount", [mnt.as_os_str()]));
+        assert!(
+            !said.contains("unclean"),
+            "the fixture's journal is not clean: {said}"
+        );
+        let d = f.dir.path();
+        f.guard = BaseGuard::new(&[d.join("base.qcow2"), d.join("mid.qcow2"), f.top.clone()]);
+        check_recipe(&f, recipe, &[("repair", "repairs")]);
+    }
+}
+
+/// ntfsfix's other branch: on a partition with no sector past the volume,
+/// it prints "Checking file system overflow... FAILED" and exits 1, `-n`
+/// too. The state model's prediction for such a volume (with `$MFTMirr`
+/// broken, so a repair is attempted) is proven with the real tools, and
+/// the recipes that promise a repair refuse it.
+#[test]
+fn a_volume_that_fills_its_partition_is_predicted_as_ntfsfix_sees_it() {
+    if !require_tools(TOOLS) || !fuse_or_skip() {
+        return;
+    }
+    let f = fixture(Table::Mbr, 4096, false);
+    // The partition as a one-sector-shorter device: it ends with the volume.
+    let full = extract(&f, &f.top, "full");
+    let mut bytes = std::fs::read(&full).unwrap();
+    bytes.truncate(bytes.len() - 512);
+    let number_of_sectors = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap());
+    assert_eq!(bytes.len() as u64 / 512, number_of_sectors);
+    let short = f.dir.path().join("short.raw");
+    std::fs::write(&short, &bytes).unwrap();
+    let clean =
+        qfault::recipe::ntfs::state_prediction(&mut qfault::image::MemDisk(bytes.clone())).unwrap();
+    let clean = serde_json::to_value(&clean).unwrap();
+    let role = |p: &Value, r: &str| -> Vec<Value> {
+        p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["role"] == r)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(role(&clean, "check")[0]["exit_code"], 1, "{clean:#}");
+    assert_eq!(
+        role(&clean, "repair")[0]["result"],
+        "cannot-repair",
+        "{clean:#}"
+    );
+    prove(&clean, &short);
+    // With $MFTMirr broken as ntfs-mftmirr breaks it.
+    let mut broken = bytes.clone();
+    let state =
+        qfault::fs::ntfs::NtfsState::read(&mut qfault::image::MemDisk(bytes.clone())).unwrap();
+    for &(at, n) in &state.places.mirror_si_time {
+        for b in &mut broken[at as usize..at as usize + n] {
+            *b = !*b;
+        }
+    }
+    let p = qfault::recipe::ntfs::state_prediction(&mut qfault::image::MemDisk(broken.clone()))
+        .unwrap();
+    let p = serde_json::to_value(&p).unwrap();
+    assert_eq!(role(&p, "mount")[0]["exit_code"], 13, "{p:#}");
+    assert_eq!(
+        role(&p, "repair")[0]["message"],
+        "Error: Failed to fix the alternate boot sector",
+        "{p:#}"
+    );
+    std::fs::write(&short, &broken).unwrap();
+    prove(&p, &short);
 }

@@ -8,10 +8,10 @@ use super::{ntfs_boot, PartitionRef, Plan, Prediction, Range, Role, Skipped, Tar
 use crate::error::{Error, Result};
 use crate::fs::ntfs::logfile::LogState;
 use crate::fs::ntfs::tools::{self, NtfsfixRun};
-use crate::fs::ntfs::{HiberState, NtfsState};
+use crate::fs::ntfs::{AltBoot, HiberState, NtfsState};
 use crate::image::{ReadAt, Window};
 use crate::overlay::{Patch, Preview};
-use crate::recipe::Outcome;
+use crate::recipe::{Outcome, Verdict};
 
 /// Which NTFS partitions a recipe damages (shared by the NTFS recipes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, serde::Serialize)]
@@ -116,6 +116,11 @@ fn plan_one(
     if let Some(c) = &state.corrupt {
         return Err(Error::Refused(format!("the volume does not load: {c}")));
     }
+    if let Some(why) = &state.unmodelled {
+        return Err(Error::Refused(format!(
+            "qfault cannot predict the tools on this volume: its {why}"
+        )));
+    }
     let local = damage(&state, &mut view)?;
     let patches: Vec<Patch> = local
         .into_iter()
@@ -159,6 +164,16 @@ fn plan_one(
     ))
 }
 
+/// Refuses a prediction where no repair works (for the recipes that promise
+/// one).
+pub fn repairable(p: &Prediction) -> std::result::Result<(), String> {
+    if p.repairable() {
+        Ok(())
+    } else {
+        Err("no repair would work on this volume".into())
+    }
+}
+
 /// Every NTFS recipe's `predict`: the state prediction of the target
 /// partition in `damaged`.
 pub fn predict_target(target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
@@ -183,10 +198,29 @@ pub fn state_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
         return ntfs_boot::ntfs_prediction(part);
     }
     let identified = crate::fs::probe(part)?;
-    let mut outcomes = vec![
-        Outcome::blkid(identified.as_ref().map(|f| f.fstype)),
-        tools::mount_rw(&state, Role::Mount),
-    ];
+    let mut outcomes = vec![Outcome::blkid(identified.as_ref().map(|f| f.fstype))];
+    let mut notes = Vec::new();
+    if let Some(why) = &state.unmodelled {
+        notes.push(format!(
+            "qfault does not model this volume's {why}: no mount or repair outcome is predicted"
+        ));
+        return Ok(Prediction {
+            outcomes,
+            byte_identical_after_repair: false,
+            notes,
+        });
+    }
+    outcomes.push(tools::mount_rw(&state, Role::Mount));
+    if let Some(why) = &state.corrupt {
+        notes.push(format!(
+            "the volume's system records do not load ({why}); qfault does not predict ntfsfix here"
+        ));
+        return Ok(Prediction {
+            outcomes,
+            byte_identical_after_repair: false,
+            notes,
+        });
+    }
     let hibernated = matches!(state.hiber, HiberState::Hibernated | HiberState::Short);
     match state.log {
         LogState::WindowsCache { .. } => {
@@ -201,60 +235,73 @@ pub fn state_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
         && state.mirror_mismatch.is_none()
         && state.log == LogState::Clean
         && !hibernated
-        && state.backup_boot_matches;
-    if !state.backup_boot_matches || state.mirror_mismatch.is_some() {
-        outcomes.push(tools::ntfsfix_check(&state));
+        && state.alt_boot == AltBoot::Matches;
+    if state.alt_boot != AltBoot::Matches || state.mirror_mismatch.is_some() {
+        outcomes.extend(tools::ntfsfix_check(&state));
     } else if only_dirty {
         outcomes.push(tools::ntfsresize_info(&state, Role::Check));
     }
-    let NtfsfixRun {
+    let Some(NtfsfixRun {
         outcome: fix,
         after,
         changes,
-    } = tools::ntfsfix(&state, only_dirty);
-    let fix_works = fix.result != super::Verdict::CannotRepair;
-    outcomes.push(fix);
-    let mut notes = Vec::new();
-    let after = if !fix_works && hibernated {
-        notes.push(format!(
-            "ntfsfix writes before it fails: it {}",
-            changes.join(", ")
-        ));
-        let remove = tools::mount_remove_hiberfile(&state, Role::Repair);
-        let works = remove.exit_code == 0;
-        outcomes.push(super::Outcome {
-            result: if works {
-                super::Verdict::Repairs
-            } else {
-                super::Verdict::CannotRepair
-            },
-            ..remove
+    }) = tools::ntfsfix(&state, only_dirty)
+    else {
+        return Ok(Prediction {
+            outcomes,
+            byte_identical_after_repair: false,
+            notes,
         });
-        works.then(|| {
-            notes.push("ntfs-3g -o remove_hiberfile deletes hiberfil.sys".into());
-            NtfsState {
-                hiber: HiberState::Absent,
-                ..state.clone()
-            }
-        })
-    } else {
-        if fix_works && !changes.is_empty() {
+    };
+    let fix_works = fix.result != Verdict::CannotRepair;
+    outcomes.push(fix);
+    let repaired = if fix_works {
+        if !changes.is_empty() {
             notes.push(format!("ntfsfix {}", changes.join(", ")));
         }
-        fix_works.then_some(after)
+        Some(after.clone())
+    } else {
+        if !changes.is_empty() {
+            notes.push(format!(
+                "ntfsfix writes before it fails: it {}",
+                changes.join(", ")
+            ));
+        }
+        if hibernated {
+            let remove = tools::mount_remove_hiberfile(&state, Role::Repair);
+            let works = remove.exit_code == 0;
+            outcomes.push(Outcome {
+                result: if works {
+                    Verdict::Repairs
+                } else {
+                    Verdict::CannotRepair
+                },
+                ..remove
+            });
+            works.then(|| {
+                notes.push("ntfs-3g -o remove_hiberfile deletes hiberfil.sys".into());
+                NtfsState {
+                    hiber: HiberState::Absent,
+                    ..state.clone()
+                }
+            })
+        } else {
+            None
+        }
     };
-    match after {
-        Some(after) => {
-            outcomes.push(tools::mount_rw(&after, Role::AfterRepair));
-            outcomes.push(tools::ntfsresize_info(&after, Role::AfterRepair));
-            if after.dirty {
+    match repaired {
+        Some(r) => {
+            outcomes.push(tools::mount_rw(&r, Role::AfterRepair));
+            outcomes.push(tools::ntfsresize_info(&r, Role::AfterRepair));
+            if r.dirty {
                 notes.push(
                     "the dirty flag stays set after the repair: ntfsresize and ntfsclone refuse until `ntfsfix -d`"
                         .into(),
                 );
             }
         }
-        None => outcomes.push(tools::mount_rw(&state, Role::AfterRepair)),
+        // No repair works: the volume as the last one tried left it.
+        None => outcomes.push(tools::mount_rw(&after, Role::AfterRepair)),
     }
     Ok(Prediction {
         outcomes,

@@ -97,6 +97,7 @@ fn damage(state: &NtfsState, part: &mut dyn ReadAt) -> Result<Vec<Patch>> {
 }
 
 fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    ntfs::repairable(p)?;
     match p.outcome(Role::Check) {
         Some(o) if o.result == Verdict::ReportsDamage => Ok(()),
         _ => Err("ntfsfix -n would not notice".into()),

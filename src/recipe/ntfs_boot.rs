@@ -373,7 +373,7 @@ fn outcomes(identified: Option<&str>, n: &NtfsPrediction) -> Prediction {
     }
     if n.after_repair.is_some() {
         notes.push(
-            "ntfsfix also empties $LogFile, copies $MFT's first records over $MFTMirr and sets the dirty flag: the repaired partition differs from the base there, and ntfsresize and ntfsclone refuse until `ntfsfix -d`"
+            "ntfsfix also empties $LogFile, rewrites $MFTMirr's copy of $Volume (and any mirror record that differs) and sets the dirty flag: the repaired partition differs from the base there, and ntfsresize and ntfsclone refuse until `ntfsfix -d`"
                 .to_string(),
         );
     }

@@ -120,6 +120,7 @@ fn damage(state: &NtfsState, _: &mut dyn ReadAt) -> Result<Vec<Patch>> {
 }
 
 fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    ntfs::repairable(p)?;
     match p.outcome(Role::Check) {
         Some(o) if o.tool == "ntfsresize" && o.result == Verdict::Refused => Ok(()),
         _ => Err("ntfsresize would not see the dirty flag".into()),

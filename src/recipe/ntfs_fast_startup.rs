@@ -1,6 +1,6 @@
 //! The `ntfs-fast-startup` recipe: make the journal say "Windows 8+ fast startup".
 //!
-//! `$LogFile`'s first restart page becomes a version 2.0 page with a client
+//! `$LogFile`'s two restart pages become a version 2.0 page with a client
 //! in use and no clean flag ([`crate::fs::ntfs::logfile::unclean_restart_page`]).
 //! A read-write ntfs-3g mount falls back to read-only and exits 0 ("Metadata
 //! kept in Windows cache, refused to mount."); `-o remove_hiberfile` is
@@ -36,7 +36,7 @@ impl Recipe for NtfsFastStartup {
     fn catalogue() -> Catalogue {
         Catalogue {
             targets: "ntfs",
-            damage: "$LogFile's first restart page: version 2.0, a client in use, not clean",
+            damage: "$LogFile's two restart pages: version 2.0, a client in use, not clean",
             outcomes: vec![
                 Outcome::new(Role::Identify, "blkid", "blkid -p PART", Verdict::Identifies(Some("ntfs".into())), 0, ""),
                 Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadOnly, 0, tools::WINDOWS_CACHE),
@@ -47,7 +47,7 @@ impl Recipe for NtfsFastStartup {
             ],
             repair: Some("ntfsfix PART"),
             preconditions: vec![
-                "the partition holds NTFS with 512-byte sectors and a non-resident $LogFile of at least 8 KiB",
+                "the partition holds NTFS with 512-byte sectors and a non-resident $LogFile of at least 200 KiB (as ntfs-3g requires)",
             ],
         }
     }
@@ -70,6 +70,7 @@ fn damage(state: &NtfsState, _: &mut dyn ReadAt) -> Result<Vec<Patch>> {
 }
 
 fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    ntfs::repairable(p)?;
     match p.outcome(Role::Mount) {
         Some(o)
             if o.result == Verdict::ReadOnly

@@ -140,6 +140,7 @@ fn damage(state: &NtfsState, _: &mut dyn ReadAt) -> Result<Vec<Patch>> {
 }
 
 fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    ntfs::repairable(p)?;
     match p.outcome(Role::Mount) {
         Some(o)
             if o.result == Verdict::ReadOnly && o.message.as_deref() == Some(tools::HIBERNATED) =>

@@ -126,6 +126,7 @@ fn damage(state: &NtfsState, part: &mut dyn ReadAt) -> Result<Vec<Patch>> {
 }
 
 fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    ntfs::repairable(p)?;
     match p.outcome(Role::Mount) {
         Some(o) if o.exit_code == 13 => Ok(()),
         _ => Err("ntfs-3g would not see the mismatch".into()),

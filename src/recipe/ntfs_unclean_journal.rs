@@ -1,6 +1,6 @@
 //! The `ntfs-unclean-journal` recipe: make the journal say "not cleanly shut down".
 //!
-//! `$LogFile`'s first restart page becomes a version 1.1 page with a client
+//! `$LogFile`'s two restart pages become a version 1.1 page with a client
 //! in use and no clean flag (a crash or power cut). A read-only mount is
 //! silent; a read-write ntfs-3g mount resets the journal itself ("The file
 //! system wasn't safely closed on Windows. Fixing."); `ntfsfix` empties it.
@@ -36,7 +36,7 @@ impl Recipe for NtfsUncleanJournal {
     fn catalogue() -> Catalogue {
         Catalogue {
             targets: "ntfs",
-            damage: "$LogFile's first restart page: version 1.1, a client in use, not clean",
+            damage: "$LogFile's two restart pages: version 1.1, a client in use, not clean",
             outcomes: vec![
                 Outcome::new(Role::Identify, "blkid", "blkid -p PART", Verdict::Identifies(Some("ntfs".into())), 0, ""),
                 Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadWrite, 0, tools::FIXING_JOURNAL),
@@ -47,7 +47,7 @@ impl Recipe for NtfsUncleanJournal {
             ],
             repair: Some("ntfsfix PART"),
             preconditions: vec![
-                "the partition holds NTFS with 512-byte sectors and a non-resident $LogFile of at least 8 KiB",
+                "the partition holds NTFS with 512-byte sectors and a non-resident $LogFile of at least 200 KiB (as ntfs-3g requires)",
             ],
         }
     }
@@ -70,18 +70,21 @@ fn damage(state: &NtfsState, _: &mut dyn ReadAt) -> Result<Vec<Patch>> {
 }
 
 /// The patches writing an unclean restart page of version `major.minor`
-/// over the first 4 KiB of `$LogFile` (shared with `ntfs-fast-startup`).
+/// over both restart pages of `$LogFile` (its first 8 KiB), so ntfs-3g
+/// reads it whatever LSNs Windows left in the other one (shared with
+/// `ntfs-fast-startup`).
 pub(crate) fn journal_patches(state: &NtfsState, major: i16, minor: i16) -> Result<Vec<Patch>> {
-    use crate::fs::ntfs::logfile::{unclean_restart_page, RESTART_PAGE_SIZE};
+    use crate::fs::ntfs::logfile::{unclean_restart_page, MIN_LOGFILE_SIZE};
     let log = state
         .places
         .logfile
         .as_ref()
         .ok_or_else(|| Error::Refused("$LogFile was not found".into()))?;
-    if log.resident || !log.plain || log.size < 2 * RESTART_PAGE_SIZE as u64 {
-        return Err(Error::Refused(
-            "$LogFile's data is resident, compressed or shorter than two restart pages".into(),
-        ));
+    if log.resident || !log.plain || log.size < MIN_LOGFILE_SIZE {
+        return Err(Error::Refused(format!(
+            "$LogFile's data is resident, compressed or shorter than the {} KiB ntfs-3g requires",
+            MIN_LOGFILE_SIZE >> 10
+        )));
     }
     if !matches!(state.log, crate::fs::ntfs::logfile::LogState::Clean) {
         return Err(Error::Refused(format!(
@@ -90,10 +93,12 @@ pub(crate) fn journal_patches(state: &NtfsState, major: i16, minor: i16) -> Resu
         )));
     }
     let page = unclean_restart_page(log.size, major, minor);
-    ntfs::stream_patches(state, &log.runs, &page)
+    let both = [page.as_slice(), page.as_slice()].concat();
+    ntfs::stream_patches(state, &log.runs, &both)
 }
 
 fn expect(p: &Prediction) -> std::result::Result<(), String> {
+    ntfs::repairable(p)?;
     match p.outcome(Role::Mount) {
         Some(o)
             if o.result == Verdict::ReadWrite

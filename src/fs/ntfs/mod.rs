@@ -48,7 +48,7 @@ pub use ntfsfix::{
 pub use probe::{
     probe, NtfsGeometry, ATTR_END, ATTR_VOLUME_NAME, MAX_PROBE_RECORD_SIZE, MFT_RECORD_VOLUME,
 };
-pub use state::{HiberState, NtfsState};
+pub use state::{AltBoot, HiberState, NtfsState};
 pub use volume::{read_volume, VolumeSummary};
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! `tests/ntfs_recipes.rs` against the real tools.
 
 use super::logfile::LogState;
-use super::state::{HiberState, NtfsState};
+use super::state::{AltBoot, HiberState, NtfsState};
 use crate::recipe::{Outcome, Role, Verdict};
 
 /// ntfs-3g's message for a fast-startup journal.
@@ -32,6 +32,9 @@ pub const REMOUNT_FAILED: &str = "Remount failed: Operation not permitted";
 pub const VOLUME_CORRUPT: &str = "Volume is corrupt. You should run chkdsk.";
 /// ntfsfix's line when it rewrites the alternate boot sector.
 pub const ALT_BOOT_FIXED: &str = "Checking the alternate boot sector... FIXED";
+/// ntfsfix's line when the partition has no sector past the volume (it
+/// exits 1, also with `-n`, and writes nothing of its own check).
+pub const ALT_BOOT_FAILED: &str = "Error: Failed to fix the alternate boot sector";
 /// `ntfsfix -n`'s line when the alternate boot sector differs.
 pub const ALT_BOOT_BAD: &str = "Checking the alternate boot sector... BAD";
 /// ntfsresize's refusal of a dirty volume.
@@ -112,8 +115,13 @@ pub struct NtfsfixRun {
     pub changes: Vec<String>,
 }
 
-/// `ntfsfix PART` (`clear_dirty`: `ntfsfix -d PART`).
-pub fn ntfsfix(s: &NtfsState, clear_dirty: bool) -> NtfsfixRun {
+/// `ntfsfix PART` (`clear_dirty`: `ntfsfix -d PART`); `None` on a volume
+/// whose system records do not load ([`NtfsState::corrupt`]): ntfsfix's
+/// path there depends on details the model does not follow.
+pub fn ntfsfix(s: &NtfsState, clear_dirty: bool) -> Option<NtfsfixRun> {
+    if s.corrupt.is_some() {
+        return None;
+    }
     let cmd = if clear_dirty {
         "ntfsfix -d PART"
     } else {
@@ -121,112 +129,95 @@ pub fn ntfsfix(s: &NtfsState, clear_dirty: bool) -> NtfsfixRun {
     };
     let mut after = s.clone();
     let mut changes = Vec::new();
-    if s.corrupt.is_some() {
-        return NtfsfixRun {
-            outcome: Outcome::new(
-                Role::Repair,
-                "ntfsfix",
-                cmd,
-                Verdict::CannotRepair,
-                1,
-                VOLUME_CORRUPT,
-            ),
-            after,
-            changes,
-        };
-    }
+    let fail = |after: NtfsState, changes: Vec<String>, msg: &str| NtfsfixRun {
+        outcome: Outcome::new(Role::Repair, "ntfsfix", cmd, Verdict::CannotRepair, 1, msg),
+        after,
+        changes,
+    };
     // The first mount: read-write, without `recover`.
     let first_ok = s.mirror_mismatch.is_none()
         && rw_blocker(s, false).is_none()
         && matches!(s.log, LogState::Clean);
-    let mut message: &str = "";
-    let mirror_msg;
+    let mut message = String::new();
     if !first_ok {
-        // fix_mount.
+        // fix_mount: fix_mftmirr, set_dirty_flag, empty_journal, remount.
         if let Some(r) = s.mirror_mismatch {
-            mirror_msg = format!("Correcting differences in $MFTMirr record {r}...OK");
-            message = &mirror_msg;
+            message = format!("Correcting differences in $MFTMirr record {r}...OK");
             after.mirror_mismatch = None;
             changes.push("copies the differing $MFT records to $MFTMirr".to_string());
         }
         after.dirty = true;
         after.log = LogState::Clean;
         changes.push("empties $LogFile".to_string());
+        changes.push("sets the dirty flag".to_string());
         if message.is_empty() && s.log != LogState::Clean {
-            message = EMPTY_JOURNAL;
+            message = EMPTY_JOURNAL.to_string();
         }
         if rw_blocker(&after, false).is_some() {
-            changes.push("sets the dirty flag".to_string());
-            return NtfsfixRun {
-                outcome: Outcome::new(
-                    Role::Repair,
-                    "ntfsfix",
-                    cmd,
-                    Verdict::CannotRepair,
-                    1,
-                    REMOUNT_FAILED,
-                ),
-                after,
-                changes,
-            };
+            return Some(fail(after, changes, REMOUNT_FAILED));
         }
     }
-    if !s.backup_boot_matches {
-        after.backup_boot_matches = true;
-        changes.push("rewrites the alternate boot sector from sector 0".to_string());
-        if message.is_empty() {
-            message = ALT_BOOT_FIXED;
+    match s.alt_boot {
+        AltBoot::Matches => {}
+        AltBoot::Differs => {
+            after.alt_boot = AltBoot::Matches;
+            changes.push("rewrites the alternate boot sector from sector 0".to_string());
+            if message.is_empty() {
+                message = ALT_BOOT_FIXED.to_string();
+            }
         }
+        AltBoot::Overflow => return Some(fail(after, changes, ALT_BOOT_FAILED)),
     }
     after.dirty = !clear_dirty;
-    if clear_dirty {
-        if s.dirty {
-            changes.push("clears the dirty flag".to_string());
-        }
-    } else if !s.dirty {
+    if clear_dirty && s.dirty {
+        changes.push("clears the dirty flag".to_string());
+    } else if !clear_dirty && !s.dirty && first_ok {
         changes.push("sets the dirty flag".to_string());
     }
-    let damaged = !first_ok || !s.backup_boot_matches || (clear_dirty && s.dirty);
+    let damaged = !first_ok || s.alt_boot != AltBoot::Matches || (clear_dirty && s.dirty);
     let verdict = if damaged {
         Verdict::Repairs
     } else {
         Verdict::NotNeeded
     };
-    NtfsfixRun {
-        outcome: Outcome::new(Role::Repair, "ntfsfix", cmd, verdict, 0, message),
+    Some(NtfsfixRun {
+        outcome: Outcome::new(Role::Repair, "ntfsfix", cmd, verdict, 0, &message),
         after,
         changes,
-    }
+    })
 }
 
 /// `ntfsfix -n PART`: it mounts read-only, so it sees only `$MFTMirr` and
-/// the alternate boot sector (not hibernation, the journal or the dirty flag).
-pub fn ntfsfix_check(s: &NtfsState) -> Outcome {
+/// the alternate boot sector (not hibernation, the journal or the dirty
+/// flag); `None` where [`ntfsfix`] is not predicted.
+pub fn ntfsfix_check(s: &NtfsState) -> Option<Outcome> {
     let cmd = "ntfsfix -n PART";
     if s.corrupt.is_some() {
-        return Outcome::new(
-            Role::Check,
-            "ntfsfix",
-            cmd,
-            Verdict::ReportsDamage,
-            1,
-            VOLUME_CORRUPT,
-        );
+        return None;
     }
-    if s.mirror_mismatch.is_some() {
-        return Outcome::new(Role::Check, "ntfsfix", cmd, Verdict::ReportsDamage, 1, "");
-    }
-    if !s.backup_boot_matches {
-        return Outcome::new(
-            Role::Check,
-            "ntfsfix",
-            cmd,
-            Verdict::ReportsDamage,
-            1,
-            ALT_BOOT_BAD,
-        );
-    }
-    Outcome::new(Role::Check, "ntfsfix", cmd, Verdict::Clean, 0, "")
+    Some(if s.mirror_mismatch.is_some() {
+        Outcome::new(Role::Check, "ntfsfix", cmd, Verdict::ReportsDamage, 1, "")
+    } else {
+        match s.alt_boot {
+            AltBoot::Matches => Outcome::new(Role::Check, "ntfsfix", cmd, Verdict::Clean, 0, ""),
+            AltBoot::Differs => Outcome::new(
+                Role::Check,
+                "ntfsfix",
+                cmd,
+                Verdict::ReportsDamage,
+                1,
+                ALT_BOOT_BAD,
+            ),
+            AltBoot::Overflow => Outcome::new(
+                Role::Check,
+                "ntfsfix",
+                cmd,
+                Verdict::ReportsDamage,
+                1,
+                ALT_BOOT_FAILED,
+            ),
+        }
+    })
 }
 
 /// `ntfsresize -i PART` (and ntfsclone likewise): refuses a dirty volume.

@@ -8,6 +8,46 @@ use crate::overlay::{Patch, Preview};
 use ::ntfs::structured_values::NtfsFileNamespace;
 use ::ntfs::Ntfs;
 
+/// How many bytes the `ntfs` crate may read for one question about a
+/// volume. Its index walk follows subnode pointers without remembering
+/// where it has been, so a directory index that points to itself would
+/// otherwise make it loop (and allocate) forever; a sane root directory or
+/// label needs a small fraction of this.
+pub const READ_BUDGET: u64 = 256 << 20;
+
+/// A reader that fails once [`READ_BUDGET`] bytes have been read through it
+/// (reads are counted as the `ntfs` crate asks for them, above any cache).
+pub struct Budget<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R> Budget<R> {
+    /// `inner` with the full budget.
+    pub fn new(inner: R) -> Self {
+        Budget {
+            inner,
+            left: READ_BUDGET,
+        }
+    }
+}
+
+impl<R: ReadAt> ReadAt for Budget<R> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.left = self.left.checked_sub(buf.len() as u64).ok_or_else(|| {
+            Error::Guest(format!(
+                "the NTFS structures need more than {} MiB of reads (a loop in an index?)",
+                READ_BUDGET >> 20
+            ))
+        })?;
+        self.inner.read_at(offset, buf)
+    }
+}
+
 /// The boot sector's end marker, where the `ntfs` crate requires it.
 const END_MARKER_AT: u64 = 510;
 
@@ -39,7 +79,7 @@ pub struct VolumeSummary {
 /// label and lists its root directory.
 pub fn read_volume<R: ReadAt>(part: R) -> Result<VolumeSummary> {
     // The crate reads structures field by field: cache blocks, not bytes.
-    let mut fs = Cursor::new(BlockCache::new(crate_view(part)));
+    let mut fs = Cursor::new(Budget::new(BlockCache::new(crate_view(part))));
     // The ntfs crate is not hardened against every malformed structure; a
     // panic in it must not take the caller down.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| summarize(&mut fs)))
@@ -83,4 +123,25 @@ fn summarize<T: std::io::Read + std::io::Seek>(
         label,
         root_entries: names,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::MemDisk;
+
+    #[test]
+    fn the_budget_ends_an_endless_walk() {
+        let mut b = Budget::new(MemDisk(vec![0u8; 4096]));
+        let mut buf = [0u8; 4096];
+        let mut reads = 0u64;
+        let err = loop {
+            match b.read_at(0, &mut buf) {
+                Ok(()) => reads += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(reads, READ_BUDGET / 4096);
+        assert!(err.to_string().contains("a loop in an index?"), "{err}");
+    }
 }
