@@ -28,6 +28,11 @@ pub mod select;
 mod spec;
 pub mod write;
 pub mod zero;
+pub mod linux;
+pub mod ext4_sb_primary;
+pub mod ext4_needs_recovery;
+pub mod ext4_unclean;
+pub mod ext4_gdt_csum;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
 pub use spec::{find, parse_words, split_words, DynRecipe, Field, Spec};
@@ -116,6 +121,10 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<zero::Zero>::NEW,
     &spec::Entry::<write::Write>::NEW,
     &spec::Entry::<ntfs_boot::NtfsBoot>::NEW,
+    &spec::Entry::<ext4_sb_primary::Ext4SbPrimary>::NEW,
+    &spec::Entry::<ext4_needs_recovery::Ext4NeedsRecovery>::NEW,
+    &spec::Entry::<ext4_unclean::Ext4Unclean>::NEW,
+    &spec::Entry::<ext4_gdt_csum::Ext4GdtCsum>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.
