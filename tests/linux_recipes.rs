@@ -53,10 +53,22 @@ fn mount_mode(dir: &Path) -> Option<String> {
 /// exit code, message and, for mounts, the mode with the prediction.
 fn check_outcome(o: &Value, part: &Path, mnt: &Path) {
     let command = o["command"].as_str().unwrap();
+    // "… PART (PART: losetup -r)": run on a read-only loop device.
+    let (command, loop_dev) = match command.split_once(" (PART: losetup -r)") {
+        Some((c, _)) => {
+            let (code, dev) = code_and_text(tool("losetup").args(["-r", "-f", "--show"]).arg(part));
+            assert_eq!(code, 0, "losetup -r: {dev}");
+            (c, Some(dev.trim().to_string()))
+        }
+        None => (command, None),
+    };
+    let part_arg = loop_dev
+        .clone()
+        .unwrap_or_else(|| part.to_str().unwrap().to_string());
     let words: Vec<String> = command
         .split_whitespace()
         .map(|w| match w {
-            "PART" => part.to_str().unwrap().to_string(),
+            "PART" => part_arg.clone(),
             "MNT" => mnt.to_str().unwrap().to_string(),
             w => w.to_string(),
         })
@@ -64,6 +76,10 @@ fn check_outcome(o: &Value, part: &Path, mnt: &Path) {
     let mut c = tool(&words[0]);
     c.args(&words[1..]);
     let (code, text) = code_and_text(&mut c);
+    if let Some(dev) = loop_dev {
+        let (dc, dt) = code_and_text(tool("losetup").arg("-d").arg(&dev));
+        assert_eq!(dc, 0, "losetup -d {dev}: {dt}");
+    }
     let mode = if o["tool"] == "mount" {
         let m = mount_mode(mnt);
         if m.is_some() {
@@ -170,15 +186,22 @@ fn assert_changes(orig: &Path, part: &Path, target: &Value, start: u64) {
             (o, o + c["length"].as_u64().unwrap())
         })
         .collect();
+    assert_eq!(a.len(), b.len());
     let mut any = false;
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        if x != y {
-            any = true;
-            let i = i as u64;
-            assert!(
-                ranges.iter().any(|&(s, e)| s <= i && i < e),
-                "byte {i} changed outside {ranges:?}"
-            );
+    const CHUNK: usize = 64 * 1024;
+    for (c, (x, y)) in a.chunks(CHUNK).zip(b.chunks(CHUNK)).enumerate() {
+        if x == y {
+            continue;
+        }
+        for (j, (p, q)) in x.iter().zip(y).enumerate() {
+            if p != q {
+                any = true;
+                let i = (c * CHUNK + j) as u64;
+                assert!(
+                    ranges.iter().any(|&(s, e)| s <= i && i < e),
+                    "byte {i} changed outside {ranges:?}"
+                );
+            }
         }
     }
     assert!(any, "nothing changed");
@@ -301,4 +324,105 @@ fn ext4_gdt_csum_with_crc16_gdt_csum() {
         mkfs_ext4(&["-b", "1024", "-O", "^metadata_csum,uninit_bg"]),
     );
     prove("ext4-gdt-csum", &disk, &[]);
+}
+
+#[test]
+fn xfs_sb_primary() {
+    if !require_tools(&["mkfs.xfs", "xfs_repair", "blkid", "mount", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "xfs", Table::Gpt, 320 << 20, |vol| {
+        common::run(tool("mkfs.xfs").args(["-q", "-f"]).arg(vol));
+    });
+    prove("xfs-sb-primary", &disk, &[]);
+}
+
+#[test]
+fn btrfs_sb_primary() {
+    if !require_tools(&["mkfs.btrfs", "btrfs", "blkid", "mount", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "btrfs", Table::Mbr, 130 << 20, |vol| {
+        common::run(tool("mkfs.btrfs").args(["-q", "-f"]).arg(vol));
+    });
+    prove("btrfs-sb-primary", &disk, &["--partition", "1"]);
+}
+
+#[test]
+fn btrfs_sb_primary_refuses_a_device_without_mirror_and_btrfs_agrees() {
+    if !require_tools(&["mkfs.btrfs", "btrfs", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "small", Table::Gpt, 64 << 20, |vol| {
+        common::run(tool("mkfs.btrfs").args(["-q", "-f", "--mixed"]).arg(vol));
+    });
+    let guard = BaseGuard::new(&[&disk.base, &disk.top]);
+    let out = dir.path().join("o.qcow2");
+    let r = qfault_expect(
+        [
+            "inject",
+            "btrfs-sb-primary",
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("no mirror superblock"), "{err}");
+    assert!(!out.exists());
+    // The real super-recover has nothing to recover from: exit 1, not 2.
+    let part = dir.path().join("small.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    common::write_at(&part, 65536, &[0u8; 4096]);
+    let (code, text) =
+        code_and_text(tool("btrfs").args(["rescue", "super-recover", "-y"]).arg(&part));
+    assert_eq!(code, 1, "{text}");
+    guard.assert_unchanged();
+}
+
+#[test]
+fn luks2_primary_header() {
+    if !require_tools(&["cryptsetup", "losetup", "blkid", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "qfault").unwrap();
+    let disk = linux_disk(dir.path(), "luks", Table::Gpt, 32 << 20, |vol| {
+        common::run(
+            tool("cryptsetup")
+                .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+                .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+                .arg(&key)
+                .arg(vol),
+        );
+    });
+    let report = prove("luks2-primary-header", &disk, &[]);
+    let notes = report["output"]["targets"][0]["prediction"]["notes"].to_string();
+    assert!(notes.contains("silently rewrites"), "{notes}");
+    // The trap, for real: the passphrase works through the secondary on a
+    // read-only device and nothing is written; the same command on the
+    // writable file rewrites the primary header.
+    let w = dir.path();
+    let part = w.join("luks2-primary-header.part");
+    let before = sha256_file(&part);
+    let (code, dev) = code_and_text(tool("losetup").args(["-r", "-f", "--show"]).arg(&part));
+    assert_eq!(code, 0, "{dev}");
+    let (code, text) = code_and_text(
+        tool("cryptsetup")
+            .args(["open", "--test-passphrase", "--key-file"])
+            .arg(&key)
+            .arg(dev.trim()),
+    );
+    code_and_text(tool("losetup").arg("-d").arg(dev.trim()));
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(sha256_file(&part), before, "read-only device written");
+    let (code, text) = code_and_text(tool("cryptsetup").arg("isLuks").arg(&part));
+    assert_eq!(code, 0, "{text}");
+    assert_ne!(sha256_file(&part), before, "no self-healing on a writable file");
+    assert_eq!(&std::fs::read(&part).unwrap()[..6], b"LUKS\xba\xbe");
 }

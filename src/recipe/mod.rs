@@ -17,6 +17,9 @@
 //!
 //! - [`empty`], [`zero`], [`write`](mod@write): plain overlays.
 //! - [`ntfs_boot`]: zero the NTFS primary boot sector; `ntfsfix` repairs it.
+//! - [`ext4_sb_primary`], [`ext4_needs_recovery`], [`ext4_unclean`],
+//!   [`ext4_gdt_csum`], [`xfs_sb_primary`], [`btrfs_sb_primary`],
+//!   [`luks2_primary_header`]: the Linux recipes, sharing [`linux`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
@@ -33,6 +36,9 @@ pub mod ext4_sb_primary;
 pub mod ext4_needs_recovery;
 pub mod ext4_unclean;
 pub mod ext4_gdt_csum;
+pub mod xfs_sb_primary;
+pub mod btrfs_sb_primary;
+pub mod luks2_primary_header;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
 pub use spec::{find, parse_words, split_words, DynRecipe, Field, Spec};
@@ -125,6 +131,9 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<ext4_needs_recovery::Ext4NeedsRecovery>::NEW,
     &spec::Entry::<ext4_unclean::Ext4Unclean>::NEW,
     &spec::Entry::<ext4_gdt_csum::Ext4GdtCsum>::NEW,
+    &spec::Entry::<xfs_sb_primary::XfsSbPrimary>::NEW,
+    &spec::Entry::<btrfs_sb_primary::BtrfsSbPrimary>::NEW,
+    &spec::Entry::<luks2_primary_header::Luks2PrimaryHeader>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.
