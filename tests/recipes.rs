@@ -24,6 +24,13 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     ("write", "write --offset 1M --from payload.bin", "sample"),
     ("ntfs-boot", "ntfs-boot --partition 2", "sample"),
+    ("ext4-sb-primary", "ext4-sb-primary", "ext4"),
+    ("ext4-needs-recovery", "ext4-needs-recovery", "ext4"),
+    ("ext4-unclean", "ext4-unclean --partition 1", "ext4"),
+    ("ext4-gdt-csum", "ext4-gdt-csum", "ext4"),
+    ("xfs-sb-primary", "xfs-sb-primary", "xfs"),
+    ("btrfs-sb-primary", "btrfs-sb-primary", "btrfs"),
+    ("luks2-primary-header", "luks2-primary-header", "luks2"),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -37,6 +44,9 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
     match name {
         "sample" => {
             std::fs::copy(sample_image(), &path).unwrap();
+        }
+        "ext4" | "xfs" | "btrfs" | "luks2" => {
+            common::linux::fixture(name, dir);
         }
         other => panic!("no fixture named {other}: add it to fixture()"),
     }

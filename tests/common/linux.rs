@@ -180,3 +180,29 @@ pub fn code_and_text(c: &mut Command) -> (i32, String) {
         ),
     )
 }
+
+/// The base `dir/NAME.qcow2` for the registry conformance table
+/// (`tests/recipes.rs`): `ext4` (24 MiB, 1 KiB blocks, MBR), `xfs`
+/// (320 MiB, GPT), `btrfs` (130 MiB, MBR), `luks2` (32 MiB, GPT).
+pub fn fixture(name: &str, dir: &Path) -> PathBuf {
+    let disk = match name {
+        "ext4" => ext4_disk(dir, name, Table::Mbr),
+        "xfs" => linux_disk(dir, name, Table::Gpt, 320 << 20, |vol| {
+            run(tool("mkfs.xfs").args(["-q", "-f"]).arg(vol));
+        }),
+        "btrfs" => linux_disk(dir, name, Table::Mbr, 130 << 20, |vol| {
+            run(tool("mkfs.btrfs").args(["-q", "-f"]).arg(vol));
+        }),
+        "luks2" => linux_disk(dir, name, Table::Gpt, 32 << 20, |vol| {
+            let key = vol.with_extension("key");
+            std::fs::write(&key, "qfault").unwrap();
+            run(tool("cryptsetup")
+                .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+                .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+                .arg(&key)
+                .arg(vol));
+        }),
+        other => panic!("no Linux fixture named {other}"),
+    };
+    disk.base
+}
