@@ -121,9 +121,23 @@ fn prove(name: &str, disk: &LinuxDisk, args: &[&str]) -> Value {
     let targets = report["output"]["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 1, "{report:#}");
     let t = &targets[0];
-    assert_eq!(t["partition"]["number"], 1);
+    let number = if disk.start == 0 { 0 } else { 1 };
+    assert_eq!(t["partition"]["number"], number);
     assert_eq!(t["partition"]["offset"].as_u64(), Some(disk.start));
     let prediction = &t["prediction"];
+    // `qfault verify` reads the overlay back and predicts the same.
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", "--json", overlay.to_str().unwrap()], 0).stdout,
+    )
+    .unwrap();
+    let vp = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["partition"]["number"] == number)
+        .unwrap_or_else(|| panic!("verify does not see partition {number}: {v:#}"));
+    assert_eq!(&vp["prediction"], prediction, "verify vs inject");
+    assert_eq!(v["verdict"], "repairable", "{v:#}");
     let outcomes = prediction["outcomes"].as_array().unwrap();
     let part = w.join(format!("{name}.part"));
     qemu_extract(&overlay, disk.start, disk.size, &part);
@@ -279,6 +293,16 @@ fn ext4_gdt_csum() {
     }
     let dir = tmpdir();
     let disk = ext4_disk(dir.path(), "gdt", Table::Mbr);
+    prove("ext4-gdt-csum", &disk, &[]);
+}
+
+#[test]
+fn ext4_gdt_csum_on_a_whole_disk_filesystem() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = common::linux::whole_disk(dir.path(), "whole", 24 << 20, mkfs_ext4(&["-b", "1024"]));
     prove("ext4-gdt-csum", &disk, &[]);
 }
 

@@ -10,6 +10,7 @@
 //! crc32c) and of the same filesystem. Verified in
 //! `shared/catalogue/btrfs-sb-primary.sh` and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
@@ -101,6 +102,10 @@ impl Recipe for BtrfsSbPrimary {
 
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("btrfs", partition, now, prediction)
     }
 }
 

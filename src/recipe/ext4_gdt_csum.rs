@@ -7,6 +7,7 @@
 //! `e2fsck -p` fixes it and exits **0** too. Verified in
 //! `shared/catalogue/ext4-gdt-csum.sh` and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
@@ -78,6 +79,10 @@ impl Recipe for Ext4GdtCsum {
 
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("ext4", partition, now, prediction)
     }
 }
 

@@ -8,6 +8,7 @@
 //! skips the recovery and calls the filesystem clean (exit 0). Verified in
 //! `shared/catalogue/ext4-needs-recovery.sh` and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
@@ -63,6 +64,10 @@ impl Recipe for Ext4NeedsRecovery {
 
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("ext4", partition, now, prediction)
     }
 }
 

@@ -10,9 +10,10 @@
 //! group e2fsck fails (exit 8). Verified in
 //! `shared/catalogue/ext4-sb-primary.sh` and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fs::ext4::{self, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use crate::image::ReadAt;
 use crate::overlay::Patch;
@@ -77,6 +78,10 @@ impl Recipe for Ext4SbPrimary {
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("ext4", partition, now, prediction)
+    }
 }
 
 /// The outcomes when e2fsck finds a backup; `check_exit` is `e2fsck -n`'s.
@@ -115,6 +120,13 @@ fn repairable_outcomes(check_exit: i32) -> Vec<Outcome> {
 /// The tools' outcomes on the partition `part` as it reads now.
 fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identify = linux::identify(part)?;
+    if crate::fs::read_opt(part, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE)?
+        .is_some_and(|sb| sb[ext4::S_MAGIC..ext4::S_MAGIC + 2] == ext4::EXT4_SUPER_MAGIC.to_le_bytes())
+    {
+        return Err(Error::Guest(
+            "the primary ext4 superblock still has its magic".into(),
+        ));
+    }
     let Some((at, backup)) = Superblock::e2fsck_backup(part)? else {
         return Ok(Prediction {
             outcomes: vec![

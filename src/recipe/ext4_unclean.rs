@@ -7,6 +7,7 @@
 //! forces a check, sets the state and exits 1; then it is clean. Verified
 //! in `shared/catalogue/ext4-unclean.sh` and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
@@ -48,7 +49,7 @@ impl Recipe for Ext4Unclean {
         if sb.state() & STATE_VALID_FS == 0 || sb.state() & STATE_ERROR_FS != 0 {
             return Err(linux::refuse(
                 &found,
-                format!("the filesystem state is not clean already (s_state {:#x})", sb.state()),
+                format!("the filesystem is already marked unclean or with errors (s_state {:#x})", sb.state()),
             ));
         }
         if sb.incompat() & INCOMPAT_RECOVER != 0 {
@@ -61,6 +62,10 @@ impl Recipe for Ext4Unclean {
 
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("ext4", partition, now, prediction)
     }
 }
 

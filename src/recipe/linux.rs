@@ -165,3 +165,27 @@ pub fn ext4_superblock(
     }
     Ok(sb)
 }
+
+/// What `verify` reports for `partition` (as the backing chain has it) read
+/// through the overlay as `now`: `predict`'s prediction when the backing
+/// partition held `fstype` and the damage `predict` models is there now
+/// (it fails with [`Error::Guest`] otherwise), else `None`.
+pub fn verify_with(
+    fstype: &str,
+    partition: &Found,
+    now: &mut dyn ReadAt,
+    predict: impl FnOnce(&mut dyn ReadAt) -> Result<Prediction>,
+) -> Result<Option<Prediction>> {
+    if partition.fstype() != Some(fstype) {
+        return Ok(None);
+    }
+    let p = &partition.partition;
+    let Ok(mut view) = Window::new(now, p.start, p.size) else {
+        return Ok(None);
+    };
+    match predict(&mut view) {
+        Ok(pred) => Ok(Some(pred)),
+        Err(Error::Guest(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

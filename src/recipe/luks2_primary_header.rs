@@ -11,6 +11,7 @@
 //! writable one. Verified in `shared/catalogue/luks2-primary-header.sh`
 //! and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
@@ -76,6 +77,10 @@ impl Recipe for Luks2PrimaryHeader {
 
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("crypto_LUKS", partition, now, prediction)
     }
 }
 

@@ -10,6 +10,7 @@
 //! were verified with). Verified in `shared/catalogue/xfs-sb-primary.sh`
 //! and `tests/linux_recipes.rs`.
 
+use super::select::Found;
 use super::linux::{self, PartitionParams};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
@@ -90,6 +91,10 @@ impl Recipe for XfsSbPrimary {
 
     fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        linux::verify_with("xfs", partition, now, prediction)
     }
 }
 

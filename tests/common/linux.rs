@@ -206,3 +206,32 @@ pub fn fixture(name: &str, dir: &Path) -> PathBuf {
     };
     disk.base
 }
+
+/// Like [`linux_disk`], without a partition table: the filesystem is the
+/// whole disk (partition 0).
+pub fn whole_disk(dir: &Path, name: &str, size: u64, make: impl FnOnce(&Path)) -> LinuxDisk {
+    let raw = dir.join(format!("{name}.raw"));
+    sparse_file(&raw, size);
+    make(&raw);
+    let volume_sha = sha256_file(&raw);
+    let base = dir.join(format!("{name}.qcow2"));
+    qemu_img([
+        "convert".as_ref(),
+        "-f".as_ref(),
+        "raw".as_ref(),
+        "-O".as_ref(),
+        "qcow2".as_ref(),
+        raw.as_os_str(),
+        base.as_os_str(),
+    ]);
+    let top = dir.join(format!("{name}-top.qcow2"));
+    super::qemu_img_create_overlay(&top, base.file_name().unwrap(), "qcow2", &[], &size.to_string());
+    LinuxDisk {
+        raw,
+        base,
+        top,
+        start: 0,
+        size,
+        volume_sha,
+    }
+}
