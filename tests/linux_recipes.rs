@@ -46,7 +46,15 @@ fn mount_mode(dir: &Path) -> Option<String> {
     mounts
         .lines()
         .find(|l| l.split(' ').nth(1) == Some(dir.to_str().unwrap()))
-        .map(|l| l.split(' ').nth(3).unwrap().split(',').next().unwrap().to_string())
+        .map(|l| {
+            l.split(' ')
+                .nth(3)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .to_string()
+        })
 }
 
 /// Runs outcome `o`'s command on `part` (mount point `mnt`) and compares
@@ -90,7 +98,10 @@ fn check_outcome(o: &Value, part: &Path, mnt: &Path) {
     } else {
         None
     };
-    let ctx = format!("{command} on {}: exit {code}\n{text}\npredicted {o:#}", part.display());
+    let ctx = format!(
+        "{command} on {}: exit {code}\n{text}\npredicted {o:#}",
+        part.display()
+    );
     assert_eq!(i64::from(code), o["exit_code"].as_i64().unwrap(), "{ctx}");
     if let Some(m) = o["message"].as_str() {
         assert!(text.contains(m), "message {m:?} missing: {ctx}");
@@ -222,7 +233,15 @@ fn assert_changes(orig: &Path, part: &Path, target: &Value, start: u64) {
 }
 
 fn ext4_tools() -> bool {
-    require_tools(&["mkfs.ext4", "e2fsck", "blkid", "mount", "umount", "sfdisk", "qemu-img"])
+    require_tools(&[
+        "mkfs.ext4",
+        "e2fsck",
+        "blkid",
+        "mount",
+        "umount",
+        "sfdisk",
+        "qemu-img",
+    ])
 }
 
 #[test]
@@ -241,7 +260,13 @@ fn ext4_sb_primary_refuses_one_group_and_e2fsck_agrees() {
         return;
     }
     let dir = tmpdir();
-    let disk = linux_disk(dir.path(), "one", Table::Mbr, 6 << 20, mkfs_ext4(&["-b", "1024"]));
+    let disk = linux_disk(
+        dir.path(),
+        "one",
+        Table::Mbr,
+        6 << 20,
+        mkfs_ext4(&["-b", "1024"]),
+    );
     let guard = BaseGuard::new(&[&disk.base, &disk.top]);
     let out = dir.path().join("o.qcow2");
     let r = qfault_expect(
@@ -352,7 +377,14 @@ fn ext4_gdt_csum_with_crc16_gdt_csum() {
 
 #[test]
 fn xfs_sb_primary() {
-    if !require_tools(&["mkfs.xfs", "xfs_repair", "blkid", "mount", "sfdisk", "qemu-img"]) {
+    if !require_tools(&[
+        "mkfs.xfs",
+        "xfs_repair",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ]) {
         return;
     }
     let dir = tmpdir();
@@ -364,7 +396,14 @@ fn xfs_sb_primary() {
 
 #[test]
 fn btrfs_sb_primary() {
-    if !require_tools(&["mkfs.btrfs", "btrfs", "blkid", "mount", "sfdisk", "qemu-img"]) {
+    if !require_tools(&[
+        "mkfs.btrfs",
+        "btrfs",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ]) {
         return;
     }
     let dir = tmpdir();
@@ -402,8 +441,11 @@ fn btrfs_sb_primary_refuses_a_device_without_mirror_and_btrfs_agrees() {
     let part = dir.path().join("small.part");
     qemu_extract(&disk.top, disk.start, disk.size, &part);
     common::write_at(&part, 65536, &[0u8; 4096]);
-    let (code, text) =
-        code_and_text(tool("btrfs").args(["rescue", "super-recover", "-y"]).arg(&part));
+    let (code, text) = code_and_text(
+        tool("btrfs")
+            .args(["rescue", "super-recover", "-y"])
+            .arg(&part),
+    );
     assert_eq!(code, 1, "{text}");
     guard.assert_unchanged();
 }
@@ -447,6 +489,10 @@ fn luks2_primary_header() {
     assert_eq!(sha256_file(&part), before, "read-only device written");
     let (code, text) = code_and_text(tool("cryptsetup").arg("isLuks").arg(&part));
     assert_eq!(code, 0, "{text}");
-    assert_ne!(sha256_file(&part), before, "no self-healing on a writable file");
+    assert_ne!(
+        sha256_file(&part),
+        before,
+        "no self-healing on a writable file"
+    );
     assert_eq!(&std::fs::read(&part).unwrap()[..6], b"LUKS\xba\xbe");
 }

@@ -10,8 +10,8 @@
 //! crc32c) and of the same filesystem. Verified in
 //! `shared/catalogue/btrfs-sb-primary.sh` and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::btrfs::{
@@ -64,12 +64,18 @@ impl Recipe for BtrfsSbPrimary {
             let primary = BtrfsSuperblock::read_at(&mut part, SUPER_INFO_OFFSET)?
                 .filter(|s| s.valid_at(SUPER_INFO_OFFSET))
                 .ok_or_else(|| {
-                    linux::refuse(&found, "the primary superblock is not valid (crc32c checksum)")
+                    linux::refuse(
+                        &found,
+                        "the primary superblock is not valid (crc32c checksum)",
+                    )
                 })?;
             if primary.num_devices() != 1 {
                 return Err(linux::refuse(
                     &found,
-                    format!("a {}-device filesystem: not modelled", primary.num_devices()),
+                    format!(
+                        "a {}-device filesystem: not modelled",
+                        primary.num_devices()
+                    ),
                 ));
             }
             let mirror = BtrfsSuperblock::read_at(&mut part, MIRROR_1_OFFSET)?;
@@ -100,7 +106,11 @@ impl Recipe for BtrfsSbPrimary {
         linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 
@@ -152,7 +162,9 @@ fn outcomes(identified: Option<&str>) -> Vec<Outcome> {
 fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identify = linux::identify(part)?;
     if BtrfsSuperblock::read_at(part, SUPER_INFO_OFFSET)?.is_some() {
-        return Err(Error::Guest("the primary btrfs superblock is intact".into()));
+        return Err(Error::Guest(
+            "the primary btrfs superblock is intact".into(),
+        ));
     }
     let mirrors: Vec<(u64, BtrfsSuperblock)> = copy_offsets(part.size())
         .into_iter()

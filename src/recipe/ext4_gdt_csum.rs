@@ -7,8 +7,8 @@
 //! `e2fsck -p` fixes it and exits **0** too. Verified in
 //! `shared/catalogue/ext4-gdt-csum.sh` and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::ext4::{self, Superblock, BG_CHECKSUM};
@@ -47,11 +47,8 @@ impl Recipe for Ext4GdtCsum {
         let found = linux::choose(p, disk, "ext4")?;
         let sb = linux::ext4_superblock(&found, disk)?;
         let desc = {
-            let mut part = crate::image::Window::new(
-                &mut *disk,
-                found.partition.start,
-                found.partition.size,
-            )?;
+            let mut part =
+                crate::image::Window::new(&mut *disk, found.partition.start, found.partition.size)?;
             ext4::read_group_desc(&mut part, &sb, sb.gdt_offset(), 0)?
         }
         .ok_or_else(|| linux::refuse(&found, "group descriptor 0 lies outside the partition"))?;
@@ -77,7 +74,11 @@ impl Recipe for Ext4GdtCsum {
         linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 
@@ -136,7 +137,9 @@ fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
         .ok_or_else(|| Error::Guest("the group descriptors carry no checksum".into()))?;
     let bad = desc.stored_checksum();
     if good == bad {
-        return Err(Error::Guest("group descriptor 0's checksum is correct".into()));
+        return Err(Error::Guest(
+            "group descriptor 0's checksum is correct".into(),
+        ));
     }
     let line = format!("Group descriptor 0 checksum is {bad:#06x}, should be {good:#06x}.");
     let mut outcomes = outcomes(

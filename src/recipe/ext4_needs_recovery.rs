@@ -8,8 +8,8 @@
 //! skips the recovery and calls the filesystem clean (exit 0). Verified in
 //! `shared/catalogue/ext4-needs-recovery.sh` and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::ext4::{Superblock, INCOMPAT_RECOVER, SUPERBLOCK_OFFSET, S_FEATURE_INCOMPAT};
@@ -49,20 +49,24 @@ impl Recipe for Ext4NeedsRecovery {
         let found = linux::choose(p, disk, "ext4")?;
         let sb = linux::ext4_superblock(&found, disk)?;
         if !sb.has_internal_journal() {
-            return Err(linux::refuse(&found, "the filesystem has no internal journal"));
-        }
-        if sb.incompat() & INCOMPAT_RECOVER != 0 {
             return Err(linux::refuse(
                 &found,
-                "the journal already needs recovery",
+                "the filesystem has no internal journal",
             ));
+        }
+        if sb.incompat() & INCOMPAT_RECOVER != 0 {
+            return Err(linux::refuse(&found, "the journal already needs recovery"));
         }
         let damaged = sb.with_u32(S_FEATURE_INCOMPAT, sb.incompat() | INCOMPAT_RECOVER);
         let patches = super::ext4_unclean::changed_bytes(&sb, &damaged);
         linux::plan_one(Self::NAME, disk, &found, patches, prediction)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 
@@ -112,9 +116,8 @@ fn outcomes(identified: Option<&str>) -> Vec<Outcome> {
 
 fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identify = linux::identify(part)?;
-    let sb = Superblock::read(part)?.ok_or_else(|| {
-        Error::Guest(format!("no ext4 superblock at byte {SUPERBLOCK_OFFSET}"))
-    })?;
+    let sb = Superblock::read(part)?
+        .ok_or_else(|| Error::Guest(format!("no ext4 superblock at byte {SUPERBLOCK_OFFSET}")))?;
     if sb.incompat() & INCOMPAT_RECOVER == 0 || !sb.checksum_ok() {
         return Err(Error::Guest(
             "the superblock does not mark the journal as needing recovery".into(),

@@ -10,8 +10,8 @@
 //! group e2fsck fails (exit 8). Verified in
 //! `shared/catalogue/ext4-sb-primary.sh` and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::ext4::{self, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
@@ -75,7 +75,11 @@ impl Recipe for Ext4SbPrimary {
         Ok(plan)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 
@@ -120,9 +124,9 @@ fn repairable_outcomes(check_exit: i32) -> Vec<Outcome> {
 /// The tools' outcomes on the partition `part` as it reads now.
 fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identify = linux::identify(part)?;
-    if crate::fs::read_opt(part, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE)?
-        .is_some_and(|sb| sb[ext4::S_MAGIC..ext4::S_MAGIC + 2] == ext4::EXT4_SUPER_MAGIC.to_le_bytes())
-    {
+    if crate::fs::read_opt(part, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE)?.is_some_and(|sb| {
+        sb[ext4::S_MAGIC..ext4::S_MAGIC + 2] == ext4::EXT4_SUPER_MAGIC.to_le_bytes()
+    }) {
         return Err(Error::Guest(
             "the primary ext4 superblock still has its magic".into(),
         ));

@@ -7,8 +7,8 @@
 //! forces a check, sets the state and exits 1; then it is clean. Verified
 //! in `shared/catalogue/ext4-unclean.sh` and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, e2fsck, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::ext4::{
@@ -49,7 +49,10 @@ impl Recipe for Ext4Unclean {
         if sb.state() & STATE_VALID_FS == 0 || sb.state() & STATE_ERROR_FS != 0 {
             return Err(linux::refuse(
                 &found,
-                format!("the filesystem is already marked unclean or with errors (s_state {:#x})", sb.state()),
+                format!(
+                    "the filesystem is already marked unclean or with errors (s_state {:#x})",
+                    sb.state()
+                ),
             ));
         }
         if sb.incompat() & INCOMPAT_RECOVER != 0 {
@@ -60,7 +63,11 @@ impl Recipe for Ext4Unclean {
         linux::plan_one(Self::NAME, disk, &found, patches, prediction)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 
@@ -126,9 +133,8 @@ fn outcomes(identified: Option<&str>) -> Vec<Outcome> {
 
 fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identify = linux::identify(part)?;
-    let sb = Superblock::read(part)?.ok_or_else(|| {
-        Error::Guest(format!("no ext4 superblock at byte {SUPERBLOCK_OFFSET}"))
-    })?;
+    let sb = Superblock::read(part)?
+        .ok_or_else(|| Error::Guest(format!("no ext4 superblock at byte {SUPERBLOCK_OFFSET}")))?;
     if sb.state() & STATE_VALID_FS != 0 || !sb.checksum_ok() {
         return Err(Error::Guest(
             "the superblock does not mark the filesystem as unclean".into(),

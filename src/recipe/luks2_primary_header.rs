@@ -11,8 +11,8 @@
 //! writable one. Verified in `shared/catalogue/luks2-primary-header.sh`
 //! and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::luks::{Luks2Header, BINARY_HEADER_SIZE, MAGIC_SECONDARY};
@@ -52,13 +52,16 @@ impl Recipe for Luks2PrimaryHeader {
         {
             let mut part = Window::new(&mut *disk, found.partition.start, found.partition.size)?;
             let primary = Luks2Header::primary(&mut part)?.ok_or_else(|| {
-                linux::refuse(&found, "no LUKS2 primary header (LUKS1 has no secondary to recover from)")
+                linux::refuse(
+                    &found,
+                    "no LUKS2 primary header (LUKS1 has no secondary to recover from)",
+                )
             })?;
-            let secondary =
-                Luks2Header::read_at(&mut part, primary.hdr_size(), MAGIC_SECONDARY)?;
-            if !secondary.as_ref().is_some_and(|s| {
-                s.uuid() == primary.uuid() && s.hdr_offset() == primary.hdr_size()
-            }) {
+            let secondary = Luks2Header::read_at(&mut part, primary.hdr_size(), MAGIC_SECONDARY)?;
+            if !secondary
+                .as_ref()
+                .is_some_and(|s| s.uuid() == primary.uuid() && s.hdr_offset() == primary.hdr_size())
+            {
                 return Err(linux::refuse(
                     &found,
                     format!(
@@ -75,7 +78,11 @@ impl Recipe for Luks2PrimaryHeader {
         linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 

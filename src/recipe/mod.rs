@@ -23,22 +23,22 @@
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
+pub mod btrfs_sb_primary;
 pub mod empty;
+pub mod ext4_gdt_csum;
+pub mod ext4_needs_recovery;
+pub mod ext4_sb_primary;
+pub mod ext4_unclean;
+pub mod linux;
+pub mod luks2_primary_header;
 pub mod ntfs_boot;
 pub mod predict;
 pub mod prediction;
 pub mod select;
 mod spec;
 pub mod write;
-pub mod zero;
-pub mod linux;
-pub mod ext4_sb_primary;
-pub mod ext4_needs_recovery;
-pub mod ext4_unclean;
-pub mod ext4_gdt_csum;
 pub mod xfs_sb_primary;
-pub mod btrfs_sb_primary;
-pub mod luks2_primary_header;
+pub mod zero;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
 pub use spec::{find, parse_words, split_words, DynRecipe, Field, Spec};

@@ -10,8 +10,8 @@
 //! were verified with). Verified in `shared/catalogue/xfs-sb-primary.sh`
 //! and `tests/linux_recipes.rs`.
 
-use super::select::Found;
 use super::linux::{self, PartitionParams};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::xfs::{XfsSuperblock, VERIFIED_SECTOR_SIZE};
@@ -89,7 +89,11 @@ impl Recipe for XfsSbPrimary {
         linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction)
     }
 
-    fn predict(_: &PartitionParams, target: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &PartitionParams,
+        target: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         linux::predict_target(Self::NAME, target, damaged, prediction)
     }
 

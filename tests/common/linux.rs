@@ -165,7 +165,10 @@ pub fn qemu_extract(image: &Path, start: u64, size: u64, out: &Path) {
 
 /// A sparse copy of `src` at `dst`.
 pub fn sparse_copy(src: &Path, dst: &Path) {
-    run(&mut cmd("cp", ["--sparse=always".as_ref(), src.as_os_str(), dst.as_os_str()]));
+    run(&mut cmd(
+        "cp",
+        ["--sparse=always".as_ref(), src.as_os_str(), dst.as_os_str()],
+    ));
 }
 
 /// Exit code and stdout+stderr of `c`.
@@ -225,7 +228,13 @@ pub fn whole_disk(dir: &Path, name: &str, size: u64, make: impl FnOnce(&Path)) -
         base.as_os_str(),
     ]);
     let top = dir.join(format!("{name}-top.qcow2"));
-    super::qemu_img_create_overlay(&top, base.file_name().unwrap(), "qcow2", &[], &size.to_string());
+    super::qemu_img_create_overlay(
+        &top,
+        base.file_name().unwrap(),
+        "qcow2",
+        &[],
+        &size.to_string(),
+    );
     LinuxDisk {
         raw,
         base,

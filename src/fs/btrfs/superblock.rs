@@ -94,3 +94,43 @@ impl BtrfsSuperblock {
         self.bytenr() == offset && self.checksum_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::MemDisk;
+
+    fn copy_at(offset: u64) -> Vec<u8> {
+        let mut b = vec![0u8; SUPER_INFO_SIZE];
+        b[SB_MAGIC..SB_MAGIC + 8].copy_from_slice(BTRFS_MAGIC);
+        b[SB_BYTENR..SB_BYTENR + 8].copy_from_slice(&offset.to_le_bytes());
+        b[SB_NUM_DEVICES..SB_NUM_DEVICES + 8].copy_from_slice(&1u64.to_le_bytes());
+        let c = crc32c::crc32c(&b[0x20..]);
+        b[..4].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn copies_their_places_and_checksums() {
+        assert_eq!(copy_offsets(64 << 20), vec![SUPER_INFO_OFFSET]);
+        assert_eq!(
+            copy_offsets((64 << 20) + 4096),
+            vec![SUPER_INFO_OFFSET, MIRROR_1_OFFSET]
+        );
+        let mut disk = vec![0u8; 1 << 20];
+        disk[65536..65536 + 4096].copy_from_slice(&copy_at(SUPER_INFO_OFFSET));
+        let mut d = MemDisk(disk);
+        let s = BtrfsSuperblock::read_at(&mut d, SUPER_INFO_OFFSET)
+            .unwrap()
+            .unwrap();
+        assert!(s.valid_at(SUPER_INFO_OFFSET));
+        assert!(!s.valid_at(MIRROR_1_OFFSET));
+        assert_eq!(s.num_devices(), 1);
+        d.0[65536 + 0x100] ^= 1;
+        let s = BtrfsSuperblock::read_at(&mut d, SUPER_INFO_OFFSET)
+            .unwrap()
+            .unwrap();
+        assert!(!s.checksum_ok());
+        assert!(BtrfsSuperblock::read_at(&mut d, 0).unwrap().is_none());
+    }
+}

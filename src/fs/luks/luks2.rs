@@ -81,3 +81,36 @@ impl Luks2Header {
         String::from_utf8_lossy(&u[..end]).into_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::MemDisk;
+
+    fn header(magic: &[u8; 6], offset: u64) -> Vec<u8> {
+        let mut h = vec![0u8; BINARY_HEADER_SIZE];
+        h[..6].copy_from_slice(magic);
+        h[HDR_VERSION..HDR_VERSION + 2].copy_from_slice(&2u16.to_be_bytes());
+        h[HDR_SIZE..HDR_SIZE + 8].copy_from_slice(&16384u64.to_be_bytes());
+        h[HDR_UUID..HDR_UUID + 4].copy_from_slice(b"abcd");
+        h[HDR_OFFSET..HDR_OFFSET + 8].copy_from_slice(&offset.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn primary_and_secondary() {
+        let mut disk = vec![0u8; 64 * 1024];
+        disk[..4096].copy_from_slice(&header(MAGIC_PRIMARY, 0));
+        disk[16384..16384 + 4096].copy_from_slice(&header(MAGIC_SECONDARY, 16384));
+        let mut d = MemDisk(disk);
+        let p = Luks2Header::primary(&mut d).unwrap().unwrap();
+        assert_eq!((p.hdr_size(), p.uuid().as_str()), (16384, "abcd"));
+        let (at, s) = Luks2Header::secondary(&mut d).unwrap().unwrap();
+        assert_eq!((at, s.hdr_offset()), (16384, 16384));
+        d.0[..4096].fill(0);
+        assert!(Luks2Header::primary(&mut d).unwrap().is_none());
+        // A secondary that claims to live elsewhere is not taken.
+        d.0[16384 + HDR_OFFSET + 7] = 1;
+        assert!(Luks2Header::secondary(&mut d).unwrap().is_none());
+    }
+}

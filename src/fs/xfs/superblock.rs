@@ -37,9 +37,8 @@ impl XfsSuperblock {
     /// Parses `raw`; `None` without the magic or with an inconsistent geometry.
     pub fn parse(raw: &[u8]) -> Option<Self> {
         let raw = raw.get(..XFS_SB_READ)?;
-        (&raw[..4] == XFS_SB_MAGIC && super::verify(raw)).then(|| XfsSuperblock {
-            raw: raw.to_vec(),
-        })
+        (&raw[..4] == XFS_SB_MAGIC && super::verify(raw))
+            .then(|| XfsSuperblock { raw: raw.to_vec() })
     }
 
     /// The superblock at `offset` of `part`, if one is there.
@@ -102,5 +101,49 @@ impl XfsSuperblock {
             pos += len as u64;
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::MemDisk;
+
+    /// A 4-AG geometry (4096-byte blocks, 64 blocks per AG, 512-byte sectors).
+    fn sb() -> Vec<u8> {
+        let mut b = vec![0u8; XFS_SB_READ];
+        b[..4].copy_from_slice(XFS_SB_MAGIC);
+        b[SB_BLOCKSIZE..SB_BLOCKSIZE + 4].copy_from_slice(&4096u32.to_be_bytes());
+        b[8..16].copy_from_slice(&256u64.to_be_bytes()); // sb_dblocks
+        b[80..84].copy_from_slice(&1u32.to_be_bytes()); // sb_rextsize
+        b[SB_AGBLOCKS..SB_AGBLOCKS + 4].copy_from_slice(&64u32.to_be_bytes());
+        b[SB_AGCOUNT..SB_AGCOUNT + 4].copy_from_slice(&4u32.to_be_bytes());
+        b[SB_SECTSIZE..SB_SECTSIZE + 2].copy_from_slice(&512u16.to_be_bytes());
+        b[104..106].copy_from_slice(&512u16.to_be_bytes()); // sb_inodesize
+        b[120] = 12; // blocklog
+        b[121] = 9; // sectlog
+        b[122] = 9; // inodelog
+        b[123] = 3; // inopblog
+        b
+    }
+
+    #[test]
+    fn geometry_and_the_secondary_xfs_repair_finds() {
+        let s = XfsSuperblock::parse(&sb()).unwrap();
+        assert_eq!((s.ag_count(), s.sector_size()), (4, 512));
+        assert_eq!(s.ag_offset(1), 64 * 4096);
+        let mut disk = vec![0u8; 256 * 4096];
+        // A stray magic that is no superblock, then AG 1's copy.
+        disk[4096..4100].copy_from_slice(XFS_SB_MAGIC);
+        disk[64 * 4096..64 * 4096 + XFS_SB_READ].copy_from_slice(&sb());
+        let (at, found) = XfsSuperblock::find_secondary(&mut MemDisk(disk.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((at, found), (64 * 4096, s));
+        disk[64 * 4096] = 0;
+        assert!(XfsSuperblock::find_secondary(&mut MemDisk(disk))
+            .unwrap()
+            .is_none());
+        assert!(XfsSuperblock::parse(&[0u8; 8]).is_none());
     }
 }
