@@ -255,6 +255,43 @@ fn ext4_sb_primary() {
 }
 
 #[test]
+fn ext4_sb_primary_without_descriptor_checksums_checks_clean() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(
+        dir.path(),
+        "plain",
+        Table::Mbr,
+        24 << 20,
+        mkfs_ext4(&["-b", "1024", "-O", "^metadata_csum,^uninit_bg"]),
+    );
+    let r = prove("ext4-sb-primary", &disk, &[]);
+    let check = &r["output"]["targets"][0]["prediction"]["outcomes"][2];
+    assert_eq!(check["command"], "e2fsck -n PART");
+    assert_eq!(check["exit_code"], 0, "{check}");
+}
+
+#[test]
+fn ext4_sb_primary_with_crc16_gdt_csum() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(
+        dir.path(),
+        "uninit",
+        Table::Gpt,
+        24 << 20,
+        mkfs_ext4(&["-b", "1024", "-O", "^metadata_csum,uninit_bg"]),
+    );
+    let r = prove("ext4-sb-primary", &disk, &[]);
+    let check = &r["output"]["targets"][0]["prediction"]["outcomes"][2];
+    assert_eq!(check["exit_code"], 4, "{check}");
+}
+
+#[test]
 fn ext4_sb_primary_refuses_one_group_and_e2fsck_agrees() {
     if !ext4_tools() {
         return;

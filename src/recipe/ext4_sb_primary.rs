@@ -149,15 +149,17 @@ fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
             notes: vec!["e2fsck finds no backup superblock where it looks".into()],
         });
     };
-    // From a backup, libext2fs clears every group's INODE_UNINIT flag
-    // (ext2fs_open2); the never-initialised inode bitmaps of those groups
-    // then fail their checksums in pass 5, which `-n` leaves unfixed (4).
+    // From a backup, libext2fs clears every group's INODE_UNINIT and
+    // BLOCK_UNINIT flags (ext2fs_open2, with group descriptor checksums);
+    // the never-initialised bitmaps of those groups then differ from what
+    // pass 5 counts (or fail their checksums), which `-n` leaves unfixed:
+    // exit 4. Without such groups the check finds nothing to fix: exit 0.
     let gdt = at + backup.block_size();
     let mut uninit = false;
     if backup.metadata_csum() || backup.gdt_csum() {
         for g in 0..backup.group_count().min(u64::from(u32::MAX)) as u32 {
             match ext4::read_group_desc(part, &backup, gdt, g)? {
-                Some(d) if d.flags() & ext4::BG_INODE_UNINIT != 0 => {
+                Some(d) if d.flags() & (ext4::BG_INODE_UNINIT | ext4::BG_BLOCK_UNINIT) != 0 => {
                     uninit = true;
                     break;
                 }
@@ -166,7 +168,7 @@ fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
             }
         }
     }
-    let check_exit = if uninit && backup.metadata_csum() {
+    let check_exit = if uninit {
         e2fsck::UNCORRECTED
     } else {
         e2fsck::OK

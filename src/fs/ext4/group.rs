@@ -11,6 +11,8 @@ pub const BG_FLAGS: usize = 0x12;
 pub const BG_CHECKSUM: usize = 0x1E;
 /// `bg_flags`: the inode table and bitmap are not initialised (`EXT4_BG_INODE_UNINIT`).
 pub const BG_INODE_UNINIT: u16 = 0x0001;
+/// `bg_flags`: the block bitmap is not initialised (`EXT4_BG_BLOCK_UNINIT`).
+pub const BG_BLOCK_UNINIT: u16 = 0x0002;
 
 /// The crc16 of gdt_csum: the kernel's `crc16` (reflected 0x8005) with
 /// seed ~0 and no final inversion, i.e. CRC-16/MODBUS.

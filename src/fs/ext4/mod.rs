@@ -16,7 +16,9 @@
 mod group;
 mod superblock;
 
-pub use group::{read_group_desc, GroupDesc, BG_CHECKSUM, BG_FLAGS, BG_INODE_UNINIT};
+pub use group::{
+    read_group_desc, GroupDesc, BG_BLOCK_UNINIT, BG_CHECKSUM, BG_FLAGS, BG_INODE_UNINIT,
+};
 pub use superblock::*;
 
 #[cfg(test)]
