@@ -432,6 +432,30 @@ fn xfs_sb_primary() {
 }
 
 #[test]
+fn xfs_sb_primary_with_4096_byte_sectors() {
+    if !require_tools(&[
+        "mkfs.xfs",
+        "xfs_repair",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "xfs4k", Table::Mbr, 320 << 20, |vol| {
+        common::run(
+            tool("mkfs.xfs")
+                .args(["-q", "-f", "-s", "size=4096"])
+                .arg(vol),
+        );
+    });
+    let r = prove("xfs-sb-primary", &disk, &[]);
+    assert_eq!(r["output"]["targets"][0]["changes"][0]["length"], 4096);
+}
+
+#[test]
 fn btrfs_sb_primary() {
     if !require_tools(&[
         "mkfs.btrfs",

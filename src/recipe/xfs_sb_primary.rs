@@ -1,28 +1,26 @@
 //! The `xfs-sb-primary` recipe: zero the primary XFS superblock sector
-//! (512 bytes at the start of AG 0). blkid finds nothing, the kernel
+//! (`sb_sectsize` bytes at the start of AG 0). blkid finds nothing, the kernel
 //! refuses to mount (exit 32), `xfs_repair -n` exits 1 ("bad primary
 //! superblock - bad magic number !!!"), `xfs_repair` finds a secondary
 //! superblock and rebuilds the primary (exit 0); then `xfs_repair -n` is
 //! clean and the volume mounts read-write.
 //!
-//! Preconditions: at least 2 AGs (a secondary superblock in AG 1 describing
-//! the same filesystem) and 512-byte sectors (the geometry the outcomes
-//! were verified with). Verified in `shared/catalogue/xfs-sb-primary.sh`
+//! Precondition: at least 2 AGs (a secondary superblock in AG 1 describing
+//! the same filesystem; mkfs.xfs makes at least 2). The outcomes are the
+//! same with 512- and 4096-byte sectors on image files. Verified in `shared/catalogue/xfs-sb-primary.sh`
 //! and `tests/linux_recipes.rs`.
 
 use super::linux::{self, PartitionParams};
 use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
-use crate::fs::xfs::{XfsSuperblock, VERIFIED_SECTOR_SIZE};
+use crate::fs::xfs::XfsSuperblock;
 use crate::image::{ReadAt, Window};
 use crate::overlay::Patch;
 
 /// `xfs-sb-primary`: zero the primary XFS superblock sector.
 pub struct XfsSbPrimary;
 
-/// Bytes zeroed: the first 512-byte sector.
-const ZEROED: u64 = 512;
 /// xfs_repair's phase-1 line for the damage.
 const BAD_PRIMARY: &str = "bad primary superblock - bad magic number !!!";
 /// xfs_repair's line when it rewrites the primary from a secondary.
@@ -38,11 +36,11 @@ impl Recipe for XfsSbPrimary {
     fn catalogue() -> Catalogue {
         Catalogue {
             targets: "xfs",
-            damage: "the primary superblock sector (512 bytes at byte 0) reads as zeros",
+            damage: "the primary superblock sector (sb_sectsize bytes at byte 0) reads as zeros",
             outcomes: outcomes(None),
             repair: Some("xfs_repair PART"),
             preconditions: vec![
-                "the partition holds XFS with 512-byte sectors",
+                "the partition holds XFS",
                 "at least 2 allocation groups: a secondary superblock in AG 1 of the same filesystem",
             ],
         }
@@ -61,15 +59,6 @@ impl Recipe for XfsSbPrimary {
             };
             (primary, ag1)
         };
-        if primary.sector_size() != VERIFIED_SECTOR_SIZE {
-            return Err(linux::refuse(
-                &found,
-                format!(
-                    "{}-byte sectors: the outcomes were verified with 512-byte sectors only (xfs_repair warns of a sector size mismatch on images)",
-                    primary.sector_size()
-                ),
-            ));
-        }
         if primary.ag_count() < 2 {
             return Err(linux::refuse(
                 &found,
@@ -84,7 +73,7 @@ impl Recipe for XfsSbPrimary {
         }
         let patch = Patch::Zero {
             offset: 0,
-            len: ZEROED,
+            len: u64::from(primary.sector_size()),
         };
         linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction)
     }

@@ -22,8 +22,6 @@ pub const SB_AGBLOCKS: usize = 84;
 pub const SB_AGCOUNT: usize = 88;
 /// `sb_sectsize` (be16).
 pub const SB_SECTSIZE: usize = 102;
-/// The sector size the recipe's outcomes were verified with.
-pub const VERIFIED_SECTOR_SIZE: u16 = 512;
 /// How much `find_secondary_sb` reads at a time (`BSIZE`, 1 MiB).
 const SCAN_CHUNK: usize = 1 << 20;
 
