@@ -329,6 +329,40 @@ fn ext4_sb_primary_refuses_one_group_and_e2fsck_agrees() {
 }
 
 #[test]
+fn ext4_sb_primary_refuses_groups_e2fsck_does_not_look_in_and_e2fsck_agrees() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // 4096 blocks per group: the backup is at block 4097, e2fsck looks at 8193.
+    let disk = linux_disk(
+        dir.path(),
+        "g4k",
+        Table::Gpt,
+        24 << 20,
+        mkfs_ext4(&["-b", "1024", "-g", "4096"]),
+    );
+    let out = dir.path().join("o.qcow2");
+    let r = qfault_expect(
+        [
+            "inject",
+            "ext4-sb-primary",
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("e2fsck finds no backup superblock"), "{err}");
+    let part = dir.path().join("g4k.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    common::write_at(&part, 1024, &[0u8; 1024]);
+    let (code, text) = code_and_text(tool("e2fsck").args(["-fy"]).arg(&part));
+    assert_eq!(code, 8, "{text}");
+}
+
+#[test]
 fn ext4_needs_recovery() {
     if !ext4_tools() {
         return;

@@ -15,7 +15,7 @@ use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::ext4::{self, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
-use crate::image::ReadAt;
+use crate::image::{ReadAt, Window};
 use crate::overlay::Patch;
 
 /// `ext4-sb-primary`: zero the primary ext4 superblock.
@@ -55,6 +55,21 @@ impl Recipe for Ext4SbPrimary {
             return Err(linux::refuse(
                 &found,
                 "the filesystem has one block group, so no backup superblock: e2fsck could not repair it (exit 8)",
+            ));
+        }
+        // The backup e2fsck will take must be this filesystem's (a stale
+        // superblock of an earlier mkfs would be taken just the same).
+        let backup = {
+            let mut part = Window::new(&mut *disk, found.partition.start, found.partition.size)?;
+            Superblock::e2fsck_backup(&mut part)?
+        };
+        if let Some((at, b)) = backup.filter(|(_, b)| b.uuid() != sb.uuid()) {
+            return Err(linux::refuse(
+                &found,
+                format!(
+                    "the superblock e2fsck would take at byte {at} belongs to another filesystem ({} blocks)",
+                    b.blocks_count()
+                ),
             ));
         }
         let patch = Patch::Zero {
