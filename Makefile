@@ -12,6 +12,7 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	sfdisk:fdisk sgdisk:gdisk mkfs.vfat:dosfstools mkfs.ext4:e2fsprogs e2fsck:e2fsprogs \
 	blkid:util-linux losetup:util-linux mkswap:util-linux \
 	mkfs.exfat:exfatprogs mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs cryptsetup:cryptsetup-bin \
+	xfs_repair:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
 	genisoimage:genisoimage
 
 .PHONY: help deps test demo lint fixtures bench fuzz check-clean

@@ -14,6 +14,7 @@
 pub mod btrfs;
 pub mod exfat;
 pub mod ext;
+pub mod ext4;
 pub mod fat;
 pub mod iso9660;
 pub mod luks;

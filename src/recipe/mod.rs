@@ -21,10 +21,20 @@
 //!   [`ntfs_fast_startup`], [`ntfs_unclean_journal`], [`ntfs_hibernated`],
 //!   [`ntfs_dirty`], [`ntfs_mftmirr`], [`ntfs_boot_both`] (must fail),
 //!   [`ntfs_backup_boot`].
+//! - [`ext4_sb_primary`], [`ext4_needs_recovery`], [`ext4_unclean`],
+//!   [`ext4_gdt_csum`], [`xfs_sb_primary`], [`btrfs_sb_primary`],
+//!   [`luks2_primary_header`]: the Linux recipes, sharing [`linux`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
+pub mod btrfs_sb_primary;
 pub mod empty;
+pub mod ext4_gdt_csum;
+pub mod ext4_needs_recovery;
+pub mod ext4_sb_primary;
+pub mod ext4_unclean;
+pub mod linux;
+pub mod luks2_primary_header;
 pub mod ntfs;
 pub mod ntfs_backup_boot;
 pub mod ntfs_boot;
@@ -38,6 +48,7 @@ pub mod prediction;
 pub mod select;
 mod spec;
 pub mod write;
+pub mod xfs_sb_primary;
 pub mod zero;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
@@ -134,6 +145,13 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<ntfs_mftmirr::NtfsMftmirr>::NEW,
     &spec::Entry::<ntfs_boot_both::NtfsBootBoth>::NEW,
     &spec::Entry::<ntfs_backup_boot::NtfsBackupBoot>::NEW,
+    &spec::Entry::<ext4_sb_primary::Ext4SbPrimary>::NEW,
+    &spec::Entry::<ext4_needs_recovery::Ext4NeedsRecovery>::NEW,
+    &spec::Entry::<ext4_unclean::Ext4Unclean>::NEW,
+    &spec::Entry::<ext4_gdt_csum::Ext4GdtCsum>::NEW,
+    &spec::Entry::<xfs_sb_primary::XfsSbPrimary>::NEW,
+    &spec::Entry::<btrfs_sb_primary::BtrfsSbPrimary>::NEW,
+    &spec::Entry::<luks2_primary_header::Luks2PrimaryHeader>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.

@@ -483,3 +483,4 @@ where
     }
     run_any(&mut c)
 }
+pub mod linux;

@@ -3,6 +3,9 @@
 //! a LUKS2 secondary header at one of its fixed offsets. Field offsets:
 //! LUKS1 on-disk format specification 1.2.3 and LUKS2 specification,
 //! section 2 ("binary header").
+//!
+//! `luks2.rs`: the LUKS2 binary header model the `luks2-primary-header`
+//! recipe needs ([`Luks2Header`]: primary and secondary copies).
 
 use super::bytes::be16;
 use super::text::label_bytes;
@@ -14,8 +17,8 @@ use crate::image::ReadAt;
 const MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 /// LUKS2 secondary header magic.
 const MAGIC_2: &[u8; 6] = b"SKUL\xba\xbe";
-/// Offsets where a LUKS2 secondary header may sit.
-const SECONDARY_OFFSETS: [u64; 9] = [
+/// Offsets where a LUKS2 secondary header may sit (blkid tries them in order).
+pub const SECONDARY_OFFSETS: [u64; 9] = [
     0x04000, 0x008000, 0x010000, 0x020000, 0x40000, 0x080000, 0x100000, 0x200000, 0x400000,
 ];
 /// Bytes of the binary header read.
@@ -55,3 +58,6 @@ fn attributes(h: &[u8]) -> FsInfo {
     }
     info
 }
+
+mod luks2;
+pub use luks2::*;

@@ -1,6 +1,10 @@
 //! XFS, identified as util-linux 2.38 `libblkid/src/superblocks/xfs.c` does:
 //! `"XFSB"` at 0 and the sanity checks of `xfs_verify_sb` on the big-endian
 //! superblock (fields per xfsprogs `libxfs/xfs_format.h` `struct xfs_dsb`).
+//!
+//! `superblock.rs`: the superblock model the `xfs-sb-primary` recipe needs
+//! ([`XfsSuperblock`]: geometry, the secondary copies in every allocation
+//! group, and how `xfs_repair` finds one when the primary is gone).
 
 use super::bytes::{be16, be32, be64};
 use super::text::{label_bytes, uuid16};
@@ -60,3 +64,6 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
     info.uuid = uuid16(&sb[32..48]);
     Ok(Some(info))
 }
+
+mod superblock;
+pub use superblock::*;

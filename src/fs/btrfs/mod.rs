@@ -2,6 +2,10 @@
 //! does (non-zoned devices): `"_BHRfS_M"` at 64 KiB + 0x40; UUID is the
 //! fsid, LABEL the 256-byte label. Offsets per the kernel's
 //! `include/uapi/linux/btrfs_tree.h` `struct btrfs_super_block`.
+//!
+//! `superblock.rs`: the superblock model the `btrfs-sb-primary` recipe
+//! needs ([`BtrfsSuperblock`]: the copies at 64 KiB, 64 MiB and 256 GiB,
+//! their crc32c checksum, which copies the tools can use).
 
 use super::text::{label_bytes, uuid16};
 use super::{read_opt, FsInfo};
@@ -36,3 +40,6 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
     info.uuid = uuid16(&sb[FSID_OFFSET..FSID_OFFSET + 16]);
     Ok(Some(info))
 }
+
+mod superblock;
+pub use superblock::*;
