@@ -13,6 +13,7 @@
 //! filesystem at offset 0 (a "superfloppy") is one partition numbered 0.
 
 pub mod gpt;
+pub mod gpt_tools;
 pub mod guid;
 pub mod mbr;
 mod types;

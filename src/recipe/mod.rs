@@ -17,6 +17,9 @@
 //!
 //! - [`empty`], [`zero`], [`write`](mod@write): plain overlays.
 //! - [`ntfs_boot`]: zero the NTFS primary boot sector; `ntfsfix` repairs it.
+//! - [`gpt_primary`], [`gpt_primary_crc`], [`gpt_backup`], [`gpt_no_pmbr`],
+//!   [`mbr_no_signature`], [`mbr_overlap`]: partition-table damage (whole
+//!   disk), sharing [`ptable`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
@@ -28,6 +31,13 @@ pub mod select;
 mod spec;
 pub mod write;
 pub mod zero;
+pub mod ptable;
+pub mod gpt_primary;
+pub mod gpt_primary_crc;
+pub mod gpt_backup;
+pub mod gpt_no_pmbr;
+pub mod mbr_no_signature;
+pub mod mbr_overlap;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
 pub use spec::{find, parse_words, split_words, DynRecipe, Field, Spec};
@@ -116,6 +126,12 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<zero::Zero>::NEW,
     &spec::Entry::<write::Write>::NEW,
     &spec::Entry::<ntfs_boot::NtfsBoot>::NEW,
+    &spec::Entry::<gpt_primary::GptPrimary>::NEW,
+    &spec::Entry::<gpt_primary_crc::GptPrimaryCrc>::NEW,
+    &spec::Entry::<gpt_backup::GptBackup>::NEW,
+    &spec::Entry::<gpt_no_pmbr::GptNoPmbr>::NEW,
+    &spec::Entry::<mbr_no_signature::MbrNoSignature>::NEW,
+    &spec::Entry::<mbr_overlap::MbrOverlap>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.
