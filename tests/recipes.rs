@@ -24,6 +24,12 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     ("write", "write --offset 1M --from payload.bin", "sample"),
     ("ntfs-boot", "ntfs-boot --partition 2", "sample"),
+    ("gpt-primary", "gpt-primary", "gpt"),
+    ("gpt-primary-crc", "gpt-primary-crc --byte 60", "gpt"),
+    ("gpt-backup", "gpt-backup", "gpt"),
+    ("gpt-no-pmbr", "gpt-no-pmbr", "gpt"),
+    ("mbr-no-signature", "mbr-no-signature", "sample"),
+    ("mbr-overlap", "mbr-overlap --overlap 8", "sample"),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -38,6 +44,7 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
         "sample" => {
             std::fs::copy(sample_image(), &path).unwrap();
         }
+        "gpt" => common::ptable::sgdisk_gpt_qcow2(&path),
         other => panic!("no fixture named {other}: add it to fixture()"),
     }
     path

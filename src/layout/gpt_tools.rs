@@ -425,6 +425,6 @@ mod tests {
         );
         assert_eq!(&m[510..], &[0x55, 0xAA]);
         let f = protective_mbr(PmbrStyle::Libfdisk, 131_072);
-        assert_eq!(&f[449..454], &[0xEE, 0xFF, 0xFF, 0xFF, 1]);
+        assert_eq!(&f[450..455], &[0xEE, 0xFF, 0xFF, 0xFF, 1]);
     }
 }
