@@ -387,3 +387,79 @@ fn hostile_random_disks_never_panic() {
         }
     }
 }
+
+// ---------- what the tools write back (gpt_tools) ----------
+
+mod tools {
+    use super::*;
+    use crate::layout::gpt_tools::{protective_mbr, GptState, PmbrStyle};
+
+    fn with_pmbr(mut d: Vec<u8>, style: PmbrStyle, ss: usize) -> Vec<u8> {
+        let sectors = (d.len() / ss) as u64;
+        d[..512].copy_from_slice(&protective_mbr(style, sectors));
+        d
+    }
+
+    fn rebuilt_after(d: &[u8], zero: std::ops::Range<usize>) -> crate::layout::gpt_tools::GptImage {
+        let mut damaged = d.to_vec();
+        damaged[zero].fill(0);
+        let st = GptState::read(&mut MemDisk(damaged)).unwrap().unwrap();
+        st.rebuilt(|c| crate::layout::gpt_tools::maker_pmbr_of(c, st.sector_size))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_lost_header_or_pmbr_is_rebuilt_from_what_survives() {
+        for ss in [512usize, 4096] {
+            let d = with_pmbr(gpt_disk(&spec(ss)), PmbrStyle::Sgdisk, ss);
+            let last = d.len() - ss;
+            for zero in [ss..2 * ss, last..d.len(), 0..512] {
+                let img = rebuilt_after(&d, zero.clone());
+                for (off, bytes) in img.regions() {
+                    let off = off as usize;
+                    assert_eq!(&d[off..off + bytes.len()], bytes, "{ss}: {zero:?} at {off}");
+                }
+                assert_eq!(img.standard_layout(), Ok(()));
+                assert!(img.made_by_sgdisk());
+                let e = img.sgdisk_e();
+                assert_eq!((e.exit_code, e.identical), (0, true), "{ss} {zero:?}");
+                assert!(!img.libfdisk_restores());
+            }
+        }
+    }
+
+    #[test]
+    fn libfdisk_layout_needs_sfdisk_and_sgdisk_refuses_a_full_disk() {
+        let ss = 512;
+        let mut s = spec(ss);
+        // libfdisk: first usable LBA 2048 (1 MiB), last partition up to the last usable.
+        let sectors = s.sectors;
+        s.parts[1].2 = sectors - 34;
+        let mut d = gpt_disk(&s);
+        for (lba, first) in [(1usize, 2048u64), (sectors as usize - 1, 2048)] {
+            let h = &mut d[lba * ss..(lba + 1) * ss];
+            h[40..48].copy_from_slice(&first.to_le_bytes());
+            h[16..20].fill(0);
+            let crc = crc32fast::hash(&h[..92]);
+            h[16..20].copy_from_slice(&crc.to_le_bytes());
+        }
+        let d = with_pmbr(d, PmbrStyle::Libfdisk, ss);
+        let img = rebuilt_after(&d, ss..2 * ss);
+        assert!(!img.made_by_sgdisk());
+        assert!(img.libfdisk_restores());
+        let e = img.sgdisk_e();
+        assert_eq!(e.exit_code, 4);
+        assert_eq!(e.overlap, (sectors - 34) - (sectors - 2048));
+        // Without its protective MBR, the one libfdisk writes is assumed.
+        let img = rebuilt_after(&d, 0..512);
+        assert_eq!(img.mbr, protective_mbr(PmbrStyle::Libfdisk, sectors));
+    }
+
+    #[test]
+    fn relocated_headers_check_out() {
+        let d = with_pmbr(gpt_disk(&spec(512)), PmbrStyle::Sgdisk, 512);
+        let img = rebuilt_after(&d, 512..1024);
+        let h = crate::layout::gpt::parse_header(&img.primary.sector, 1).unwrap();
+        assert_eq!(h, img.primary.header);
+    }
+}
