@@ -490,3 +490,69 @@ fn refusals_name_the_missing_precondition() {
     mbr.guard.assert_unchanged();
     gpt.guard.assert_unchanged();
 }
+
+/// `sfdisk -d DEV` as (start, size) pairs in bytes, by its `sector-size`.
+fn sfdisk_ranges(dev: &str) -> Vec<(u64, u64)> {
+    let mut c = tool("sfdisk");
+    c.args(["-d", dev]);
+    let text = String::from_utf8_lossy(&run(&mut c).stdout).into_owned();
+    let ss: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sector-size: "))
+        .map_or(512, |v| v.trim().parse().unwrap());
+    let field = |l: &str, k: &str| -> u64 {
+        let rest = &l[l.find(k).unwrap() + k.len()..];
+        rest.split(',').next().unwrap().trim().parse().unwrap()
+    };
+    text.lines()
+        .filter(|l| l.contains("start="))
+        .map(|l| (field(l, "start=") * ss, field(l, "size=") * ss))
+        .collect()
+}
+
+#[test]
+fn mbr_written_for_4096_byte_sectors_is_read_as_the_device_shows_it() {
+    if !require_tools(&["qemu-img", "sfdisk", "losetup", "mkfs.vfat", "blkid"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let d = dir.path();
+    let raw = d.join("mbr4k.raw");
+    std::fs::File::create(&raw).unwrap().set_len(DISK).unwrap();
+    let expected = {
+        let lp = Loop::attach(&raw, 4096);
+        let mut c = tool("sfdisk");
+        c.arg("-q").arg(&lp.0);
+        run_stdin(c, "label: dos\n256,4096,83\n4352,,7\n");
+        sfdisk_ranges(&lp.0)
+    };
+    // A FAT filesystem with 4096-byte sectors in partition 1.
+    let fs = d.join("fs.raw");
+    std::fs::File::create(&fs).unwrap().set_len(16 * MIB).unwrap();
+    let mut c = tool("mkfs.vfat");
+    c.args(["-S", "4096"]).arg(&fs);
+    run(&mut c);
+    common::write_at(&raw, expected[0].0, &std::fs::read(&fs).unwrap());
+    let qcow = d.join("mbr4k.qcow2");
+    qemu_img_to_qcow2(&raw, &qcow, &[]);
+    let guard = BaseGuard::new(&[&raw, &qcow]);
+    let out = qfault_expect(["inspect", qcow.to_str().unwrap(), "--json"], 0);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["table"], "dos");
+    assert_eq!(v["sector_size"], 4096);
+    let got: Vec<(u64, u64)> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["offset"].as_u64().unwrap(), p["length"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, expected, "qfault vs sfdisk on the 4096-byte device");
+    // blkid at that offset agrees on the filesystem.
+    let mut c = tool("blkid");
+    c.args(["-p", "-O", &expected[0].0.to_string(), "-o", "value", "-s", "TYPE"])
+        .arg(&raw);
+    let blkid_type = String::from_utf8_lossy(&run(&mut c).stdout).trim().to_string();
+    assert_eq!(v["partitions"][0]["filesystem"], blkid_type.as_str());
+    assert!(v["warnings"][0].as_str().unwrap().contains("4096-byte sectors"));
+    guard.assert_unchanged();
+}

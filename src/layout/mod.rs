@@ -174,7 +174,8 @@ pub struct GptInfo {
 pub struct DiskLayout {
     /// The table kind.
     pub table: TableKind,
-    /// Logical sector size the table was written for (512 or 4096).
+    /// Logical sector size the table was written for (GPT: 512 or 4096;
+    /// MBR: 512, 1024, 2048 or 4096, see [`mbr::guess_sector_size`]).
     pub sector_size: u32,
     /// Size of the guest disk in bytes.
     pub disk_size: u64,
@@ -237,7 +238,16 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
         }
         if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
             layout.table = TableKind::Dos;
-            layout.partitions = mbr::read_mbr(disk, &sector0, &mut layout.warnings)?;
+            let ss = mbr::guess_sector_size(disk, &sector0)?;
+            if ss != SECTOR_512 {
+                layout.warnings.push(format!(
+                    "the MBR's partitions hold filesystems when its sectors are {ss} bytes (the table does not record its sector size): \
+                     read with {ss}-byte sectors, as Linux reads it on a disk with that logical sector size; \
+                     tools reading this image as a file assume 512"
+                ));
+            }
+            layout.sector_size = ss;
+            layout.partitions = mbr::read_mbr_with(disk, &sector0, ss, &mut layout.warnings)?;
         }
     }
     // An exFAT (or other) boot sector carries 0x55AA and passes for an empty

@@ -463,3 +463,47 @@ mod tools {
         assert_eq!(h, img.primary.header);
     }
 }
+
+#[test]
+fn mbr_for_4096_byte_sectors_is_read_in_4096_byte_units() {
+    // 16 MiB; partition 1 at LBA 256 (1 MiB) of 1024 4K sectors holds a swap
+    // signature, partition 2 an extended partition whose EBR (at 4K LBA 1536)
+    // links one logical with a swap signature too.
+    let ss = 4096usize;
+    let mut d = vec![0u8; 16 * MIB];
+    put_record(&mut d[..512], 0, 0, 0x82, 256, 1024);
+    put_record(&mut d[..512], 1, 0, 0x05, 1536, 1024);
+    let ebr = 1536 * ss;
+    put_record(&mut d[ebr..ebr + 512], 0, 0, 0x82, 16, 512);
+    for start in [256 * ss, (1536 + 16) * ss] {
+        d[start + 4086..start + 4096].copy_from_slice(b"SWAPSPACE2");
+    }
+    let l = read_layout(&mut MemDisk(d.clone())).unwrap();
+    assert_eq!(l.table, TableKind::Dos);
+    assert_eq!(l.sector_size, 4096);
+    let got: Vec<(u32, u64, u64)> = l
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.start, p.size))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, MIB as u64, 4 * MIB as u64),
+            (2, 6 * MIB as u64, 4 * MIB as u64),
+            (5, (1552 * ss) as u64, 2 * MIB as u64)
+        ]
+    );
+    assert!(l.warnings.iter().any(|w| w.contains("4096-byte sectors")), "{:?}", l.warnings);
+
+    // The same table over 512-byte-sector filesystems stays 512.
+    let mut d = vec![0u8; 16 * MIB];
+    put_record(&mut d[..512], 0, 0, 0x82, 2048, 4096);
+    d[2048 * 512 + 4086..2048 * 512 + 4096].copy_from_slice(b"SWAPSPACE2");
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.sector_size, 512);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // Nothing recognised anywhere: 512, as sfdisk assumes for a file.
+    let l = read_layout(&mut MemDisk(mbr_disk())).unwrap();
+    assert_eq!(l.sector_size, 512);
+}
