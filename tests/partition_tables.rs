@@ -109,6 +109,8 @@ enum Maker {
     SfdiskFull,
     /// sfdisk, an MBR with two partitions.
     Mbr,
+    /// sfdisk, an MBR with an extended partition holding two logicals.
+    MbrLogical,
 }
 
 /// Partitions a fresh 64 MiB `path` with `maker` for `sector`-byte sectors
@@ -165,6 +167,14 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
             run_stdin(
                 c,
                 "label: dos\nlabel-id: 0x9120834d\n2048,32768,83\n34816,,7\n",
+            );
+        }
+        Maker::MbrLogical => {
+            let mut c = tool("sfdisk");
+            c.arg("-q").arg(&target);
+            run_stdin(
+                c,
+                "label: dos\nlabel-id: 0x406d7d49\n2048,8192,83\n10240,,5\n12288,8192,83\n22528,8192,83\n",
             );
         }
     }
@@ -400,6 +410,30 @@ fn mbr_recipes_agree_with_the_tools() {
         .contains("55 aa"));
     run_case(dir.path(), &b, "mbr-overlap", "mbr-overlap");
     run_case(dir.path(), &b, "mbr-overlap-1", "mbr-overlap --overlap 1");
+    // Without an extended partition there is no EBR chain to loop.
+    let out = dir.path().join("x.qcow2");
+    let o = qfault_expect(
+        ["inject", "mbr-ebr-loop", b.mid.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        3,
+    );
+    assert!(all_text(&o).contains("no extended partition"));
+
+    let l = base(dir.path(), "logical", Maker::MbrLogical, 512);
+    let r = run_case(dir.path(), &l, "mbr-ebr-loop", "mbr-ebr-loop");
+    // parted lists the first logical partition once, no second one.
+    let damaged = dir.path().join("mbr-ebr-loop.raw");
+    let text = all_text(&run_predicted("parted -s PART print", damaged.to_str().unwrap()));
+    assert!(text.lines().any(|l| l.starts_with(" 5 ")), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with(" 6 ")), "{text}");
+    // libfdisk lists #5..#60: 2 primaries and 56 copies.
+    let mut c = tool("sfdisk");
+    c.arg("-d").arg(&damaged);
+    let dump = String::from_utf8_lossy(&run(&mut c).stdout).into_owned();
+    assert_eq!(dump.matches("start=").count(), 58, "{dump}");
+    assert!(r["output"]["targets"][0]["prediction"]["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("56 times"));
 }
 
 #[test]

@@ -30,6 +30,7 @@ const CASES: &[(&str, &str, &str)] = &[
     ("gpt-no-pmbr", "gpt-no-pmbr", "gpt"),
     ("mbr-no-signature", "mbr-no-signature", "sample"),
     ("mbr-overlap", "mbr-overlap --overlap 8", "sample"),
+    ("mbr-ebr-loop", "mbr-ebr-loop", "mbr-logical"),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -45,6 +46,7 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
             std::fs::copy(sample_image(), &path).unwrap();
         }
         "gpt" => common::ptable::sgdisk_gpt_qcow2(&path),
+        "mbr-logical" => common::ptable::sfdisk_logical_qcow2(&path),
         other => panic!("no fixture named {other}: add it to fixture()"),
     }
     path

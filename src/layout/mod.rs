@@ -21,7 +21,7 @@ mod types;
 use crate::error::Result;
 use crate::image::ReadAt;
 pub use guid::Guid;
-pub use types::{gpt_type_name, mbr_type_name};
+pub use types::{gpt_type_name, is_mbr_extended, mbr_type_name};
 
 /// Which kind of partition table the disk holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

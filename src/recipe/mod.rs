@@ -18,7 +18,7 @@
 //! - [`empty`], [`zero`], [`write`](mod@write): plain overlays.
 //! - [`ntfs_boot`]: zero the NTFS primary boot sector; `ntfsfix` repairs it.
 //! - [`gpt_primary`], [`gpt_primary_crc`], [`gpt_backup`], [`gpt_no_pmbr`],
-//!   [`mbr_no_signature`], [`mbr_overlap`]: partition-table damage (whole
+//!   [`mbr_no_signature`], [`mbr_overlap`], [`mbr_ebr_loop`]: partition-table damage (whole
 //!   disk), sharing [`ptable`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
@@ -38,6 +38,7 @@ pub mod gpt_backup;
 pub mod gpt_no_pmbr;
 pub mod mbr_no_signature;
 pub mod mbr_overlap;
+pub mod mbr_ebr_loop;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
 pub use spec::{find, parse_words, split_words, DynRecipe, Field, Spec};
@@ -132,6 +133,7 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<gpt_no_pmbr::GptNoPmbr>::NEW,
     &spec::Entry::<mbr_no_signature::MbrNoSignature>::NEW,
     &spec::Entry::<mbr_overlap::MbrOverlap>::NEW,
+    &spec::Entry::<mbr_ebr_loop::MbrEbrLoop>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.
