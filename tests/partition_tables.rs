@@ -28,9 +28,7 @@ use std::process::{Command, Output, Stdio};
 const MIB: u64 = 1 << 20;
 const DISK: u64 = 64 * MIB;
 
-const TOOLS: &[&str] = &[
-    "qemu-img", "sgdisk", "sfdisk", "parted", "blkid", "losetup",
-];
+const TOOLS: &[&str] = &["qemu-img", "sgdisk", "sfdisk", "parted", "blkid", "losetup"];
 
 /// PATH with the sbin directories (cargo test does not always have them).
 fn path_env() -> String {
@@ -83,7 +81,8 @@ struct Loop(String);
 impl Loop {
     fn attach(file: &Path, sector: u32) -> Loop {
         let mut c = tool("losetup");
-        c.args(["-f", "--show", "-b", &sector.to_string()]).arg(file);
+        c.args(["-f", "--show", "-b", &sector.to_string()])
+            .arg(file);
         let dev = String::from_utf8_lossy(&run(&mut c).stdout)
             .trim()
             .to_string();
@@ -249,7 +248,10 @@ fn run_case(dir: &Path, b: &Base, case: &str, words: &str) -> Value {
     let report: Value = serde_json::from_slice(&inj.stdout).unwrap();
     assert_qemu_img_check_clean(&out);
     let target = &report["output"]["targets"][0];
-    assert!(target["partition"].is_null(), "{case}: whole disk: {target}");
+    assert!(
+        target["partition"].is_null(),
+        "{case}: whole disk: {target}"
+    );
     let prediction = &target["prediction"];
 
     let damaged = dir.join(format!("{case}.raw"));
@@ -370,7 +372,11 @@ fn libfdisk_tables_are_restored_by_sfdisk_not_sgdisk() {
         // Only sgdisk sees a GPT without its protective MBR; on libfdisk's
         // layout it repairs, but not byte for byte.
         let s = find(&seen, "gpt-no-pmbr");
-        assert_eq!((s.1.as_str(), s.2, s.3), ("sgdisk -e PART", false, 0), "{s:?}");
+        assert_eq!(
+            (s.1.as_str(), s.2, s.3),
+            ("sgdisk -e PART", false, 0),
+            "{s:?}"
+        );
     }
 }
 
@@ -389,7 +395,11 @@ fn sgdisk_e_refuses_when_the_last_partition_reaches_the_last_usable_lba() {
         );
     }
     let s = find(&seen, "gpt-no-pmbr");
-    assert_eq!((s.1.as_str(), s.2, s.3), ("sgdisk -e PART", false, 4), "{s:?}");
+    assert_eq!(
+        (s.1.as_str(), s.2, s.3),
+        ("sgdisk -e PART", false, 4),
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -413,7 +423,13 @@ fn mbr_recipes_agree_with_the_tools() {
     // Without an extended partition there is no EBR chain to loop.
     let out = dir.path().join("x.qcow2");
     let o = qfault_expect(
-        ["inject", "mbr-ebr-loop", b.mid.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        [
+            "inject",
+            "mbr-ebr-loop",
+            b.mid.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
         3,
     );
     assert!(all_text(&o).contains("no extended partition"));
@@ -422,7 +438,10 @@ fn mbr_recipes_agree_with_the_tools() {
     let r = run_case(dir.path(), &l, "mbr-ebr-loop", "mbr-ebr-loop");
     // parted lists the first logical partition once, no second one.
     let damaged = dir.path().join("mbr-ebr-loop.raw");
-    let text = all_text(&run_predicted("parted -s PART print", damaged.to_str().unwrap()));
+    let text = all_text(&run_predicted(
+        "parted -s PART print",
+        damaged.to_str().unwrap(),
+    ));
     assert!(text.lines().any(|l| l.starts_with(" 5 ")), "{text}");
     assert!(!text.lines().any(|l| l.starts_with(" 6 ")), "{text}");
     // libfdisk lists #5..#60: 2 primaries and 56 copies.
@@ -481,7 +500,13 @@ fn refusals_name_the_missing_precondition() {
     let one_q = d.join("one.qcow2");
     qemu_img_to_qcow2(&one, &one_q, &[]);
     let o = qfault_expect(
-        ["inject", "mbr-overlap", one_q.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        [
+            "inject",
+            "mbr-overlap",
+            one_q.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
         3,
     );
     assert!(all_text(&o).contains("needs two primary partitions"));
@@ -500,7 +525,13 @@ fn refusals_name_the_missing_precondition() {
     let odd_q = d.join("odd.qcow2");
     qemu_img_to_qcow2(&odd, &odd_q, &[]);
     let o = qfault_expect(
-        ["inject", "gpt-primary", odd_q.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        [
+            "inject",
+            "gpt-primary",
+            odd_q.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
         3,
     );
     let text = all_text(&o);
@@ -513,11 +544,23 @@ fn refusals_name_the_missing_precondition() {
     // Applying a recipe again on its own damage is refused.
     let once = d.join("once.qcow2");
     qfault_expect(
-        ["inject", "gpt-primary", gpt.mid.to_str().unwrap(), "-o", once.to_str().unwrap()],
+        [
+            "inject",
+            "gpt-primary",
+            gpt.mid.to_str().unwrap(),
+            "-o",
+            once.to_str().unwrap(),
+        ],
         0,
     );
     let o = qfault_expect(
-        ["inject", "gpt-primary", once.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        [
+            "inject",
+            "gpt-primary",
+            once.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
         3,
     );
     assert!(all_text(&o).contains("primary GPT is already invalid"));
@@ -562,7 +605,10 @@ fn mbr_written_for_4096_byte_sectors_is_read_as_the_device_shows_it() {
     };
     // A FAT filesystem with 4096-byte sectors in partition 1.
     let fs = d.join("fs.raw");
-    std::fs::File::create(&fs).unwrap().set_len(16 * MIB).unwrap();
+    std::fs::File::create(&fs)
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
     let mut c = tool("mkfs.vfat");
     c.args(["-S", "4096"]).arg(&fs);
     run(&mut c);
@@ -583,10 +629,23 @@ fn mbr_written_for_4096_byte_sectors_is_read_as_the_device_shows_it() {
     assert_eq!(got, expected, "qfault vs sfdisk on the 4096-byte device");
     // blkid at that offset agrees on the filesystem.
     let mut c = tool("blkid");
-    c.args(["-p", "-O", &expected[0].0.to_string(), "-o", "value", "-s", "TYPE"])
-        .arg(&raw);
-    let blkid_type = String::from_utf8_lossy(&run(&mut c).stdout).trim().to_string();
+    c.args([
+        "-p",
+        "-O",
+        &expected[0].0.to_string(),
+        "-o",
+        "value",
+        "-s",
+        "TYPE",
+    ])
+    .arg(&raw);
+    let blkid_type = String::from_utf8_lossy(&run(&mut c).stdout)
+        .trim()
+        .to_string();
     assert_eq!(v["partitions"][0]["filesystem"], blkid_type.as_str());
-    assert!(v["warnings"][0].as_str().unwrap().contains("4096-byte sectors"));
+    assert!(v["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("4096-byte sectors"));
     guard.assert_unchanged();
 }

@@ -168,11 +168,13 @@ pub fn read_copy(
     lba: u64,
     ss: u32,
 ) -> Result<std::result::Result<GptCopy, String>> {
-    Ok(read_header_and_array(disk, lba, ss)?.map(|(header, array, sector)| GptCopy {
-        header,
-        sector,
-        array,
-    }))
+    Ok(
+        read_header_and_array(disk, lba, ss)?.map(|(header, array, sector)| GptCopy {
+            header,
+            sector,
+            array,
+        }),
+    )
 }
 
 /// Reads and checks the header at `lba` and its entry array; returns the

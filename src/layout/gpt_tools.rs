@@ -206,7 +206,10 @@ impl GptState {
             (Ok(p), Ok(b)) => (p.clone(), b.clone()),
             (Ok(p), Err(_)) => {
                 let a = array_sectors(&p.header, ss);
-                (p.clone(), relocated(p, last, PRIMARY_HEADER_LBA, last.checked_sub(a)?))
+                (
+                    p.clone(),
+                    relocated(p, last, PRIMARY_HEADER_LBA, last.checked_sub(a)?),
+                )
             }
             (Err(_), Ok(b)) => (relocated(b, PRIMARY_HEADER_LBA, last, 2), b.clone()),
             (Err(_), Err(_)) => return None,
@@ -260,7 +263,10 @@ impl GptImage {
         vec![
             (0, &self.mbr[..]),
             (self.primary.header.my_lba * ss, &self.primary.sector[..]),
-            (self.primary.header.entries_lba * ss, &self.primary.array[..]),
+            (
+                self.primary.header.entries_lba * ss,
+                &self.primary.array[..],
+            ),
             (self.backup.header.entries_lba * ss, &self.backup.array[..]),
             (self.backup.header.my_lba * ss, &self.backup.sector[..]),
         ]
@@ -311,12 +317,18 @@ impl GptImage {
                     h.revision, h.header_size
                 ));
             }
-            if c.sector[HEADER_FIELDS_SIZE as usize..].iter().any(|&x| x != 0) {
+            if c.sector[HEADER_FIELDS_SIZE as usize..]
+                .iter()
+                .any(|&x| x != 0)
+            {
                 return Err(format!("the {which} header's reserved bytes are not zero"));
             }
         }
         if p.entries_lba != 2 {
-            return Err(format!("the main entry array is at LBA {}, not 2", p.entries_lba));
+            return Err(format!(
+                "the main entry array is at LBA {}, not 2",
+                p.entries_lba
+            ));
         }
         if p.alternate_lba != last || b.my_lba != last || b.alternate_lba != PRIMARY_HEADER_LBA {
             return Err("the headers do not point at each other at LBA 1 and the last LBA".into());

@@ -494,7 +494,11 @@ fn mbr_for_4096_byte_sectors_is_read_in_4096_byte_units() {
             (5, (1552 * ss) as u64, 2 * MIB as u64)
         ]
     );
-    assert!(l.warnings.iter().any(|w| w.contains("4096-byte sectors")), "{:?}", l.warnings);
+    assert!(
+        l.warnings.iter().any(|w| w.contains("4096-byte sectors")),
+        "{:?}",
+        l.warnings
+    );
 
     // The same table over 512-byte-sector filesystems stays 512.
     let mut d = vec![0u8; 16 * MIB];

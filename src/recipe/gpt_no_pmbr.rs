@@ -32,7 +32,9 @@ impl Recipe for GptNoPmbr {
             targets: "disk (gpt)",
             damage: "the protective MBR (the first 512 bytes of sector 0) reads as zeros",
             outcomes,
-            repair: Some("sgdisk -e PART (byte-identical where the base's protective MBR is sgdisk's)"),
+            repair: Some(
+                "sgdisk -e PART (byte-identical where the base's protective MBR is sgdisk's)",
+            ),
             preconditions: ptable::GPT_PRECONDITIONS.to_vec(),
         }
     }

@@ -101,7 +101,11 @@ impl Recipe for GptPrimaryCrc {
         })
     }
 
-    fn predict(_: &GptPrimaryCrcParams, _: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &GptPrimaryCrcParams,
+        _: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         gpt_prediction(damaged)
     }
 }

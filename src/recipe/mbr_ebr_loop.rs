@@ -153,9 +153,7 @@ fn prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     let identified = identify_disk(disk)?;
     let ebr = first_ebr(disk)?;
     if ebr.link_start != 0 || ebr.data_records != 1 {
-        return Err(Error::Guest(
-            "the first EBR does not link to itself".into(),
-        ));
+        return Err(Error::Guest("the first EBR does not link to itself".into()));
     }
     // libfdisk lists the first logical again for every number up to its limit.
     let copies = LIBFDISK_MAX_PARTS - FIRST_LOGICAL + 1;

@@ -73,7 +73,11 @@ impl Recipe for MbrNoSignature {
         Ok(Plan::single(Self::NAME, None, patches, prediction))
     }
 
-    fn predict(_: &MbrNoSignatureParams, _: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
+    fn predict(
+        _: &MbrNoSignatureParams,
+        _: &Target,
+        damaged: &mut dyn ReadAt,
+    ) -> Result<Prediction> {
         prediction(damaged)
     }
 }

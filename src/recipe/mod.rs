@@ -24,21 +24,21 @@
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
 pub mod empty;
+pub mod gpt_backup;
+pub mod gpt_no_pmbr;
+pub mod gpt_primary;
+pub mod gpt_primary_crc;
+pub mod mbr_ebr_loop;
+pub mod mbr_no_signature;
+pub mod mbr_overlap;
 pub mod ntfs_boot;
 pub mod predict;
 pub mod prediction;
+pub mod ptable;
 pub mod select;
 mod spec;
 pub mod write;
 pub mod zero;
-pub mod ptable;
-pub mod gpt_primary;
-pub mod gpt_primary_crc;
-pub mod gpt_backup;
-pub mod gpt_no_pmbr;
-pub mod mbr_no_signature;
-pub mod mbr_overlap;
-pub mod mbr_ebr_loop;
 
 pub use prediction::{Outcome, Prediction, Role, Verdict};
 pub use spec::{find, parse_words, split_words, DynRecipe, Field, Spec};

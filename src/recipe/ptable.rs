@@ -139,7 +139,8 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     } else {
         ""
     };
-    let read = |tool: &str, cmd: &str| outcome(Role::Mount, tool, cmd, Verdict::ReadWrite, 0, warning);
+    let read =
+        |tool: &str, cmd: &str| outcome(Role::Mount, tool, cmd, Verdict::ReadWrite, 0, warning);
     if !pmbr {
         outcomes.extend(no_table_readers());
     } else {
@@ -160,13 +161,27 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     } else {
         (Verdict::Clean, NO_PROBLEMS)
     };
-    outcomes.push(outcome(Role::Check, "sgdisk", SGDISK_VERIFY, check, 0, found));
+    outcomes.push(outcome(
+        Role::Check,
+        "sgdisk",
+        SGDISK_VERIFY,
+        check,
+        0,
+        found,
+    ));
 
     let e = base.sgdisk_e();
     let libfdisk = base.libfdisk_restores();
     let sgdisk_e = |e: &SgdiskE| {
         if e.exit_code == 0 {
-            outcome(Role::Repair, "sgdisk", SGDISK_E, Verdict::Repairs, 0, SGDISK_DONE)
+            outcome(
+                Role::Repair,
+                "sgdisk",
+                SGDISK_E,
+                Verdict::Repairs,
+                0,
+                SGDISK_DONE,
+            )
         } else {
             outcome(
                 Role::Repair,
@@ -178,7 +193,14 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
             )
         }
     };
-    let sfdisk = outcome(Role::Repair, "sfdisk", SFDISK_REWRITE, Verdict::Repairs, 0, "");
+    let sfdisk = outcome(
+        Role::Repair,
+        "sfdisk",
+        SFDISK_REWRITE,
+        Verdict::Repairs,
+        0,
+        "",
+    );
     let mut notes = Vec::new();
     let geometry = format!(
         "{}-byte sectors, first usable LBA {} ({})",
@@ -192,7 +214,10 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     );
     let (repair, identical) = if !pmbr {
         // Only gdisk/sgdisk see the table; libfdisk would write a new empty DOS label.
-        notes.push("fdisk `w` would write an empty DOS label over it: only gdisk/sgdisk see the GPT".into());
+        notes.push(
+            "fdisk `w` would write an empty DOS label over it: only gdisk/sgdisk see the GPT"
+                .into(),
+        );
         (sgdisk_e(&e), e.identical)
     } else if e.exit_code == 0 && e.identical {
         (sgdisk_e(&e), true)
@@ -342,7 +367,14 @@ pub fn typical_gpt(readers: [Outcome; 2], check: &str) -> Vec<Outcome> {
             0,
             check,
         ),
-        outcome(Role::Repair, "sgdisk", SGDISK_E, Verdict::Repairs, 0, SGDISK_DONE),
+        outcome(
+            Role::Repair,
+            "sgdisk",
+            SGDISK_E,
+            Verdict::Repairs,
+            0,
+            SGDISK_DONE,
+        ),
         outcome(
             Role::AfterRepair,
             "sgdisk",
