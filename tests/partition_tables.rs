@@ -254,6 +254,33 @@ fn run_case(dir: &Path, b: &Base, case: &str, words: &str) -> Value {
     );
     let prediction = &target["prediction"];
 
+    // `qfault verify` reads the overlay back and says the same of the whole disk.
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", out.to_str().unwrap(), "--json"], 0).stdout,
+    )
+    .unwrap();
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{case}: {v:#}");
+    assert_eq!(parts[0]["partition"]["number"], 0, "{case}: {v:#}");
+    assert_eq!(
+        &parts[0]["prediction"], prediction,
+        "{case}: verify vs inject"
+    );
+    let repairs = prediction["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["role"] == "repair" && o["result"] == "repairs");
+    assert_eq!(
+        v["verdict"],
+        if repairs {
+            "repairable"
+        } else {
+            "unrepairable"
+        },
+        "{case}: {v:#}"
+    );
+
     let damaged = dir.join(format!("{case}.raw"));
     qemu_img([
         "convert".as_ref(),

@@ -4,6 +4,7 @@
 //! disk byte for byte depends on who made the table (see [`super::ptable`]).
 
 use super::ptable::{self, gpt_plan, gpt_prediction, reads, typical_gpt};
+use super::select::Found;
 use super::{Catalogue, Plan, Prediction, Recipe, Target};
 use crate::error::Result;
 use crate::image::ReadAt;
@@ -51,5 +52,10 @@ impl Recipe for GptPrimary {
 
     fn predict(_: &GptPrimaryParams, _: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         gpt_prediction(damaged)
+    }
+
+    /// One model for every GPT recipe: the whole disk, when its GPT is damaged.
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        ptable::gpt_verify(partition, now)
     }
 }

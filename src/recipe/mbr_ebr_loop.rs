@@ -7,6 +7,7 @@
 //! are hidden from every tool, and no standard tool repairs it.
 
 use super::ptable::{self, identify_disk, outcome, reads};
+use super::select::Found;
 use super::{Catalogue, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::image::ReadAt;
@@ -145,6 +146,18 @@ impl Recipe for MbrEbrLoop {
 
     fn predict(_: &MbrEbrLoopParams, _: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         prediction(damaged)
+    }
+
+    /// The whole disk, when its first EBR links to itself.
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        if partition.partition.number != 0 {
+            return Ok(None);
+        }
+        match prediction(now) {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::Guest(_) | Error::Refused(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! a must-fail case (writing `55 aa` back restores the base).
 
 use super::ptable::{self, identify_disk, no_table_readers};
+use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::image::ReadAt;
@@ -79,6 +80,23 @@ impl Recipe for MbrNoSignature {
         damaged: &mut dyn ReadAt,
     ) -> Result<Prediction> {
         prediction(damaged)
+    }
+
+    /// The whole disk, when sector 0 holds MBR partition records but no
+    /// signature and nothing else is recognised there.
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        if partition.partition.number != 0 || now.size() < 512 {
+            return Ok(None);
+        }
+        let sector0 = now.read_vec(0, 512)?;
+        let records = layout::mbr::MbrRecord::all(&sector0);
+        let orphaned = !layout::mbr::has_signature(&sector0)
+            && records.iter().any(|r| !r.is_empty())
+            && records.iter().all(|r| r.boot_indicator & 0x7F == 0);
+        if !orphaned || identify_disk(now)?.result != Verdict::Identifies(None) {
+            return Ok(None);
+        }
+        prediction(now).map(Some)
     }
 }
 

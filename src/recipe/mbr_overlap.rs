@@ -5,6 +5,7 @@
 //! partitions.", exit 1). No standard tool repairs it.
 
 use super::ptable::{self, blkid_table, identify_disk, outcome, reads};
+use super::select::Found;
 use super::{Catalogue, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::image::ReadAt;
@@ -131,6 +132,20 @@ impl Recipe for MbrOverlap {
 
     fn predict(_: &MbrOverlapParams, _: &Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
         prediction(damaged)
+    }
+
+    /// The whole disk, when its MBR partitions overlap.
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        if partition.partition.number != 0
+            || ptable::layout_of(now)?.map(|l| l.table) != Some(TableKind::Dos)
+        {
+            return Ok(None);
+        }
+        match prediction(now) {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::Guest(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

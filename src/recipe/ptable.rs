@@ -10,6 +10,7 @@
 //! the disk image (or, for 4096-byte sectors, a block device with that
 //! logical sector size).
 
+use super::select::Found;
 use super::{Outcome, Plan, Prediction, Role, Verdict};
 use crate::error::{Error, Result};
 use crate::image::ReadAt;
@@ -282,6 +283,23 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
         byte_identical_after_repair: repaired && identical,
         notes,
     })
+}
+
+/// What `verify` reports for the whole disk (`partition` number 0) when
+/// its GPT is damaged (a copy invalid or the protective MBR gone):
+/// [`gpt_prediction`]; `None` for a partition, a sound GPT or no GPT.
+pub fn gpt_verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+    if partition.partition.number != 0 {
+        return Ok(None);
+    }
+    let Some(state) = GptState::read(now)? else {
+        return Ok(None);
+    };
+    let sound = state.has_protective_mbr() && state.primary.is_ok() && state.backup.is_ok();
+    if sound || rebuilt(&state).is_err() {
+        return Ok(None);
+    }
+    gpt_prediction(now).map(Some)
 }
 
 /// The complete table `state` implies (the protective MBR, if gone, is
