@@ -676,3 +676,50 @@ fn mbr_written_for_4096_byte_sectors_is_read_as_the_device_shows_it() {
         .contains("4096-byte sectors"));
     guard.assert_unchanged();
 }
+
+#[test]
+fn hybrid_iso_reports_the_filesystem_and_the_table_as_blkid_does() {
+    if !require_tools(&["qemu-img", "sfdisk", "genisoimage", "blkid"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let d = dir.path();
+    let content = d.join("content");
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join("hello.txt"), b"hybrid\n").unwrap();
+    let iso = d.join("hybrid.iso");
+    let mut c = tool("genisoimage");
+    c.args(["-quiet", "-V", "HYBRID", "-o"])
+        .arg(&iso)
+        .arg(&content);
+    run(&mut c);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&iso)
+        .unwrap()
+        .set_len(4 * MIB)
+        .unwrap();
+    // An MBR in the ISO's system area, as isohybrid writes one.
+    let mut c = tool("sfdisk");
+    c.arg("-q").arg(&iso);
+    run_stdin(c, "label: dos\n2048,,83\n");
+    let mut c = tool("blkid");
+    c.args(["-p", "-o", "export"]).arg(&iso);
+    let blkid = String::from_utf8_lossy(&run(&mut c).stdout).into_owned();
+    assert!(
+        blkid.contains("TYPE=iso9660") && blkid.contains("PTTYPE=dos"),
+        "{blkid}"
+    );
+
+    let out = qfault_expect(["inspect", iso.to_str().unwrap(), "--json"], 0);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["table"], "dos");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{v:#}");
+    assert_eq!(parts[0]["number"], 0);
+    assert_eq!(parts[0]["filesystem"], "iso9660");
+    assert_eq!(parts[0]["label"], "HYBRID");
+    assert!(blkid.contains("LABEL=HYBRID"), "{blkid}");
+    assert_eq!(parts[1]["number"], 1);
+    assert_eq!(parts[1]["offset"], MIB);
+}

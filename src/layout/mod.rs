@@ -10,7 +10,9 @@
 //! Numbering follows Linux (and therefore sfdisk and blkid): MBR primaries
 //! are 1..=4 by slot, logical partitions 5, 6, ... in chain order, GPT
 //! entries are their array index plus one. A disk without a table but with a
-//! filesystem at offset 0 (a "superfloppy") is one partition numbered 0.
+//! filesystem at offset 0 (a "superfloppy") is one partition numbered 0; so
+//! is a filesystem at offset 0 beside a table (a hybrid ISO image), listed
+//! before the table's partitions.
 
 pub mod gpt;
 pub mod gpt_tools;
@@ -258,8 +260,22 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     {
         layout.table = TableKind::None;
     }
-    if layout.table == TableKind::None && crate::fs::probe(disk)?.is_some() {
-        layout.partitions.push(Partition::whole_disk(disk_size));
+    if let Some(fs) = crate::fs::probe(disk)? {
+        if layout.table != TableKind::None {
+            // A hybrid image (an ISO 9660 with an MBR or GPT in its system
+            // area): blkid reports the filesystem and the table both.
+            layout.warnings.push(format!(
+                "a {} filesystem starts at offset 0 beside the {} partition table (a hybrid image): \
+                 it is partition 0, the whole disk, as blkid reports both",
+                fs.fstype,
+                layout.table.as_str()
+            ));
+            layout
+                .partitions
+                .insert(0, Partition::whole_disk(disk_size));
+        } else {
+            layout.partitions.push(Partition::whole_disk(disk_size));
+        }
     }
     check_overlaps(&layout.partitions, &mut layout.warnings);
     Ok(layout)
@@ -277,7 +293,7 @@ const MAX_OVERLAP_WARNINGS: usize = 32;
 fn check_overlaps(parts: &[Partition], warnings: &mut Vec<String>) {
     let mut data: Vec<&Partition> = parts
         .iter()
-        .filter(|p| !p.is_extended() && p.size > 0)
+        .filter(|p| !p.is_extended() && p.size > 0 && p.number != 0)
         .collect();
     data.sort_by_key(|p| (p.start, p.number));
     let mut listed = 0;

@@ -511,3 +511,37 @@ fn mbr_for_4096_byte_sectors_is_read_in_4096_byte_units() {
     let l = read_layout(&mut MemDisk(mbr_disk())).unwrap();
     assert_eq!(l.sector_size, 512);
 }
+
+#[test]
+fn filesystem_at_offset_0_beside_a_table_is_partition_0() {
+    // A hybrid image: an MBR in the system area of an ISO 9660.
+    let mut d = mbr_disk();
+    let pvd = 0x8000;
+    d[pvd] = 1;
+    d[pvd + 1..pvd + 6].copy_from_slice(b"CD001");
+    d[pvd + 6] = 1;
+    d[pvd + 40..pvd + 72].copy_from_slice(&[b' '; 32]);
+    d[pvd + 40..pvd + 43].copy_from_slice(b"HYB");
+    let end = pvd + 0x800;
+    d[end] = 0xFF;
+    d[end + 1..end + 6].copy_from_slice(b"CD001");
+    d[end + 6] = 1;
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.table, TableKind::Dos);
+    let numbers: Vec<u32> = l.partitions.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [0, 1, 2, 5, 6, 7]);
+    assert_eq!(l.partitions[0].size, 8 * MIB as u64);
+    assert_eq!(l.partitions[0].ptype, PartitionType::WholeDisk);
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("iso9660 filesystem starts at offset 0")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        !l.warnings.iter().any(|w| w.contains("overlap")),
+        "{:?}",
+        l.warnings
+    );
+}
