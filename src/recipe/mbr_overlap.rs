@@ -156,7 +156,7 @@ fn prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     let mut data: Vec<&layout::Partition> = layout
         .partitions
         .iter()
-        .filter(|p| !p.is_extended() && p.size > 0)
+        .filter(|p| !p.is_extended() && p.size > 0 && p.number != 0)
         .collect();
     data.sort_by_key(|p| p.number);
     let mut pairs = Vec::new();
