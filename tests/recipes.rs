@@ -50,6 +50,13 @@ const CASES: &[(&str, &str, &str)] = &[
     ("xfs-sb-primary", "xfs-sb-primary", "xfs"),
     ("btrfs-sb-primary", "btrfs-sb-primary", "btrfs"),
     ("luks2-primary-header", "luks2-primary-header", "luks2"),
+    ("gpt-primary", "gpt-primary", "gpt"),
+    ("gpt-primary-crc", "gpt-primary-crc --byte 60", "gpt"),
+    ("gpt-backup", "gpt-backup", "gpt"),
+    ("gpt-no-pmbr", "gpt-no-pmbr", "gpt"),
+    ("mbr-no-signature", "mbr-no-signature", "sample"),
+    ("mbr-overlap", "mbr-overlap --overlap 8", "sample"),
+    ("mbr-ebr-loop", "mbr-ebr-loop", "mbr-logical"),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -68,6 +75,8 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
         "ext4" | "xfs" | "btrfs" | "luks2" => {
             common::linux::fixture(name, dir);
         }
+        "gpt" => common::ptable::sgdisk_gpt_qcow2(&path),
+        "mbr-logical" => common::ptable::sfdisk_logical_qcow2(&path),
         other => panic!("no fixture named {other}: add it to fixture()"),
     }
     path

@@ -79,6 +79,17 @@ fn le64(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// The CRC32 of a header (UEFI table 5.5, HeaderCRC32): over its first
+/// `header_size` bytes with the CRC field (bytes 16..20) taken as zero.
+/// `header_size` must be at least 20 and at most `sector.len()`.
+pub fn header_crc32(sector: &[u8], header_size: u32) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&sector[..16]);
+    hasher.update(&[0; 4]);
+    hasher.update(&sector[20..header_size as usize]);
+    hasher.finalize()
+}
+
 /// Decodes and checks a header sector read from `lba` (UEFI 5.3.2): the
 /// signature, the header size, the header CRC32, and that MyLBA is `lba`.
 /// `Err` holds the reason in one line.
@@ -91,11 +102,7 @@ pub fn parse_header(sector: &[u8], lba: u64) -> std::result::Result<GptHeader, S
         return Err(format!("header size {header_size} is out of range"));
     }
     let stored_crc = le32(sector, 16);
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&sector[..16]);
-    hasher.update(&[0; 4]);
-    hasher.update(&sector[20..header_size as usize]);
-    let crc = hasher.finalize();
+    let crc = header_crc32(sector, header_size);
     if crc != stored_crc {
         return Err(format!(
             "header CRC32 mismatch (stored {stored_crc:#010x}, computed {crc:#010x})"
@@ -142,13 +149,42 @@ pub fn parse_header(sector: &[u8], lba: u64) -> std::result::Result<GptHeader, S
     Ok(h)
 }
 
+/// One copy of the GPT as it is on the disk: the checked header, its raw
+/// sector and its raw entry array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptCopy {
+    /// The decoded header.
+    pub header: GptHeader,
+    /// The header's whole logical sector, as read.
+    pub sector: Vec<u8>,
+    /// The entry array (`num_entries × entry_size` bytes), as read.
+    pub array: Vec<u8>,
+}
+
+/// Reads and checks the header at `lba` (for `ss`-byte sectors) and its
+/// entry array; `Ok(Err(reason))` when they are unusable.
+pub fn read_copy(
+    disk: &mut dyn ReadAt,
+    lba: u64,
+    ss: u32,
+) -> Result<std::result::Result<GptCopy, String>> {
+    Ok(
+        read_header_and_array(disk, lba, ss)?.map(|(header, array, sector)| GptCopy {
+            header,
+            sector,
+            array,
+        }),
+    )
+}
+
 /// Reads and checks the header at `lba` and its entry array; returns the
-/// header and the raw array, or the reason they are unusable.
+/// header, the raw array and the header sector, or the reason they are unusable.
+#[allow(clippy::type_complexity)]
 fn read_header_and_array(
     disk: &mut dyn ReadAt,
     lba: u64,
     ss: u32,
-) -> Result<std::result::Result<(GptHeader, Vec<u8>), String>> {
+) -> Result<std::result::Result<(GptHeader, Vec<u8>, Vec<u8>), String>> {
     let ss64 = u64::from(ss);
     let disk_sectors = disk.size() / ss64;
     if lba >= disk_sectors {
@@ -185,7 +221,7 @@ fn read_header_and_array(
             h.entries_crc32
         )));
     }
-    Ok(Ok((h, array)))
+    Ok(Ok((h, array, sector)))
 }
 
 /// Reads the GPT of a disk whose sector 0 is a protective MBR.
@@ -200,7 +236,7 @@ pub fn read_gpt(disk: &mut dyn ReadAt, warnings: &mut Vec<String>) -> Result<Gpt
     let mut primary_errors = Vec::new();
     for ss in sizes {
         match read_header_and_array(disk, PRIMARY_HEADER_LBA, ss)? {
-            Ok((h, array)) => {
+            Ok((h, array, _)) => {
                 let backup_lba = disk.size() / u64::from(ss) - 1;
                 if let Err(e) = read_header_and_array(disk, backup_lba, ss)? {
                     warnings.push(format!(
@@ -225,7 +261,7 @@ pub fn read_gpt(disk: &mut dyn ReadAt, warnings: &mut Vec<String>) -> Result<Gpt
         }
         let lba = sectors - 1;
         match read_header_and_array(disk, lba, ss)? {
-            Ok((h, array)) => {
+            Ok((h, array, _)) => {
                 let why = primary_errors
                     .iter()
                     .find(|e| e.starts_with(&format!("{ss}-byte")))

@@ -85,8 +85,13 @@ pub fn looks_like_mbr(sector0: &[u8]) -> bool {
             .all(|r| r.boot_indicator == 0 || r.boot_indicator == BOOT_INDICATOR_ACTIVE)
 }
 
-fn mbr_partition(number: u32, rec: &MbrRecord, start_lba: u64, role: MbrRole) -> Partition {
-    let ss = u64::from(SECTOR_512);
+fn mbr_partition(
+    number: u32,
+    rec: &MbrRecord,
+    start_lba: u64,
+    role: MbrRole,
+    ss: u64,
+) -> Partition {
     Partition {
         number,
         start: start_lba * ss,
@@ -101,13 +106,63 @@ fn mbr_partition(number: u32, rec: &MbrRecord, start_lba: u64, role: MbrRole) ->
 }
 
 /// Reads the primary records of `sector0` and the logical partitions of
-/// every extended partition, warning about entries past the end of the disk.
+/// every extended partition, warning about entries past the end of the disk
+/// (512-byte sectors; see [`read_mbr_with`]).
 pub fn read_mbr(
     disk: &mut dyn ReadAt,
     sector0: &[u8],
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Partition>> {
-    let disk_sectors = disk.size() / u64::from(SECTOR_512);
+    read_mbr_with(disk, sector0, SECTOR_512, warnings)
+}
+
+/// The logical sector sizes an MBR may have been written for: the table
+/// does not record it, the disk it was made on did.
+pub const MBR_SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
+
+/// The logical sector size `sector0`'s table was written for, judged as a
+/// reader of an image file must (the table does not record it): for each of
+/// [`MBR_SECTOR_SIZES`], how many primary partitions lie inside the disk and
+/// hold a filesystem blkid recognises, or are extended partitions whose
+/// first EBR carries the 0x55AA signature. The size with the most wins;
+/// 512 on a tie (what sfdisk and blkid assume for a file).
+pub fn guess_sector_size(disk: &mut dyn ReadAt, sector0: &[u8]) -> Result<u32> {
+    let records = MbrRecord::all(sector0);
+    let mut best = (0usize, SECTOR_512);
+    for ss in MBR_SECTOR_SIZES {
+        let ss64 = u64::from(ss);
+        let mut score = 0;
+        for rec in records.iter().filter(|r| !r.is_empty()) {
+            let start = u64::from(rec.start_lba) * ss64;
+            let size = u64::from(rec.sectors) * ss64;
+            if rec.start_lba == 0 || start.saturating_add(size) > disk.size() {
+                continue;
+            }
+            let found = if is_mbr_extended(rec.ptype) {
+                has_signature(&disk.read_vec(start, SECTOR_512 as usize)?)
+            } else {
+                let mut w = crate::image::Window::new(&mut *disk, start, size)?;
+                crate::fs::probe(&mut w)?.is_some()
+            };
+            score += usize::from(found);
+        }
+        if score > best.0 {
+            best = (score, ss);
+        }
+    }
+    Ok(best.1)
+}
+
+/// [`read_mbr`] for a table written for `ss`-byte logical sectors: record
+/// LBAs and sizes count `ss`-byte sectors, and each EBR is the first 512
+/// bytes of its sector.
+pub fn read_mbr_with(
+    disk: &mut dyn ReadAt,
+    sector0: &[u8],
+    ss: u32,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Partition>> {
+    let disk_sectors = disk.size() / u64::from(ss);
     let records = MbrRecord::all(sector0);
     let mut parts = Vec::new();
     for (i, rec) in records.iter().enumerate() {
@@ -119,7 +174,13 @@ pub fn read_mbr(
         } else {
             MbrRole::Primary
         };
-        parts.push(mbr_partition(i as u32 + 1, rec, rec.start_lba.into(), role));
+        parts.push(mbr_partition(
+            i as u32 + 1,
+            rec,
+            rec.start_lba.into(),
+            role,
+            ss.into(),
+        ));
     }
     let mut next_number = FIRST_LOGICAL_NUMBER;
     let mut extended_seen = 0;
@@ -134,10 +195,10 @@ pub fn read_mbr(
                 rec.start_lba
             ));
         }
-        read_logical(disk, rec, &mut next_number, &mut parts, warnings)?;
+        read_logical(disk, rec, ss, &mut next_number, &mut parts, warnings)?;
     }
     for p in &parts {
-        let ss = u64::from(SECTOR_512);
+        let ss = u64::from(ss);
         if p.end() > disk_sectors * ss {
             warnings.push(format!(
                 "partition {} (sectors {}..{}) extends past the end of the disk ({} sectors)",
@@ -160,11 +221,12 @@ pub fn read_mbr(
 fn read_logical(
     disk: &mut dyn ReadAt,
     ext: &MbrRecord,
+    sector_size: u32,
     next_number: &mut u32,
     parts: &mut Vec<Partition>,
     warnings: &mut Vec<String>,
 ) -> Result<()> {
-    let ss = u64::from(SECTOR_512);
+    let ss = u64::from(sector_size);
     let ext_start = u64::from(ext.start_lba);
     let ext_end = ext_start + u64::from(ext.sectors);
     if ext_start == 0 {
@@ -230,7 +292,7 @@ fn read_logical(
                     ext_end
                 ));
             }
-            parts.push(mbr_partition(*next_number, rec, abs, MbrRole::Logical));
+            parts.push(mbr_partition(*next_number, rec, abs, MbrRole::Logical, ss));
             *next_number += 1;
         }
         let link = records

@@ -10,9 +10,12 @@
 //! Numbering follows Linux (and therefore sfdisk and blkid): MBR primaries
 //! are 1..=4 by slot, logical partitions 5, 6, ... in chain order, GPT
 //! entries are their array index plus one. A disk without a table but with a
-//! filesystem at offset 0 (a "superfloppy") is one partition numbered 0.
+//! filesystem at offset 0 (a "superfloppy") is one partition numbered 0; so
+//! is a filesystem at offset 0 beside a table (a hybrid ISO image), listed
+//! before the table's partitions.
 
 pub mod gpt;
+pub mod gpt_tools;
 pub mod guid;
 pub mod mbr;
 mod types;
@@ -20,7 +23,7 @@ mod types;
 use crate::error::Result;
 use crate::image::ReadAt;
 pub use guid::Guid;
-pub use types::{gpt_type_name, mbr_type_name};
+pub use types::{gpt_type_name, is_mbr_extended, mbr_type_name};
 
 /// Which kind of partition table the disk holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -173,7 +176,8 @@ pub struct GptInfo {
 pub struct DiskLayout {
     /// The table kind.
     pub table: TableKind,
-    /// Logical sector size the table was written for (512 or 4096).
+    /// Logical sector size the table was written for (GPT: 512 or 4096;
+    /// MBR: 512, 1024, 2048 or 4096, see [`mbr::guess_sector_size`]).
     pub sector_size: u32,
     /// Size of the guest disk in bytes.
     pub disk_size: u64,
@@ -236,7 +240,16 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
         }
         if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
             layout.table = TableKind::Dos;
-            layout.partitions = mbr::read_mbr(disk, &sector0, &mut layout.warnings)?;
+            let ss = mbr::guess_sector_size(disk, &sector0)?;
+            if ss != SECTOR_512 {
+                layout.warnings.push(format!(
+                    "the MBR's partitions hold filesystems when its sectors are {ss} bytes (the table does not record its sector size): \
+                     read with {ss}-byte sectors, as Linux reads it on a disk with that logical sector size; \
+                     tools reading this image as a file assume 512"
+                ));
+            }
+            layout.sector_size = ss;
+            layout.partitions = mbr::read_mbr_with(disk, &sector0, ss, &mut layout.warnings)?;
         }
     }
     // An exFAT (or other) boot sector carries 0x55AA and passes for an empty
@@ -247,8 +260,22 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     {
         layout.table = TableKind::None;
     }
-    if layout.table == TableKind::None && crate::fs::probe(disk)?.is_some() {
-        layout.partitions.push(Partition::whole_disk(disk_size));
+    if let Some(fs) = crate::fs::probe(disk)? {
+        if layout.table != TableKind::None {
+            // A hybrid image (an ISO 9660 with an MBR or GPT in its system
+            // area): blkid reports the filesystem and the table both.
+            layout.warnings.push(format!(
+                "a {} filesystem starts at offset 0 beside the {} partition table (a hybrid image): \
+                 it is partition 0, the whole disk, as blkid reports both",
+                fs.fstype,
+                layout.table.as_str()
+            ));
+            layout
+                .partitions
+                .insert(0, Partition::whole_disk(disk_size));
+        } else {
+            layout.partitions.push(Partition::whole_disk(disk_size));
+        }
     }
     check_overlaps(&layout.partitions, &mut layout.warnings);
     Ok(layout)
@@ -266,7 +293,7 @@ const MAX_OVERLAP_WARNINGS: usize = 32;
 fn check_overlaps(parts: &[Partition], warnings: &mut Vec<String>) {
     let mut data: Vec<&Partition> = parts
         .iter()
-        .filter(|p| !p.is_extended() && p.size > 0)
+        .filter(|p| !p.is_extended() && p.size > 0 && p.number != 0)
         .collect();
     data.sort_by_key(|p| (p.start, p.number));
     let mut listed = 0;

@@ -387,3 +387,161 @@ fn hostile_random_disks_never_panic() {
         }
     }
 }
+
+// ---------- what the tools write back (gpt_tools) ----------
+
+mod tools {
+    use super::*;
+    use crate::layout::gpt_tools::{protective_mbr, GptState, PmbrStyle};
+
+    fn with_pmbr(mut d: Vec<u8>, style: PmbrStyle, ss: usize) -> Vec<u8> {
+        let sectors = (d.len() / ss) as u64;
+        d[..512].copy_from_slice(&protective_mbr(style, sectors));
+        d
+    }
+
+    fn rebuilt_after(d: &[u8], zero: std::ops::Range<usize>) -> crate::layout::gpt_tools::GptImage {
+        let mut damaged = d.to_vec();
+        damaged[zero].fill(0);
+        let st = GptState::read(&mut MemDisk(damaged)).unwrap().unwrap();
+        st.rebuilt(|c| crate::layout::gpt_tools::maker_pmbr_of(c, st.sector_size))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_lost_header_or_pmbr_is_rebuilt_from_what_survives() {
+        for ss in [512usize, 4096] {
+            let d = with_pmbr(gpt_disk(&spec(ss)), PmbrStyle::Sgdisk, ss);
+            let last = d.len() - ss;
+            for zero in [ss..2 * ss, last..d.len(), 0..512] {
+                let img = rebuilt_after(&d, zero.clone());
+                for (off, bytes) in img.regions() {
+                    let off = off as usize;
+                    assert_eq!(&d[off..off + bytes.len()], bytes, "{ss}: {zero:?} at {off}");
+                }
+                assert_eq!(img.standard_layout(), Ok(()));
+                assert!(img.made_by_sgdisk());
+                let e = img.sgdisk_e();
+                assert_eq!((e.exit_code, e.identical), (0, true), "{ss} {zero:?}");
+                assert!(!img.libfdisk_restores());
+            }
+        }
+    }
+
+    #[test]
+    fn libfdisk_layout_needs_sfdisk_and_sgdisk_refuses_a_full_disk() {
+        let ss = 512;
+        let mut s = spec(ss);
+        // libfdisk: first usable LBA 2048 (1 MiB), last partition up to the last usable.
+        let sectors = s.sectors;
+        s.parts[1].2 = sectors - 34;
+        let mut d = gpt_disk(&s);
+        for (lba, first) in [(1usize, 2048u64), (sectors as usize - 1, 2048)] {
+            let h = &mut d[lba * ss..(lba + 1) * ss];
+            h[40..48].copy_from_slice(&first.to_le_bytes());
+            h[16..20].fill(0);
+            let crc = crc32fast::hash(&h[..92]);
+            h[16..20].copy_from_slice(&crc.to_le_bytes());
+        }
+        let d = with_pmbr(d, PmbrStyle::Libfdisk, ss);
+        let img = rebuilt_after(&d, ss..2 * ss);
+        assert!(!img.made_by_sgdisk());
+        assert!(img.libfdisk_restores());
+        let e = img.sgdisk_e();
+        assert_eq!(e.exit_code, 4);
+        assert_eq!(e.overlap, (sectors - 34) - (sectors - 2048));
+        // Without its protective MBR, the one libfdisk writes is assumed.
+        let img = rebuilt_after(&d, 0..512);
+        assert_eq!(img.mbr, protective_mbr(PmbrStyle::Libfdisk, sectors));
+    }
+
+    #[test]
+    fn relocated_headers_check_out() {
+        let d = with_pmbr(gpt_disk(&spec(512)), PmbrStyle::Sgdisk, 512);
+        let img = rebuilt_after(&d, 512..1024);
+        let h = crate::layout::gpt::parse_header(&img.primary.sector, 1).unwrap();
+        assert_eq!(h, img.primary.header);
+    }
+}
+
+#[test]
+fn mbr_for_4096_byte_sectors_is_read_in_4096_byte_units() {
+    // 16 MiB; partition 1 at LBA 256 (1 MiB) of 1024 4K sectors holds a swap
+    // signature, partition 2 an extended partition whose EBR (at 4K LBA 1536)
+    // links one logical with a swap signature too.
+    let ss = 4096usize;
+    let mut d = vec![0u8; 16 * MIB];
+    put_record(&mut d[..512], 0, 0, 0x82, 256, 1024);
+    put_record(&mut d[..512], 1, 0, 0x05, 1536, 1024);
+    let ebr = 1536 * ss;
+    put_record(&mut d[ebr..ebr + 512], 0, 0, 0x82, 16, 512);
+    for start in [256 * ss, (1536 + 16) * ss] {
+        d[start + 4086..start + 4096].copy_from_slice(b"SWAPSPACE2");
+    }
+    let l = read_layout(&mut MemDisk(d.clone())).unwrap();
+    assert_eq!(l.table, TableKind::Dos);
+    assert_eq!(l.sector_size, 4096);
+    let got: Vec<(u32, u64, u64)> = l
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.start, p.size))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, MIB as u64, 4 * MIB as u64),
+            (2, 6 * MIB as u64, 4 * MIB as u64),
+            (5, (1552 * ss) as u64, 2 * MIB as u64)
+        ]
+    );
+    assert!(
+        l.warnings.iter().any(|w| w.contains("4096-byte sectors")),
+        "{:?}",
+        l.warnings
+    );
+
+    // The same table over 512-byte-sector filesystems stays 512.
+    let mut d = vec![0u8; 16 * MIB];
+    put_record(&mut d[..512], 0, 0, 0x82, 2048, 4096);
+    d[2048 * 512 + 4086..2048 * 512 + 4096].copy_from_slice(b"SWAPSPACE2");
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.sector_size, 512);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // Nothing recognised anywhere: 512, as sfdisk assumes for a file.
+    let l = read_layout(&mut MemDisk(mbr_disk())).unwrap();
+    assert_eq!(l.sector_size, 512);
+}
+
+#[test]
+fn filesystem_at_offset_0_beside_a_table_is_partition_0() {
+    // A hybrid image: an MBR in the system area of an ISO 9660.
+    let mut d = mbr_disk();
+    let pvd = 0x8000;
+    d[pvd] = 1;
+    d[pvd + 1..pvd + 6].copy_from_slice(b"CD001");
+    d[pvd + 6] = 1;
+    d[pvd + 40..pvd + 72].copy_from_slice(&[b' '; 32]);
+    d[pvd + 40..pvd + 43].copy_from_slice(b"HYB");
+    let end = pvd + 0x800;
+    d[end] = 0xFF;
+    d[end + 1..end + 6].copy_from_slice(b"CD001");
+    d[end + 6] = 1;
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.table, TableKind::Dos);
+    let numbers: Vec<u32> = l.partitions.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [0, 1, 2, 5, 6, 7]);
+    assert_eq!(l.partitions[0].size, 8 * MIB as u64);
+    assert_eq!(l.partitions[0].ptype, PartitionType::WholeDisk);
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("iso9660 filesystem starts at offset 0")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        !l.warnings.iter().any(|w| w.contains("overlap")),
+        "{:?}",
+        l.warnings
+    );
+}

@@ -24,6 +24,9 @@
 //! - [`ext4_sb_primary`], [`ext4_needs_recovery`], [`ext4_unclean`],
 //!   [`ext4_gdt_csum`], [`xfs_sb_primary`], [`btrfs_sb_primary`],
 //!   [`luks2_primary_header`]: the Linux recipes, sharing [`linux`].
+//! - [`gpt_primary`], [`gpt_primary_crc`], [`gpt_backup`], [`gpt_no_pmbr`],
+//!   [`mbr_no_signature`], [`mbr_overlap`], [`mbr_ebr_loop`]: partition-table damage (whole
+//!   disk), sharing [`ptable`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
@@ -33,8 +36,15 @@ pub mod ext4_gdt_csum;
 pub mod ext4_needs_recovery;
 pub mod ext4_sb_primary;
 pub mod ext4_unclean;
+pub mod gpt_backup;
+pub mod gpt_no_pmbr;
+pub mod gpt_primary;
+pub mod gpt_primary_crc;
 pub mod linux;
 pub mod luks2_primary_header;
+pub mod mbr_ebr_loop;
+pub mod mbr_no_signature;
+pub mod mbr_overlap;
 pub mod ntfs;
 pub mod ntfs_backup_boot;
 pub mod ntfs_boot;
@@ -45,6 +55,7 @@ pub mod ntfs_hibernated;
 pub mod ntfs_mftmirr;
 pub mod ntfs_unclean_journal;
 pub mod prediction;
+pub mod ptable;
 pub mod select;
 mod spec;
 pub mod write;
@@ -152,6 +163,13 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<xfs_sb_primary::XfsSbPrimary>::NEW,
     &spec::Entry::<btrfs_sb_primary::BtrfsSbPrimary>::NEW,
     &spec::Entry::<luks2_primary_header::Luks2PrimaryHeader>::NEW,
+    &spec::Entry::<gpt_primary::GptPrimary>::NEW,
+    &spec::Entry::<gpt_primary_crc::GptPrimaryCrc>::NEW,
+    &spec::Entry::<gpt_backup::GptBackup>::NEW,
+    &spec::Entry::<gpt_no_pmbr::GptNoPmbr>::NEW,
+    &spec::Entry::<mbr_no_signature::MbrNoSignature>::NEW,
+    &spec::Entry::<mbr_overlap::MbrOverlap>::NEW,
+    &spec::Entry::<mbr_ebr_loop::MbrEbrLoop>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.

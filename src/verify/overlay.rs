@@ -69,6 +69,17 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         found_all.push(select::whole_disk(&mut top.below_top())?);
     }
     let mut partitions = Vec::new();
+    // Changes outside every partition (a partition table, an EBR) belong to
+    // the whole disk; the partition-table recipes' models may know them.
+    let outside: Vec<Range> = changes
+        .iter()
+        .filter(|r| {
+            !found_all
+                .iter()
+                .any(|f| r.offset < f.partition.end() && f.partition.start < r.end())
+        })
+        .copied()
+        .collect();
     for found in found_all {
         let p = &found.partition;
         let inside: Vec<Range> = changes
@@ -100,6 +111,20 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
             filesystem_now,
             prediction,
         });
+    }
+    if !outside.is_empty() {
+        let disk = select::whole_disk(&mut top.below_top())?;
+        for r in RECIPES {
+            if let Some(prediction) = r.verify(&disk, &mut top)? {
+                partitions.push(PartitionVerdict {
+                    partition: PartitionRef::from_found(&disk),
+                    changes: outside,
+                    filesystem_now: fs::probe(&mut top)?.map(|f| f.fstype),
+                    prediction,
+                });
+                break;
+            }
+        }
     }
     let verdict = if changes.is_empty() {
         Expectation::Unchanged
