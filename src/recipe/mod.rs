@@ -17,10 +17,18 @@
 //!
 //! - [`empty`], [`zero`], [`write`](mod@write): plain overlays.
 //! - [`ntfs_boot`]: zero the NTFS primary boot sector; `ntfsfix` repairs it.
+//! - [`fat32_fat_mismatch`], [`fat32_dirty`], [`fat32_backup_boot`],
+//!   [`fat32_boot`] (FAT32, sharing [`fat`]) and [`exfat_boot_checksum`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
 pub mod empty;
+pub mod exfat_boot_checksum;
+pub mod fat;
+pub mod fat32_backup_boot;
+pub mod fat32_boot;
+pub mod fat32_dirty;
+pub mod fat32_fat_mismatch;
 pub mod ntfs_boot;
 pub mod predict;
 pub mod prediction;
@@ -116,6 +124,11 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<zero::Zero>::NEW,
     &spec::Entry::<write::Write>::NEW,
     &spec::Entry::<ntfs_boot::NtfsBoot>::NEW,
+    &spec::Entry::<fat32_fat_mismatch::Fat32FatMismatch>::NEW,
+    &spec::Entry::<fat32_dirty::Fat32Dirty>::NEW,
+    &spec::Entry::<fat32_backup_boot::Fat32BackupBoot>::NEW,
+    &spec::Entry::<exfat_boot_checksum::ExfatBootChecksum>::NEW,
+    &spec::Entry::<fat32_boot::Fat32BootSector>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.
