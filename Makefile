@@ -12,7 +12,8 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	sfdisk:fdisk sgdisk:gdisk mkfs.vfat:dosfstools mkfs.ext4:e2fsprogs e2fsck:e2fsprogs \
 	blkid:util-linux losetup:util-linux mkswap:util-linux \
 	mkfs.exfat:exfatprogs mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs cryptsetup:cryptsetup-bin \
-	genisoimage:genisoimage
+	genisoimage:genisoimage \
+	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
 
 .PHONY: help deps test demo lint fixtures bench fuzz check-clean
 

@@ -24,6 +24,19 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     ("write", "write --offset 1M --from payload.bin", "sample"),
     ("ntfs-boot", "ntfs-boot --partition 2", "sample"),
+    (
+        "fat32-fat-mismatch",
+        "fat32-fat-mismatch --partition 1 --cluster 2",
+        "fat32",
+    ),
+    ("fat32-dirty", "fat32-dirty", "fat32"),
+    (
+        "fat32-backup-boot",
+        "fat32-backup-boot --partition 1",
+        "fat32",
+    ),
+    ("exfat-boot-checksum", "exfat-boot-checksum", "exfat"),
+    ("fat32-boot", "fat32-boot", "fat32"),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -38,6 +51,7 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
         "sample" => {
             std::fs::copy(sample_image(), &path).unwrap();
         }
+        "fat32" | "exfat" => common::fat::fat_disk_qcow2(name, &path),
         other => panic!("no fixture named {other}: add it to fixture()"),
     }
     path

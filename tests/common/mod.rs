@@ -7,6 +7,8 @@
 //! `CI` environment variable is set, so CI never skips a real-tool test.
 #![allow(dead_code)]
 
+pub mod fat;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
