@@ -48,9 +48,9 @@ pub const FAT_STATE_DIRTY: u8 = 0x01;
 pub const FAT32_ENTRY_SIZE: u64 = 4;
 /// The cluster-number bits of a FAT32 entry; the high 4 are reserved (section 4).
 pub const FAT32_ENTRY_MASK: u32 = 0x0FFF_FFFF;
-/// FAT[1] bit of FAT32: clean shutdown (section 4, `ClnShutBitMask`).
+/// `FAT[1]` bit of FAT32: clean shutdown (section 4, `ClnShutBitMask`).
 pub const FAT32_CLEAN_SHUTDOWN: u32 = 0x0800_0000;
-/// The bits FAT[0] must have for dosfstools to call a FAT32 FAT intact
+/// The bits `FAT[0]` must have for dosfstools to call a FAT32 FAT intact
 /// (`FAT_EXTD`: the 28 entry bits but the low 4, which hold BPB_Media).
 pub const FAT32_MEDIA_ENTRY_BITS: u32 = 0x0FFF_FFF0;
 /// The first data cluster number (section 3.5).
@@ -272,7 +272,7 @@ mod tests {
     use super::*;
 
     /// A mkfs.fat -F 32 boot sector for a 64 MiB volume.
-    pub(crate) fn fat32_sector() -> Vec<u8> {
+    fn fat32_sector() -> Vec<u8> {
         let mut s = vec![0u8; 512];
         s[0] = 0xEB;
         s[BPB_BYTS_PER_SEC..BPB_BYTS_PER_SEC + 2].copy_from_slice(&512u16.to_le_bytes());
@@ -281,7 +281,7 @@ mod tests {
         s[BPB_NUM_FATS] = 2;
         s[BPB_MEDIA] = 0xF8;
         s[BPB_TOT_SEC32..BPB_TOT_SEC32 + 4].copy_from_slice(&131072u32.to_le_bytes());
-        s[BPB_FAT_SZ32..BPB_FAT_SZ32 + 4].copy_from_slice(&1008u32.to_le_bytes());
+        s[BPB_FAT_SZ32..BPB_FAT_SZ32 + 4].copy_from_slice(&1010u32.to_le_bytes());
         s[BPB_ROOT_CLUS..BPB_ROOT_CLUS + 4].copy_from_slice(&2u32.to_le_bytes());
         s[BPB_FS_INFO..BPB_FS_INFO + 2].copy_from_slice(&1u16.to_le_bytes());
         s[BPB_BK_BOOT_SEC..BPB_BK_BOOT_SEC + 2].copy_from_slice(&6u16.to_le_bytes());
@@ -295,9 +295,9 @@ mod tests {
         let b = Fat32Boot::parse(&fat32_sector(), 64 << 20).unwrap();
         assert_eq!(b.fat_type, FatType::Fat32);
         assert_eq!(b.fat_offset(0), 32 * 512);
-        assert_eq!(b.fat_offset(1), (32 + 1008) * 512);
+        assert_eq!(b.fat_offset(1), (32 + 1010) * 512);
         assert_eq!(b.backup_boot_offset(), Some(6 * 512));
-        assert_eq!(b.data_clusters, 131072 - 32 - 2 * 1008);
+        assert_eq!(b.data_clusters, 131072 - 32 - 2 * 1010);
         assert_eq!(b.fat32_compared_bytes(), (b.data_clusters + 2) * 4);
         assert!(!b.dirty());
     }

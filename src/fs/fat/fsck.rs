@@ -31,7 +31,7 @@ pub const MSG_FATS_DIFFER: &str = "FATs differ but appear to be intact.";
 pub const MSG_FATS_DIFFER_FIRST: &str = "FATs differ - using first FAT.";
 /// `-n`/`-a` choice when both FATs look intact.
 pub const MSG_USING_FIRST: &str = "Using first FAT.";
-/// The dirty flag (boot sector or FAT[1]) is set.
+/// The dirty flag (boot sector or `FAT[1]`) is set.
 pub const MSG_DIRTY: &str =
     "Dirty bit is set. Fs was not properly unmounted and some data may be corrupt.";
 /// `-n`/`-a` answer to the dirty flag.
@@ -106,7 +106,7 @@ pub struct FsckFat {
     pub first_fat_intact: bool,
     /// The boot sector's dirty flag is set.
     pub dirty: bool,
-    /// FAT[1] lacks the clean-shutdown bit (also reported as "Dirty bit is set").
+    /// `FAT[1]` lacks the clean-shutdown bit (also reported as "Dirty bit is set").
     pub unclean_fat: bool,
     /// The FSInfo free count.
     pub fs_info: FsInfoState,
@@ -348,5 +348,127 @@ fn read(part: &mut dyn ReadAt, off: u64, len: usize) -> Result<Option<Vec<u8>>> 
         Ok(v) => Ok(Some(v)),
         Err(Error::OutOfRange { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::fat::boot::*;
+    use crate::image::MemDisk;
+
+    /// A clean 2 MiB FAT32 volume: 32 reserved sectors, two 32-sector
+    /// FATs, the root directory in cluster 2, FSInfo in sector 1, the
+    /// backup boot sector in sector 6.
+    pub(crate) fn volume() -> MemDisk {
+        let mut d = vec![0u8; 2 << 20];
+        let s = &mut d[..512];
+        s[0] = 0xEB;
+        s[BPB_BYTS_PER_SEC..BPB_BYTS_PER_SEC + 2].copy_from_slice(&512u16.to_le_bytes());
+        s[BPB_SEC_PER_CLUS] = 1;
+        s[BPB_RSVD_SEC_CNT..BPB_RSVD_SEC_CNT + 2].copy_from_slice(&32u16.to_le_bytes());
+        s[BPB_NUM_FATS] = 2;
+        s[BPB_MEDIA] = 0xF8;
+        s[BPB_TOT_SEC32..BPB_TOT_SEC32 + 4].copy_from_slice(&4096u32.to_le_bytes());
+        s[BPB_FAT_SZ32..BPB_FAT_SZ32 + 4].copy_from_slice(&32u32.to_le_bytes());
+        s[BPB_ROOT_CLUS..BPB_ROOT_CLUS + 4].copy_from_slice(&2u32.to_le_bytes());
+        s[BPB_FS_INFO..BPB_FS_INFO + 2].copy_from_slice(&1u16.to_le_bytes());
+        s[BPB_BK_BOOT_SEC..BPB_BK_BOOT_SEC + 2].copy_from_slice(&6u16.to_le_bytes());
+        s[510] = 0x55;
+        s[511] = 0xAA;
+        let boot = d[..512].to_vec();
+        d[6 * 512..7 * 512].copy_from_slice(&boot);
+        let fsi = &mut d[512..1024];
+        fsi[0..4].copy_from_slice(&FSI_LEAD_SIG.to_le_bytes());
+        fsi[484..488].copy_from_slice(&FSI_STRUC_SIG.to_le_bytes());
+        fsi[FSI_FREE_COUNT..FSI_FREE_COUNT + 4].copy_from_slice(&3999u32.to_le_bytes());
+        fsi[508..512].copy_from_slice(&FSI_TRAIL_SIG.to_le_bytes());
+        for fat in [32 * 512, 64 * 512] {
+            for (i, v) in [0x0FFF_FFF8u32, 0x0FFF_FFFF, 0x0FFF_FFFF]
+                .iter()
+                .enumerate()
+            {
+                d[fat + 4 * i..fat + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        MemDisk(d)
+    }
+
+    #[test]
+    fn a_clean_volume_is_clean() {
+        let f = check_fat32(&mut volume()).unwrap();
+        assert!(f.clean(), "{f:?}");
+        assert_eq!(f.exit_code(false), 0);
+        assert_eq!(f.exit_code(true), 0);
+        assert!(f.messages().is_empty());
+    }
+
+    #[test]
+    fn each_finding_and_its_exit_codes() {
+        // The second FAT's root entry marked free.
+        let mut v = volume();
+        v.0[64 * 512 + 8..64 * 512 + 12].fill(0);
+        let f = check_fat32(&mut v).unwrap();
+        assert_eq!(
+            f.fats,
+            FatsState::Differ {
+                first_entry: 2,
+                second_intact: true
+            }
+        );
+        assert_eq!((f.exit_code(false), f.exit_code(true)), (1, 1));
+        assert_eq!(f.messages(), [MSG_FATS_DIFFER]);
+
+        // The dirty bit in the boot sector only.
+        let mut v = volume();
+        v.0[BS_RESERVED1_32] = 1;
+        let f = check_fat32(&mut v).unwrap();
+        assert!(f.dirty);
+        assert_eq!(f.backup_differences().as_deref(), Some("65:01/00"));
+        assert_eq!(f.messages(), [MSG_BACKUP_DIFFERS, MSG_DIRTY]);
+        assert_eq!(f.exit_code(false), 1);
+
+        // The backup alone: reported, exit 0, nothing queued.
+        let mut v = volume();
+        v.0[6 * 512 + BS_VOL_ID_32] = 0xFF;
+        let f = check_fat32(&mut v).unwrap();
+        assert_eq!(f.backup_differences().as_deref(), Some("67:00/ff"));
+        assert_eq!((f.exit_code(false), f.exit_code(true)), (0, 0));
+
+        // A wrong free count; an uninitialized one only -a sets.
+        let mut v = volume();
+        v.0[512 + FSI_FREE_COUNT] = 7;
+        let f = check_fat32(&mut v).unwrap();
+        assert!(matches!(f.fs_info, FsInfoState::Wrong { real: 3999, .. }));
+        assert_eq!(f.exit_code(false), 1);
+        v.0[512 + FSI_FREE_COUNT..512 + FSI_FREE_COUNT + 4].fill(0xFF);
+        let f = check_fat32(&mut v).unwrap();
+        assert_eq!(f.fs_info, FsInfoState::Uninitialized);
+        assert_eq!((f.exit_code(false), f.exit_code(true)), (0, 1));
+
+        // No backup boot sector: -n/-a would create one.
+        let mut v = volume();
+        v.0[BPB_BK_BOOT_SEC] = 0;
+        let f = check_fat32(&mut v).unwrap();
+        assert_eq!(f.backup, BackupBoot::Missing);
+        assert_eq!(f.exit_code(false), 1);
+
+        // The boot sector zeroed: fatal.
+        let mut v = volume();
+        v.0[..512].fill(0);
+        let f = check_fat32(&mut v).unwrap();
+        assert_eq!(
+            f.fatal.map(|e| e.0).as_deref(),
+            Some("Logical sector size is zero.")
+        );
+    }
+
+    #[test]
+    fn truncated_volumes_are_not_errors() {
+        for len in [0, 100, 512, 40 * 512, 70 * 512] {
+            let mut v = MemDisk(volume().0[..len].to_vec());
+            let f = check_fat32(&mut v).unwrap();
+            assert!(f.fatal.is_some(), "{len}: {f:?}");
+        }
     }
 }
