@@ -296,6 +296,19 @@ fn check_every_outcome(fx: &Fixture, target: &Value, part: &Path, base_sha: &str
 fn prove(fx: &Fixture, name: &str, args: &[&str]) -> Value {
     let (target, overlay) = inject(fx, name, args);
     assert_eq!(target["recipe"], name);
+    // `verify` reads the overlay back and agrees on the verdict.
+    let repairs = target["prediction"]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["role"] == "repair")
+        .is_some_and(|o| o["result"] == "repairs");
+    let expect = if repairs {
+        "repairable"
+    } else {
+        "unrepairable"
+    };
+    qfault_expect(["verify", overlay.to_str().unwrap(), "--expect", expect], 0);
     let part = extract(fx, &overlay, &target, name);
     let base_sha = sha256_file(&fx.volume);
     check_every_outcome(fx, &target, &part, &base_sha);

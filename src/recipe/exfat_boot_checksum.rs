@@ -6,7 +6,7 @@
 //! (sectors 12..23) over the main one (exit 1), byte for byte. Verified in
 //! `shared/catalogue/exfat-boot-checksum.sh` and `tests/fat_recipes.rs`.
 
-use super::select::{self, Selection};
+use super::select::{self, Found, Selection};
 use super::{
     Catalogue, Outcome, PartitionRef, Plan, Prediction, Range, Recipe, Role, Target, Verdict,
 };
@@ -154,6 +154,23 @@ impl Recipe for ExfatBootChecksum {
             })
             .collect();
         exfat_prediction(&mut view, &changes)
+    }
+
+    /// For an exFAT partition whose main boot region no longer matches its
+    /// checksum. Without the base's bytes, the repair is not claimed
+    /// byte-identical here.
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        if partition.fstype() != Some("exfat") {
+            return Ok(None);
+        }
+        let p = &partition.partition;
+        let mut view = Window::new(now, p.start, p.size)?;
+        let broken =
+            BootRegions::read(&mut view)?.is_some_and(|r| r.main.checksum_mismatch().is_some());
+        if !broken {
+            return Ok(None);
+        }
+        exfat_prediction(&mut view, &[]).map(Some)
     }
 }
 

@@ -359,3 +359,18 @@ pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Resul
     let mut view = Window::new(damaged, p.offset, p.length)?;
     fat32_prediction(&mut view)
 }
+
+/// What `verify` predicts for a partition that held FAT32 in the backing
+/// chain, as it reads now through the overlay; `None` for anything else.
+pub fn verify_fat32(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+    let fat32 = partition
+        .filesystem
+        .as_ref()
+        .is_some_and(|fs| fs.fstype == "vfat" && fs.version.as_deref() == Some("FAT32"));
+    if !fat32 {
+        return Ok(None);
+    }
+    let p = &partition.partition;
+    let mut view = Window::new(now, p.start, p.size)?;
+    fat32_prediction(&mut view).map(Some)
+}

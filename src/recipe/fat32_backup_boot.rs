@@ -7,7 +7,8 @@
 //! byte. Verified in `shared/catalogue/fat32-backup-boot.sh` and
 //! `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target, BACKUP_ANSWERS_COMMAND};
+use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32, BACKUP_ANSWERS_COMMAND};
+use super::select::Found;
 use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::fat::boot::BS_VOL_ID_32;
@@ -122,5 +123,9 @@ impl Recipe for Fat32BackupBoot {
         damaged: &mut dyn ReadAt,
     ) -> Result<Prediction> {
         predict_target(target, damaged)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        verify_fat32(partition, now)
     }
 }

@@ -4,7 +4,8 @@
 //! size is zero." (exit 1) and never reads the intact backup boot sector.
 //! Verified in `shared/catalogue/fat32-boot.sh` and `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target};
+use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32};
+use super::select::Found;
 use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::Result;
 use crate::image::ReadAt;
@@ -104,5 +105,9 @@ impl Recipe for Fat32BootSector {
         damaged: &mut dyn ReadAt,
     ) -> Result<Prediction> {
         predict_target(target, damaged)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        verify_fat32(partition, now)
     }
 }

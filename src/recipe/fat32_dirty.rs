@@ -5,7 +5,8 @@
 //! -a` clears it (exit 1), restoring the volume byte for byte. Verified in
 //! `shared/catalogue/fat32-dirty.sh` and `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target, DIRTY_ANSWERS_COMMAND};
+use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32, DIRTY_ANSWERS_COMMAND};
+use super::select::Found;
 use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::fat::boot::{BS_RESERVED1_32, FAT_STATE_DIRTY};
@@ -113,5 +114,9 @@ impl Recipe for Fat32Dirty {
         damaged: &mut dyn ReadAt,
     ) -> Result<Prediction> {
         predict_target(target, damaged)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        verify_fat32(partition, now)
     }
 }

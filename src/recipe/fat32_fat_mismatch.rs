@@ -5,7 +5,8 @@
 //! for byte. Verified in `shared/catalogue/fat32-fat-mismatch.sh` and
 //! `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target};
+use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32};
+use super::select::Found;
 use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::bytes::le32;
@@ -140,5 +141,9 @@ impl Recipe for Fat32FatMismatch {
         damaged: &mut dyn ReadAt,
     ) -> Result<Prediction> {
         predict_target(target, damaged)
+    }
+
+    fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
+        verify_fat32(partition, now)
     }
 }
