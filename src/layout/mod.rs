@@ -200,7 +200,11 @@ pub const SECTOR_4096: u32 = 4096;
 /// sector 0 has the 0x55AA signature, sane boot indicators and is not itself
 /// a FAT or NTFS boot sector (the same tests blkid makes); otherwise the disk
 /// has no table and, if a filesystem sits at offset 0, it is reported as
-/// partition 0 covering the whole disk. An MBR without a single partition
+/// partition 0 covering the whole disk. A filesystem found on the whole disk
+/// next to a table (a hybrid ISO image, whose ISO 9660 volume spans the disk
+/// while an MBR in its system area lists partitions) is reported as
+/// partition 0 as well, before the table's partitions, as `blkid -p`
+/// reports both. An MBR without a single partition
 /// over a filesystem at offset 0 (an exFAT boot sector looks like that) is
 /// taken as the filesystem.
 pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
@@ -249,6 +253,12 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     }
     if layout.table == TableKind::None && crate::fs::probe(disk)?.is_some() {
         layout.partitions.push(Partition::whole_disk(disk_size));
+    } else if layout.table != TableKind::None && crate::fs::probe(disk)?.is_some() {
+        // A filesystem spanning the whole disk next to the table (a hybrid
+        // ISO: `blkid -p` reports its TYPE and the PTTYPE): partition 0 too.
+        layout
+            .partitions
+            .insert(0, Partition::whole_disk(disk_size));
     }
     check_overlaps(&layout.partitions, &mut layout.warnings);
     Ok(layout)
@@ -260,13 +270,14 @@ const MAX_OVERLAP_WARNINGS: usize = 32;
 
 /// Adds a warning for every pair of data partitions that overlap.
 ///
-/// Extended partitions are containers and are skipped. Partitions are
+/// Extended partitions are containers and are skipped, and so is a
+/// whole-disk filesystem next to the table (partition 0). Partitions are
 /// sorted by start, so each is compared only with those starting before it
 /// ends; the number of warnings is capped.
 fn check_overlaps(parts: &[Partition], warnings: &mut Vec<String>) {
     let mut data: Vec<&Partition> = parts
         .iter()
-        .filter(|p| !p.is_extended() && p.size > 0)
+        .filter(|p| !p.is_extended() && p.size > 0 && !matches!(p.ptype, PartitionType::WholeDisk))
         .collect();
     data.sort_by_key(|p| (p.start, p.number));
     let mut listed = 0;

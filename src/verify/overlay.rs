@@ -68,12 +68,26 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
     if found_all.is_empty() {
         found_all.push(select::whole_disk(&mut top.below_top())?);
     }
+    let table_parts: Vec<(u64, u64)> = found_all
+        .iter()
+        .filter(|f| f.partition.number != 0)
+        .map(|f| (f.partition.start, f.partition.end()))
+        .collect();
     let mut partitions = Vec::new();
     for found in found_all {
         let p = &found.partition;
+        // A whole-disk filesystem next to a table (a hybrid ISO) owns only
+        // the changes that no partition of the table holds.
+        let whole_beside_table = p.number == 0 && !table_parts.is_empty();
         let inside: Vec<Range> = changes
             .iter()
             .filter(|r| r.offset < p.end() && p.start < r.end())
+            .filter(|r| {
+                !whole_beside_table
+                    || !table_parts
+                        .iter()
+                        .any(|&(s, e)| s <= r.offset && r.end() <= e)
+            })
             .copied()
             .collect();
         if inside.is_empty() {
