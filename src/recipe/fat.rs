@@ -198,7 +198,7 @@ fn case(f: &FsckFat) -> Case {
     }
     let rest_clean = f.first_fat_intact
         && !f.unclean_fat
-        && matches!(f.fs_info, FsInfoState::Matches | FsInfoState::Absent)
+        && f.fs_info == FsInfoState::Matches
         && f.boot
             .as_ref()
             .is_some_and(|b| b.fat_type == FatType::Fat32);
@@ -338,6 +338,11 @@ pub fn fat32_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
             "dosfstools 4.2 never reads the backup boot sector to recover the primary; copying \
              sector BPB_BkBootSec (normally 6) to sector 0 would restore it"
                 .into(),
+        );
+    }
+    if f.boot.as_ref().is_some_and(Fat32Boot::few_clusters) {
+        notes.push(
+            "fsck.fat also warns that this FAT32 volume has fewer than 65525 clusters".into(),
         );
     }
     notes.push(NO_VFAT_NOTE.into());

@@ -73,7 +73,7 @@ pub enum FatsState {
 /// The FSInfo sector's free-cluster count as `update_free` checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FsInfoState {
-    /// BPB_FSInfo is 0 ("No FSINFO sector", not created by `-a`).
+    /// BPB_FSInfo is 0 ("No FSINFO sector", reported, not created by `-a`).
     Absent,
     /// Bad signatures: `-n`/`-a` rewrite it (a change).
     BadMagic,
@@ -125,7 +125,7 @@ impl FsckFat {
             && self.first_fat_intact
             && !self.dirty
             && !self.unclean_fat
-            && matches!(self.fs_info, FsInfoState::Matches | FsInfoState::Absent)
+            && self.fs_info == FsInfoState::Matches
     }
 
     /// Whether `-n` (`rw = false`) or `-a` (`rw = true`) queues a change,
@@ -161,6 +161,9 @@ impl FsckFat {
             BackupBoot::Missing => m.push(MSG_NO_BACKUP.to_string()),
             BackupBoot::Differs(_) => m.push(MSG_BACKUP_DIFFERS.to_string()),
             BackupBoot::Same => {}
+        }
+        if self.fs_info == FsInfoState::Absent {
+            m.push("No FSINFO sector".into());
         }
         if self.fs_info == FsInfoState::BadMagic {
             m.push("FSINFO sector has bad magic number(s):".into());
