@@ -309,10 +309,48 @@ fn prove(fx: &Fixture, name: &str, args: &[&str]) -> Value {
         "unrepairable"
     };
     qfault_expect(["verify", overlay.to_str().unwrap(), "--expect", expect], 0);
+    catalogue_agrees(name, &target);
     let part = extract(fx, &overlay, &target, name);
     let base_sha = sha256_file(&fx.volume);
     check_every_outcome(fx, &target, &part, &base_sha);
     target
+}
+
+/// `qfault recipes --json` lists the same outcomes as the prediction on a
+/// typical volume (its messages are the computed ones' stems).
+fn catalogue_agrees(name: &str, target: &Value) {
+    let v: Value = serde_json::from_slice(&qfault_expect(["recipes", "--json"], 0).stdout).unwrap();
+    let entry = v["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap();
+    let listed = entry["outcomes"].as_array().unwrap();
+    let predicted = target["prediction"]["outcomes"].as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        predicted.len(),
+        "{name}: {listed:#?} vs {predicted:#?}"
+    );
+    for (l, p) in listed.iter().zip(predicted) {
+        for k in [
+            "role",
+            "tool",
+            "command",
+            "result",
+            "exit_code",
+            "verified_with",
+        ] {
+            assert_eq!(l[k], p[k], "{name}: {k}: {l} vs {p}");
+        }
+        if let Some(m) = l["message"].as_str() {
+            assert!(
+                p["message"].as_str().unwrap_or("").starts_with(m),
+                "{name}: {l} vs {p}"
+            );
+        }
+    }
 }
 
 #[test]
