@@ -13,7 +13,8 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	blkid:util-linux losetup:util-linux mkswap:util-linux \
 	mkfs.exfat:exfatprogs mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs cryptsetup:cryptsetup-bin \
 	xfs_repair:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
-	genisoimage:genisoimage
+	genisoimage:genisoimage \
+	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
 
 .PHONY: help deps test demo lint fixtures bench fuzz check-clean
 

@@ -59,7 +59,7 @@ pub fn ntfs_boot_sector(data: &[u8]) {
 }
 
 /// The inspect pipeline on the raw disk `data`: partition table, filesystem
-/// probes, and the ntfs-boot predictions for NTFS partitions.
+/// probes, and the ntfs-boot, FAT32 and exFAT predictions for their partitions.
 pub fn inspect_pipeline(data: &[u8]) {
     let mut disk = MemDisk(data.to_vec());
     let Ok(found) = select::partitions(&mut disk) else {
@@ -69,6 +69,19 @@ pub fn inspect_pipeline(data: &[u8]) {
         if let Ok(mut w) = Window::new(&mut disk, f.partition.start, f.partition.size) {
             let _ = predict_ntfs(&mut w, None);
             let _ = crate::recipe::ntfs::state_prediction(&mut w);
+        }
+    }
+    for f in &found {
+        if let Ok(mut w) = Window::new(&mut disk, f.partition.start, f.partition.size) {
+            match f.fstype() {
+                Some("vfat") => {
+                    let _ = crate::recipe::fat::fat32_prediction(&mut w);
+                }
+                Some("exfat") => {
+                    let _ = crate::recipe::exfat_boot_checksum::exfat_prediction(&mut w, &[]);
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -57,6 +57,19 @@ const CASES: &[(&str, &str, &str)] = &[
     ("mbr-no-signature", "mbr-no-signature", "sample"),
     ("mbr-overlap", "mbr-overlap --overlap 8", "sample"),
     ("mbr-ebr-loop", "mbr-ebr-loop", "mbr-logical"),
+    (
+        "fat32-fat-mismatch",
+        "fat32-fat-mismatch --partition 1 --cluster 2",
+        "fat32",
+    ),
+    ("fat32-dirty", "fat32-dirty", "fat32"),
+    (
+        "fat32-backup-boot",
+        "fat32-backup-boot --partition 1",
+        "fat32",
+    ),
+    ("exfat-boot-checksum", "exfat-boot-checksum", "exfat"),
+    ("fat32-boot", "fat32-boot", "fat32"),
 ];
 
 /// The base image named `name` in a CASES row, made in `dir` (once per
@@ -77,6 +90,7 @@ fn fixture(name: &str, dir: &std::path::Path) -> PathBuf {
         }
         "gpt" => common::ptable::sgdisk_gpt_qcow2(&path),
         "mbr-logical" => common::ptable::sfdisk_logical_qcow2(&path),
+        "fat32" | "exfat" => common::fat::fat_disk_qcow2(name, &path),
         other => panic!("no fixture named {other}: add it to fixture()"),
     }
     path

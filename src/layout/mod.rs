@@ -204,7 +204,11 @@ pub const SECTOR_4096: u32 = 4096;
 /// sector 0 has the 0x55AA signature, sane boot indicators and is not itself
 /// a FAT or NTFS boot sector (the same tests blkid makes); otherwise the disk
 /// has no table and, if a filesystem sits at offset 0, it is reported as
-/// partition 0 covering the whole disk. An MBR without a single partition
+/// partition 0 covering the whole disk. A filesystem found on the whole disk
+/// next to a table (a hybrid ISO image, whose ISO 9660 volume spans the disk
+/// while an MBR in its system area lists partitions) is reported as
+/// partition 0 as well, before the table's partitions, as `blkid -p`
+/// reports both. An MBR without a single partition
 /// over a filesystem at offset 0 (an exFAT boot sector looks like that) is
 /// taken as the filesystem.
 pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
@@ -287,7 +291,8 @@ const MAX_OVERLAP_WARNINGS: usize = 32;
 
 /// Adds a warning for every pair of data partitions that overlap.
 ///
-/// Extended partitions are containers and are skipped. Partitions are
+/// Extended partitions are containers and are skipped, and so is a
+/// whole-disk filesystem next to the table (partition 0). Partitions are
 /// sorted by start, so each is compared only with those starting before it
 /// ends; the number of warnings is capped.
 fn check_overlaps(parts: &[Partition], warnings: &mut Vec<String>) {

@@ -27,15 +27,23 @@
 //! - [`gpt_primary`], [`gpt_primary_crc`], [`gpt_backup`], [`gpt_no_pmbr`],
 //!   [`mbr_no_signature`], [`mbr_overlap`], [`mbr_ebr_loop`]: partition-table damage (whole
 //!   disk), sharing [`ptable`].
+//! - [`fat32_fat_mismatch`], [`fat32_dirty`], [`fat32_backup_boot`],
+//!   [`fat32_boot`] (FAT32, sharing [`fat`]) and [`exfat_boot_checksum`].
 //! - [`select`]: finding the partitions a recipe acts on.
 //! - [`prediction`]: the one prediction model ([`Prediction`], [`Outcome`]).
 
 pub mod btrfs_sb_primary;
 pub mod empty;
+pub mod exfat_boot_checksum;
 pub mod ext4_gdt_csum;
 pub mod ext4_needs_recovery;
 pub mod ext4_sb_primary;
 pub mod ext4_unclean;
+pub mod fat;
+pub mod fat32_backup_boot;
+pub mod fat32_boot;
+pub mod fat32_dirty;
+pub mod fat32_fat_mismatch;
 pub mod gpt_backup;
 pub mod gpt_no_pmbr;
 pub mod gpt_primary;
@@ -170,6 +178,11 @@ pub static RECIPES: &[&dyn DynRecipe] = &[
     &spec::Entry::<mbr_no_signature::MbrNoSignature>::NEW,
     &spec::Entry::<mbr_overlap::MbrOverlap>::NEW,
     &spec::Entry::<mbr_ebr_loop::MbrEbrLoop>::NEW,
+    &spec::Entry::<fat32_fat_mismatch::Fat32FatMismatch>::NEW,
+    &spec::Entry::<fat32_dirty::Fat32Dirty>::NEW,
+    &spec::Entry::<fat32_backup_boot::Fat32BackupBoot>::NEW,
+    &spec::Entry::<exfat_boot_checksum::ExfatBootChecksum>::NEW,
+    &spec::Entry::<fat32_boot::Fat32BootSector>::NEW,
 ];
 
 /// What `qfault recipes` lists about a recipe.

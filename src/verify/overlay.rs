@@ -68,6 +68,11 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
     if found_all.is_empty() {
         found_all.push(select::whole_disk(&mut top.below_top())?);
     }
+    let table_parts: Vec<(u64, u64)> = found_all
+        .iter()
+        .filter(|f| f.partition.number != 0)
+        .map(|f| (f.partition.start, f.partition.end()))
+        .collect();
     let mut partitions = Vec::new();
     // Changes outside every partition (a partition table, an EBR) belong to
     // the whole disk; the partition-table recipes' models may know them.
@@ -82,9 +87,18 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         .collect();
     for found in found_all {
         let p = &found.partition;
+        // A whole-disk filesystem next to a table (a hybrid ISO) owns only
+        // the changes that no partition of the table holds.
+        let whole_beside_table = p.number == 0 && !table_parts.is_empty();
         let inside: Vec<Range> = changes
             .iter()
             .filter(|r| r.offset < p.end() && p.start < r.end())
+            .filter(|r| {
+                !whole_beside_table
+                    || !table_parts
+                        .iter()
+                        .any(|&(s, e)| s <= r.offset && r.end() <= e)
+            })
             .copied()
             .collect();
         if inside.is_empty() {

@@ -7,6 +7,7 @@
 //! `CI` environment variable is set, so CI never skips a real-tool test.
 #![allow(dead_code)]
 
+pub mod fat;
 pub mod ptable;
 
 use serde_json::Value;

@@ -3,10 +3,10 @@
 //! volume-label entry (type 0x83, UTF-16LE), the serial as `XXXX-XXXX`.
 //! Field offsets: Microsoft exFAT specification, section 3.1 (main boot sector).
 
-use super::bytes::le32;
-use super::text::{label_utf16, serial4, Utf16};
-use super::{read_opt, FsInfo};
 use crate::error::Result;
+use crate::fs::bytes::le32;
+use crate::fs::text::{label_utf16, serial4, Utf16};
+use crate::fs::{read_opt, FsInfo};
 use crate::image::ReadAt;
 
 /// The file-system name at offset 3.

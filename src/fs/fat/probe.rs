@@ -6,10 +6,10 @@
 //! Note: blkid 2.38 sets LABEL only from the root-directory entry; the label
 //! in the boot sector is its `LABEL_FATBOOT`, which qfault does not report.
 
-use super::bytes::{le16, le32};
-use super::text::{label_bytes, serial4};
-use super::{read_opt, FsInfo};
 use crate::error::Result;
+use crate::fs::bytes::{le16, le32};
+use crate::fs::text::{label_bytes, serial4};
+use crate::fs::{read_opt, FsInfo};
 use crate::image::ReadAt;
 
 /// Boot-sector magics with their offsets, in blkid's order; the last three
