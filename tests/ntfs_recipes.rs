@@ -597,43 +597,20 @@ fn ntfs_boot_root_listing_shows_recycle_bin() {
     if !require_tools(TOOLS) || !fuse_or_skip() {
         return;
     }
-    let f = fixture(Table::Mbr, 4096, false);
-    // Add $RECYCLE.BIN through a real mount of the base's partition, into a
-    // new chain link.
-    let part = extract(&f, &f.top, "withbin");
+    let mut f = fixture(Table::Mbr, 4096, false);
+    // Add $RECYCLE.BIN through a real mount, into a new chain link.
     let mnt = f.dir.path().join("m");
     std::fs::create_dir_all(&mnt).unwrap();
-    run(&mut cmd("ntfs-3g", [part.as_os_str(), mnt.as_os_str()]));
-    std::fs::create_dir(mnt.join("$RECYCLE.BIN")).unwrap();
-    run(&mut cmd("umount", [mnt.as_os_str()]));
-    let top2 = f.dir.path().join("top2.qcow2");
-    qemu_img_create_overlay(&top2, "mid.qcow2", "qcow2", &[], "48M");
-    let bytes = std::fs::read(&part).unwrap();
-    let raw = f.dir.path().join("p.bin");
-    std::fs::write(&raw, &bytes).unwrap();
-    run(&mut cmd(
-        "qemu-io",
-        [
-            "-f",
-            "qcow2",
-            "-c",
-            &format!("write -s {} {} {}", raw.display(), f.start, f.size),
-            top2.to_str().unwrap(),
-        ],
-    ));
-    let out = f.dir.path().join("nb.qcow2");
-    let o = qfault_expect(
-        [
-            "inject",
-            "ntfs-boot",
-            top2.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-        0,
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let part = f.dir.path().join("withbin-mount.raw");
+    add_link(&mut f, "withbin", |bytes| {
+        std::fs::write(&part, &*bytes).unwrap();
+        run(&mut cmd("ntfs-3g", [part.as_os_str(), mnt.as_os_str()]));
+        std::fs::create_dir(mnt.join("$RECYCLE.BIN")).unwrap();
+        run(&mut cmd("umount", [mnt.as_os_str()]));
+        *bytes = std::fs::read(&part).unwrap();
+        std::fs::remove_file(&part).unwrap();
+    });
+    let (out, v) = inject(&f, "ntfs-boot", &[]);
     let (pr, _) = target(&v);
     let note = pr["notes"]
         .as_array()
@@ -643,8 +620,7 @@ fn ntfs_boot_root_listing_shows_recycle_bin() {
         .unwrap()
         .to_string();
     assert!(note.ends_with("root: $RECYCLE.BIN, hello.txt"), "{note}");
-    let damaged = extract(&f, &out, "nbd");
-    let repaired = prove(pr, &damaged);
+    let repaired = prove(pr, &extract(&f, &out, "nbd"));
     run(&mut cmd("ntfs-3g", [repaired.as_os_str(), mnt.as_os_str()]));
     let mut names: Vec<String> = std::fs::read_dir(&mnt)
         .unwrap()
@@ -663,35 +639,13 @@ fn ntfs_boot_accepts_boot_sectors_without_end_marker() {
     if !require_tools(TOOLS) || !fuse_or_skip() {
         return;
     }
-    let f = fixture(Table::Mbr, 4096, false);
-    let top2 = f.dir.path().join("nomarker.qcow2");
-    qemu_img_create_overlay(&top2, "mid.qcow2", "qcow2", &[], "48M");
-    let last = f.start + f.size - 512;
-    for at in [f.start + 510, last + 510] {
-        run(&mut cmd(
-            "qemu-io",
-            [
-                "-f",
-                "qcow2",
-                "-c",
-                &format!("write -P 0 {at} 2"),
-                top2.to_str().unwrap(),
-            ],
-        ));
-    }
-    let out = f.dir.path().join("nb.qcow2");
-    let o = qfault_expect(
-        [
-            "inject",
-            "ntfs-boot",
-            top2.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--json",
-        ],
-        0,
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut f = fixture(Table::Mbr, 4096, false);
+    add_link(&mut f, "nomarker", |b| {
+        let n = b.len();
+        b[510..512].fill(0);
+        b[n - 2..].fill(0);
+    });
+    let (out, v) = inject(&f, "ntfs-boot", &[]);
     let (pr, _) = target(&v);
     let damaged = extract(&f, &out, "nm");
     assert_eq!(

@@ -202,17 +202,28 @@ fn qemu_io_holding(image: &Path) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until its write lock (byte 101) is visible.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Wait until its write lock (byte 101) is visible. A loaded CI machine
+    // can take seconds to start qemu-io: wait long, report what was seen.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
     while Instant::now() < deadline {
-        if qfault(["info", image.to_str().unwrap()]).status.code() == Some(3) {
+        let o = qfault(["info", image.to_str().unwrap()]);
+        if o.status.code() == Some(3) {
             return child;
         }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("qemu-io exited ({status}) before taking its locks");
+        }
+        last = Some(o);
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("qemu-io never took its locks on {}", image.display());
+    panic!(
+        "qemu-io never took its locks on {}; qfault info last said {:?}",
+        image.display(),
+        last.map(|o| (o.status, String::from_utf8_lossy(&o.stderr).into_owned()))
+    );
 }
 
 #[test]
