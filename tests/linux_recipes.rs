@@ -193,8 +193,34 @@ fn prove(name: &str, disk: &LinuxDisk, args: &[&str]) -> Value {
     }
     // Injecting again on the damaged overlay is refused (exit 3), or the
     // recipe is repeatable.
+    let again = w.join(format!("{name}-again.qcow2"));
+    let mut a: Vec<String> = vec![
+        "inject".into(),
+        name.into(),
+        overlay.to_str().unwrap().into(),
+    ];
+    a.extend(["-o".into(), again.to_str().unwrap().into()]);
+    a.extend(args.iter().map(|s| s.to_string()));
+    let code = if repeatable(name) { 0 } else { 3 };
+    let r = qfault_expect(&a, code);
+    if code == 3 {
+        assert!(!again.exists(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
     guard.assert_unchanged();
     report
+}
+
+/// The registry's `repeatable` for `name` (`qfault recipes --json`).
+fn repeatable(name: &str) -> bool {
+    let v: Value = serde_json::from_slice(&qfault_expect(["recipes", "--json"], 0).stdout).unwrap();
+    v["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no recipe {name}"))["repeatable"]
+        .as_bool()
+        .unwrap()
 }
 
 /// The bytes that differ between `orig` and `part` lie inside the
@@ -289,6 +315,168 @@ fn ext4_sb_primary_with_crc16_gdt_csum() {
     let r = prove("ext4-sb-primary", &disk, &[]);
     let check = &r["output"]["targets"][0]["prediction"]["outcomes"][2];
     assert_eq!(check["exit_code"], 4, "{check}");
+}
+
+#[test]
+fn ext4_sb_primary_on_a_used_filesystem_with_4k_blocks() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // Default geometry (4 KiB blocks, 32768 per group): 2 groups. Files
+    // written through the kernel leave the backup descriptors stale.
+    let disk = linux_disk(
+        dir.path(),
+        "used4k",
+        Table::Gpt,
+        136 << 20,
+        common::linux::mkfs_ext4_used(&[]),
+    );
+    let r = prove("ext4-sb-primary", &disk, &[]);
+    let check = &r["output"]["targets"][0]["prediction"]["outcomes"][2];
+    assert_eq!(check["exit_code"], 4, "{check}");
+}
+
+#[test]
+fn ext4_sb_primary_on_a_used_filesystem_without_uninit_groups() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // No descriptor checksums, so no uninit groups: only the stale counts
+    // of the backup descriptors make e2fsck -n exit 4.
+    let disk = linux_disk(
+        dir.path(),
+        "usedplain",
+        Table::Mbr,
+        24 << 20,
+        common::linux::mkfs_ext4_used(&["-b", "1024", "-O", "^metadata_csum,^uninit_bg"]),
+    );
+    let r = prove("ext4-sb-primary", &disk, &[]);
+    let t = &r["output"]["targets"][0]["prediction"];
+    assert_eq!(t["outcomes"][2]["exit_code"], 4, "{t}");
+    assert!(t["notes"].to_string().contains("stale"), "{t}");
+}
+
+/// `qfault inject NAME TOP -o OUT`, expected to be refused (exit 3) with
+/// `why` in the message and nothing written.
+fn assert_refused(name: &str, disk: &LinuxDisk, why: &str) {
+    let out = disk
+        .base
+        .parent()
+        .unwrap()
+        .join(format!("{name}-refused.qcow2"));
+    let r = qfault_expect(
+        [
+            "inject",
+            name,
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains(why), "{name}: {err}");
+    assert!(!out.exists());
+}
+
+const EXT4_RECIPES: [&str; 4] = [
+    "ext4-sb-primary",
+    "ext4-gdt-csum",
+    "ext4-needs-recovery",
+    "ext4-unclean",
+];
+
+#[test]
+fn ext4_recipes_refuse_a_crash_snapshot_and_the_kernel_agrees() {
+    if !ext4_tools() || !require_tools(&["debugfs", "losetup"]) {
+        return;
+    }
+    let dir = tmpdir();
+    // A snapshot of a mounted filesystem: the journal needs recovery.
+    let disk = linux_disk(dir.path(), "crash", Table::Mbr, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("feature needs_recovery")(vol);
+    });
+    let guard = BaseGuard::new(&[&disk.base, &disk.top]);
+    for name in EXT4_RECIPES {
+        assert_refused(name, &disk, "already needs recovery");
+    }
+    // Why: the read-only mount ext4-gdt-csum predicts to work is refused
+    // already (exit 32), and e2fsck -p replays the journal first.
+    let part = dir.path().join("crash.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let (code, text) = code_and_text(tool("mount").args(["-o", "loop,ro"]).arg(&part).arg(&mnt));
+    if code == 0 {
+        code_and_text(tool("umount").arg(&mnt));
+    }
+    assert_eq!(code, 32, "{text}");
+    guard.assert_unchanged();
+}
+
+#[test]
+fn ext4_recipes_refuse_a_filesystem_with_errors_and_e2fsck_agrees() {
+    if !ext4_tools() || !require_tools(&["debugfs"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "errors", Table::Gpt, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("ssv state 3")(vol);
+    });
+    for name in EXT4_RECIPES {
+        assert_refused(name, &disk, "with errors (s_state 0x3)");
+    }
+    // Why: e2fsck -p already forces a full check for the errors (and
+    // clears them, exit 0), not for what the recipes would do.
+    let part = dir.path().join("errors.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    let (code, text) = code_and_text(tool("e2fsck").arg("-p").arg(&part));
+    assert!(
+        text.contains("contains a file system with errors, check forced"),
+        "exit {code}: {text}"
+    );
+}
+
+#[test]
+fn verify_does_not_blame_an_ext4_recipe_for_the_base_state() {
+    if !ext4_tools() || !require_tools(&["debugfs"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "snap", Table::Mbr, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("feature needs_recovery")(vol);
+    });
+    // Any change to a crash snapshot (here 4 KiB of free space zeroed)
+    // is not ext4-needs-recovery's damage.
+    let out = dir.path().join("z.qcow2");
+    qfault_expect(
+        [
+            "inject",
+            "zero",
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition",
+            "1",
+            "--offset",
+            "20M",
+            "--length",
+            "4K",
+        ],
+        0,
+    );
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", "--json", out.to_str().unwrap()], 0).stdout,
+    )
+    .unwrap();
+    assert_ne!(v["verdict"], "repairable", "{v:#}");
+    let tools = v["partitions"][0]["prediction"]["outcomes"].to_string();
+    assert!(!tools.contains("e2fsck"), "{v:#}");
 }
 
 #[test]

@@ -71,7 +71,19 @@ impl Recipe for Ext4NeedsRecovery {
     }
 
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-        linux::verify_with("ext4", partition, now, prediction)
+        linux::ext4_verify(
+            partition,
+            now,
+            |base, now| {
+                let sb = &base.superblock;
+                if !sb.has_internal_journal() {
+                    return Ok(false);
+                }
+                let want = sb.with_u32(S_FEATURE_INCOMPAT, sb.incompat() | INCOMPAT_RECOVER);
+                Ok(Superblock::read(now)?.is_some_and(|s| s == want))
+            },
+            prediction,
+        )
     }
 }
 
