@@ -677,6 +677,82 @@ fn xfs_sb_primary_with_4096_byte_sectors() {
     assert_eq!(r["output"]["targets"][0]["changes"][0]["length"], 4096);
 }
 
+fn xfs_tools() -> bool {
+    require_tools(&[
+        "mkfs.xfs",
+        "xfs_repair",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ])
+}
+
+#[test]
+fn xfs_sb_primary_with_a_non_default_ag_size() {
+    if !xfs_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // AGs of 96 MiB: not at the default (80 MiB) boundaries xfs_repair
+    // tries first, so both find AG 1's copy by the sector scan.
+    let disk = linux_disk(dir.path(), "xfs5", Table::Gpt, 320 << 20, |vol| {
+        common::run(
+            tool("mkfs.xfs")
+                .args(["-q", "-f", "-d", "agsize=96m"])
+                .arg(vol),
+        );
+    });
+    let r = prove("xfs-sb-primary", &disk, &[]);
+    let notes = r["output"]["targets"][0]["prediction"]["notes"].to_string();
+    assert!(
+        notes.contains(&format!("at byte {}", 96u64 << 20)),
+        "{notes}"
+    );
+}
+
+#[test]
+fn xfs_verify_claims_no_bad_magic_for_another_primary_fault() {
+    if !xfs_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "xfsbs", Table::Mbr, 320 << 20, |vol| {
+        common::run(tool("mkfs.xfs").args(["-q", "-f"]).arg(vol));
+    });
+    // sb_blocksize zeroed: the magic stays, the primary is bad otherwise.
+    let zeros = dir.path().join("zeros");
+    std::fs::write(&zeros, [0u8; 4]).unwrap();
+    let out = dir.path().join("bs.qcow2");
+    qfault_expect(
+        [
+            "inject",
+            "write",
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition",
+            "1",
+            "--offset",
+            "4",
+            "--from",
+            zeros.to_str().unwrap(),
+        ],
+        0,
+    );
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", "--json", out.to_str().unwrap()], 0).stdout,
+    )
+    .unwrap();
+    let predicted = v["partitions"][0]["prediction"].to_string();
+    assert!(!predicted.contains("bad magic number"), "{v:#}");
+    // The real xfs_repair -n indeed says something else.
+    let part = dir.path().join("xfsbs.part");
+    qemu_extract(&out, disk.start, disk.size, &part);
+    let (_, text) = code_and_text(tool("xfs_repair").arg("-n").arg(&part));
+    assert!(!text.contains("bad magic number"), "{text}");
+}
+
 #[test]
 fn btrfs_sb_primary() {
     if !require_tools(&[
