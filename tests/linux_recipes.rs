@@ -581,6 +581,26 @@ fn ext4_gdt_csum() {
 }
 
 #[test]
+fn ext4_recipes_with_the_default_4k_geometry_on_a_used_filesystem() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // mkfs.ext4's defaults (4 KiB blocks, metadata_csum, 64bit), files
+    // written through the kernel.
+    let disk = linux_disk(
+        dir.path(),
+        "def4k",
+        Table::Gpt,
+        48 << 20,
+        common::linux::mkfs_ext4_used(&[]),
+    );
+    for name in ["ext4-gdt-csum", "ext4-needs-recovery", "ext4-unclean"] {
+        prove(name, &disk, &[]);
+    }
+}
+
+#[test]
 fn ext4_gdt_csum_on_a_whole_disk_filesystem() {
     if !ext4_tools() {
         return;
@@ -770,6 +790,26 @@ fn btrfs_sb_primary() {
         common::run(tool("mkfs.btrfs").args(["-q", "-f"]).arg(vol));
     });
     prove("btrfs-sb-primary", &disk, &["--partition", "1"]);
+}
+
+#[test]
+fn btrfs_sb_primary_with_the_mirror_ending_the_partition() {
+    if !require_tools(&[
+        "mkfs.btrfs",
+        "btrfs",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ]) {
+        return;
+    }
+    let dir = tmpdir();
+    // Exactly 64 MiB + 4 KiB: the mirror's last byte is the partition's.
+    let disk = linux_disk(dir.path(), "edge", Table::Gpt, (64 << 20) + 4096, |vol| {
+        common::run(tool("mkfs.btrfs").args(["-q", "-f", "--mixed"]).arg(vol));
+    });
+    prove("btrfs-sb-primary", &disk, &[]);
 }
 
 #[test]

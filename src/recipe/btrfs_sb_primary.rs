@@ -5,8 +5,9 @@
 //! mirror at 64 MiB and reports success with exit **2**; a second run
 //! exits 0 ("All supers are valid"), `btrfs check` is clean, it mounts.
 //!
-//! Preconditions: a single-device filesystem on a partition larger than
-//! 64 MiB + 4 KiB whose mirror at 64 MiB is valid (magic, its own bytenr,
+//! Preconditions: a single-device filesystem on a partition of at least
+//! 64 MiB + 4 KiB (super-recover needs the mirror wholly inside the device;
+//! exactly that size works) whose mirror at 64 MiB is valid (magic, its own bytenr,
 //! crc32c) and of the same filesystem. Verified in
 //! `shared/catalogue/btrfs-sb-primary.sh` and `tests/linux_recipes.rs`.
 
@@ -45,7 +46,7 @@ impl Recipe for BtrfsSbPrimary {
             repair: Some("btrfs rescue super-recover -y PART"),
             preconditions: vec![
                 "the partition holds a single-device btrfs",
-                "it is larger than 64 MiB + 4 KiB and its mirror superblock at 64 MiB is valid and current",
+                "it is at least 64 MiB + 4 KiB (the mirror wholly inside) and its mirror superblock at 64 MiB is valid and current",
             ],
         }
     }
@@ -56,7 +57,7 @@ impl Recipe for BtrfsSbPrimary {
         if size < MIRROR_1_OFFSET + SUPER_INFO_SIZE as u64 {
             return Err(linux::refuse(
                 &found,
-                format!("{size} bytes: no mirror superblock fits below 64 MiB + 4 KiB, nothing could restore the primary"),
+                format!("{size} bytes: smaller than 64 MiB + 4 KiB, so no mirror superblock fits, nothing could restore the primary"),
             ));
         }
         {

@@ -37,7 +37,7 @@ impl Recipe for Ext4GdtCsum {
             outcomes: outcomes(Some("ext4"), INVALID, INVALID),
             repair: Some(e2fsck::PREEN),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "metadata_csum or gdt_csum (descriptors carry a checksum), and group 0's is correct now",
             ],
         }

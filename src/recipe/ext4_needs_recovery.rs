@@ -39,7 +39,7 @@ impl Recipe for Ext4NeedsRecovery {
             outcomes: outcomes(Some("ext4")),
             repair: Some(e2fsck::PREEN),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "an internal journal, not already marked as needing recovery",
             ],
         }

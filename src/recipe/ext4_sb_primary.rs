@@ -45,7 +45,7 @@ impl Recipe for Ext4SbPrimary {
             outcomes: repairable_outcomes(e2fsck::UNCORRECTED),
             repair: Some(e2fsck::REPAIR_YES),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "a backup superblock where e2fsck looks for it: at least 2 block groups of the default size (8 × block size blocks)",
             ],
         }

@@ -37,7 +37,7 @@ impl Recipe for Ext4Unclean {
             outcomes: outcomes(Some("ext4")),
             repair: Some(e2fsck::PREEN),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "its state is clean (no errors) and the journal needs no recovery",
             ],
         }

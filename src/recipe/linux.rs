@@ -145,6 +145,9 @@ pub mod e2fsck {
     pub const ERROR: i32 = 8;
 }
 
+/// The precondition every ext4 recipe shares (checked by [`ext4_superblock`]).
+pub const EXT4_CLEAN_BASE: &str = "the partition holds ext4 whose superblock the kernel accepts, cleanly unmounted (s_state valid without errors, no journal recovery pending, group descriptor 0's checksum correct), with a geometry libext2fs opens that fits the partition; not meta_bg or bigalloc";
+
 /// The primary superblock of the ext4 filesystem in `found`, refused when
 /// the tools would not take it as the recipes' models assume (before any
 /// damage): a superblock the kernel accepts, a geometry libext2fs opens
