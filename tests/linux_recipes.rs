@@ -850,6 +850,42 @@ fn btrfs_sb_primary_refuses_a_device_without_mirror_and_btrfs_agrees() {
 }
 
 #[test]
+fn luks2_primary_header_refuses_a_corrupt_secondary_and_cryptsetup_agrees() {
+    if !require_tools(&["cryptsetup", "losetup", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "qfault").unwrap();
+    // The secondary header's JSON area (16 KiB + 4 KiB) starts with '['
+    // instead of '{': its sha256 no longer matches.
+    let disk = linux_disk(dir.path(), "badsec", Table::Gpt, 32 << 20, |vol| {
+        common::run(
+            tool("cryptsetup")
+                .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+                .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+                .arg(&key)
+                .arg(vol),
+        );
+        common::write_at(vol, 16384 + 4096, b"[");
+    });
+    assert_refused(
+        "luks2-primary-header",
+        &disk,
+        "secondary header at byte 16384 is corrupt",
+    );
+    // Without the primary, cryptsetup does not take that secondary.
+    let part = dir.path().join("badsec.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    common::write_at(&part, 0, &[0u8; 4096]);
+    let (code, dev) = code_and_text(tool("losetup").args(["-r", "-f", "--show"]).arg(&part));
+    assert_eq!(code, 0, "{dev}");
+    let (code, text) = code_and_text(tool("cryptsetup").arg("luksDump").arg(dev.trim()));
+    code_and_text(tool("losetup").arg("-d").arg(dev.trim()));
+    assert_ne!(code, 0, "{text}");
+}
+
+#[test]
 fn luks2_primary_header() {
     if !require_tools(&["cryptsetup", "losetup", "blkid", "sfdisk", "qemu-img"]) {
         return;
