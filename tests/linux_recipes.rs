@@ -813,6 +813,26 @@ fn btrfs_sb_primary_with_the_mirror_ending_the_partition() {
 }
 
 #[test]
+fn btrfs_sb_primary_names_the_checksum_type_it_refuses() {
+    if !require_tools(&["mkfs.btrfs", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "xxh", Table::Mbr, 130 << 20, |vol| {
+        common::run(
+            tool("mkfs.btrfs")
+                .args(["-q", "-f", "--csum", "xxhash"])
+                .arg(vol),
+        );
+    });
+    assert_refused(
+        "btrfs-sb-primary",
+        &disk,
+        "checksum type is xxhash (mkfs.btrfs --csum)",
+    );
+}
+
+#[test]
 fn btrfs_sb_primary_refuses_a_device_without_mirror_and_btrfs_agrees() {
     if !require_tools(&["mkfs.btrfs", "btrfs", "sfdisk", "qemu-img"]) {
         return;
