@@ -442,6 +442,34 @@ fn ext4_recipes_refuse_a_filesystem_with_errors_and_e2fsck_agrees() {
 }
 
 #[test]
+fn ext4_recipes_refuse_a_geometry_e2fsck_cannot_open_and_e2fsck_agrees() {
+    if !ext4_tools() || !require_tools(&["debugfs"]) {
+        return;
+    }
+    let dir = tmpdir();
+    // One inode fewer than the groups hold: ext2fs_open2 calls the
+    // superblock corrupt.
+    let disk = linux_disk(dir.path(), "geom", Table::Mbr, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("ssv inodes_count 6143")(vol);
+    });
+    for name in EXT4_RECIPES {
+        assert_refused(name, &disk, "libext2fs calls it corrupt");
+    }
+    let part = dir.path().join("geom.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    // e2fsck indeed abandons the primary for a backup (and then finds
+    // the filesystem inconsistent).
+    let (code, text) = code_and_text(tool("e2fsck").arg("-n").arg(&part));
+    assert!(
+        text.contains("ext2fs_open2: The ext2 superblock is corrupt")
+            && text.contains("trying backup blocks"),
+        "exit {code}: {text}"
+    );
+    assert_ne!(code, 0, "{text}");
+}
+
+#[test]
 fn verify_does_not_blame_an_ext4_recipe_for_the_base_state() {
     if !ext4_tools() || !require_tools(&["debugfs"]) {
         return;

@@ -224,6 +224,11 @@ fn stale_backup_group(
             "the backup superblock at byte {at} has an inconsistent geometry ({why})"
         )));
     }
+    if backup.byte_size() > part.size() {
+        return Err(Error::Guest(format!(
+            "the backup superblock at byte {at} describes a filesystem larger than the partition"
+        )));
+    }
     if backup.incompat() & ext4::INCOMPAT_META_BG != 0 {
         return Err(Error::Guest("meta_bg filesystems are not modelled".into()));
     }

@@ -151,7 +151,7 @@ pub const EXT4_CLEAN_BASE: &str = "the partition holds ext4 whose superblock the
 /// The primary superblock of the ext4 filesystem in `found`, refused when
 /// the tools would not take it as the recipes' models assume (before any
 /// damage): a superblock the kernel accepts, a geometry libext2fs opens
-/// (`ext2fs_open2`; else e2fsck exits 8) that fits the partition, and a
+/// (`ext2fs_open2`; else e2fsck takes a backup superblock or exits 8) that fits the partition, and a
 /// cleanly unmounted state: `s_state` valid without errors (else e2fsck -p
 /// forces a full check and the kernel logs errors), the journal needing no
 /// recovery (else the kernel refuses a read-only device and e2fsck replays
@@ -185,7 +185,7 @@ pub fn ext4_superblock(
         return Err(refuse(
             found,
             format!(
-                "the superblock's geometry is inconsistent ({why}): e2fsck cannot open it (exit 8)"
+                "the superblock's geometry is inconsistent ({why}): libext2fs calls it corrupt, so e2fsck abandons it for a backup superblock (or exits 8 without one)"
             ),
         ));
     }

@@ -120,6 +120,12 @@ pub fn read_group_table(
     let Some(total) = count.checked_mul(size as u64) else {
         return Ok(None);
     };
+    if gdt_offset
+        .checked_add(total)
+        .is_none_or(|end| end > part.size())
+    {
+        return Ok(None);
+    }
     let block = sb.block_size();
     let mut out = Vec::new();
     let mut done = 0u64;

@@ -169,7 +169,8 @@ impl Superblock {
 
     /// Why libext2fs would not open this superblock's geometry
     /// (`ext2fs_open2` in e2fsprogs 1.47.0 `lib/ext2fs/openfs.c`: "corrupt
-    /// superblock" or "bad descriptor size"; e2fsck then exits 8), or
+    /// superblock" or "bad descriptor size"; e2fsck then tries the backup
+    /// superblocks, and exits 8 without one), or
     /// `None` when it is consistent. Without bigalloc.
     pub fn geometry_error(&self) -> Option<String> {
         let bs = self.block_size();
