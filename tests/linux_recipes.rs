@@ -193,8 +193,34 @@ fn prove(name: &str, disk: &LinuxDisk, args: &[&str]) -> Value {
     }
     // Injecting again on the damaged overlay is refused (exit 3), or the
     // recipe is repeatable.
+    let again = w.join(format!("{name}-again.qcow2"));
+    let mut a: Vec<String> = vec![
+        "inject".into(),
+        name.into(),
+        overlay.to_str().unwrap().into(),
+    ];
+    a.extend(["-o".into(), again.to_str().unwrap().into()]);
+    a.extend(args.iter().map(|s| s.to_string()));
+    let code = if repeatable(name) { 0 } else { 3 };
+    let r = qfault_expect(&a, code);
+    if code == 3 {
+        assert!(!again.exists(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
     guard.assert_unchanged();
     report
+}
+
+/// The registry's `repeatable` for `name` (`qfault recipes --json`).
+fn repeatable(name: &str) -> bool {
+    let v: Value = serde_json::from_slice(&qfault_expect(["recipes", "--json"], 0).stdout).unwrap();
+    v["recipes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no recipe {name}"))["repeatable"]
+        .as_bool()
+        .unwrap()
 }
 
 /// The bytes that differ between `orig` and `part` lie inside the
@@ -289,6 +315,196 @@ fn ext4_sb_primary_with_crc16_gdt_csum() {
     let r = prove("ext4-sb-primary", &disk, &[]);
     let check = &r["output"]["targets"][0]["prediction"]["outcomes"][2];
     assert_eq!(check["exit_code"], 4, "{check}");
+}
+
+#[test]
+fn ext4_sb_primary_on_a_used_filesystem_with_4k_blocks() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // Default geometry (4 KiB blocks, 32768 per group): 2 groups. Files
+    // written through the kernel leave the backup descriptors stale.
+    let disk = linux_disk(
+        dir.path(),
+        "used4k",
+        Table::Gpt,
+        136 << 20,
+        common::linux::mkfs_ext4_used(&[]),
+    );
+    let r = prove("ext4-sb-primary", &disk, &[]);
+    let check = &r["output"]["targets"][0]["prediction"]["outcomes"][2];
+    assert_eq!(check["exit_code"], 4, "{check}");
+}
+
+#[test]
+fn ext4_sb_primary_on_a_used_filesystem_without_uninit_groups() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // No descriptor checksums, so no uninit groups: only the stale counts
+    // of the backup descriptors make e2fsck -n exit 4.
+    let disk = linux_disk(
+        dir.path(),
+        "usedplain",
+        Table::Mbr,
+        24 << 20,
+        common::linux::mkfs_ext4_used(&["-b", "1024", "-O", "^metadata_csum,^uninit_bg"]),
+    );
+    let r = prove("ext4-sb-primary", &disk, &[]);
+    let t = &r["output"]["targets"][0]["prediction"];
+    assert_eq!(t["outcomes"][2]["exit_code"], 4, "{t}");
+    assert!(t["notes"].to_string().contains("stale"), "{t}");
+}
+
+/// `qfault inject NAME TOP -o OUT`, expected to be refused (exit 3) with
+/// `why` in the message and nothing written.
+fn assert_refused(name: &str, disk: &LinuxDisk, why: &str) {
+    let out = disk
+        .base
+        .parent()
+        .unwrap()
+        .join(format!("{name}-refused.qcow2"));
+    let r = qfault_expect(
+        [
+            "inject",
+            name,
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains(why), "{name}: {err}");
+    assert!(!out.exists());
+}
+
+const EXT4_RECIPES: [&str; 4] = [
+    "ext4-sb-primary",
+    "ext4-gdt-csum",
+    "ext4-needs-recovery",
+    "ext4-unclean",
+];
+
+#[test]
+fn ext4_recipes_refuse_a_crash_snapshot_and_the_kernel_agrees() {
+    if !ext4_tools() || !require_tools(&["debugfs", "losetup"]) {
+        return;
+    }
+    let dir = tmpdir();
+    // A snapshot of a mounted filesystem: the journal needs recovery.
+    let disk = linux_disk(dir.path(), "crash", Table::Mbr, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("feature needs_recovery")(vol);
+    });
+    let guard = BaseGuard::new(&[&disk.base, &disk.top]);
+    for name in EXT4_RECIPES {
+        assert_refused(name, &disk, "already needs recovery");
+    }
+    // Why: the read-only mount ext4-gdt-csum predicts to work is refused
+    // already (exit 32), and e2fsck -p replays the journal first.
+    let part = dir.path().join("crash.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let (code, text) = code_and_text(tool("mount").args(["-o", "loop,ro"]).arg(&part).arg(&mnt));
+    if code == 0 {
+        code_and_text(tool("umount").arg(&mnt));
+    }
+    assert_eq!(code, 32, "{text}");
+    guard.assert_unchanged();
+}
+
+#[test]
+fn ext4_recipes_refuse_a_filesystem_with_errors_and_e2fsck_agrees() {
+    if !ext4_tools() || !require_tools(&["debugfs"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "errors", Table::Gpt, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("ssv state 3")(vol);
+    });
+    for name in EXT4_RECIPES {
+        assert_refused(name, &disk, "with errors (s_state 0x3)");
+    }
+    // Why: e2fsck -p already forces a full check for the errors (and
+    // clears them, exit 0), not for what the recipes would do.
+    let part = dir.path().join("errors.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    let (code, text) = code_and_text(tool("e2fsck").arg("-p").arg(&part));
+    assert!(
+        text.contains("contains a file system with errors, check forced"),
+        "exit {code}: {text}"
+    );
+}
+
+#[test]
+fn ext4_recipes_refuse_a_geometry_e2fsck_cannot_open_and_e2fsck_agrees() {
+    if !ext4_tools() || !require_tools(&["debugfs"]) {
+        return;
+    }
+    let dir = tmpdir();
+    // One inode fewer than the groups hold: ext2fs_open2 calls the
+    // superblock corrupt.
+    let disk = linux_disk(dir.path(), "geom", Table::Mbr, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("ssv inodes_count 6143")(vol);
+    });
+    for name in EXT4_RECIPES {
+        assert_refused(name, &disk, "libext2fs calls it corrupt");
+    }
+    let part = dir.path().join("geom.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    // e2fsck indeed abandons the primary for a backup (and then finds
+    // the filesystem inconsistent).
+    let (code, text) = code_and_text(tool("e2fsck").arg("-n").arg(&part));
+    assert!(
+        text.contains("ext2fs_open2: The ext2 superblock is corrupt")
+            && text.contains("trying backup blocks"),
+        "exit {code}: {text}"
+    );
+    assert_ne!(code, 0, "{text}");
+}
+
+#[test]
+fn verify_does_not_blame_an_ext4_recipe_for_the_base_state() {
+    if !ext4_tools() || !require_tools(&["debugfs"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "snap", Table::Mbr, 24 << 20, |vol| {
+        mkfs_ext4(&["-b", "1024"])(vol);
+        common::linux::debugfs_w("feature needs_recovery")(vol);
+    });
+    // Any change to a crash snapshot (here 4 KiB of free space zeroed)
+    // is not ext4-needs-recovery's damage.
+    let out = dir.path().join("z.qcow2");
+    qfault_expect(
+        [
+            "inject",
+            "zero",
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition",
+            "1",
+            "--offset",
+            "20M",
+            "--length",
+            "4K",
+        ],
+        0,
+    );
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", "--json", out.to_str().unwrap()], 0).stdout,
+    )
+    .unwrap();
+    assert_ne!(v["verdict"], "repairable", "{v:#}");
+    let tools = v["partitions"][0]["prediction"]["outcomes"].to_string();
+    assert!(!tools.contains("e2fsck"), "{v:#}");
 }
 
 #[test]
@@ -393,6 +609,26 @@ fn ext4_gdt_csum() {
 }
 
 #[test]
+fn ext4_recipes_with_the_default_4k_geometry_on_a_used_filesystem() {
+    if !ext4_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // mkfs.ext4's defaults (4 KiB blocks, metadata_csum, 64bit), files
+    // written through the kernel.
+    let disk = linux_disk(
+        dir.path(),
+        "def4k",
+        Table::Gpt,
+        48 << 20,
+        common::linux::mkfs_ext4_used(&[]),
+    );
+    for name in ["ext4-gdt-csum", "ext4-needs-recovery", "ext4-unclean"] {
+        prove(name, &disk, &[]);
+    }
+}
+
+#[test]
 fn ext4_gdt_csum_on_a_whole_disk_filesystem() {
     if !ext4_tools() {
         return;
@@ -489,6 +725,82 @@ fn xfs_sb_primary_with_4096_byte_sectors() {
     assert_eq!(r["output"]["targets"][0]["changes"][0]["length"], 4096);
 }
 
+fn xfs_tools() -> bool {
+    require_tools(&[
+        "mkfs.xfs",
+        "xfs_repair",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ])
+}
+
+#[test]
+fn xfs_sb_primary_with_a_non_default_ag_size() {
+    if !xfs_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    // AGs of 96 MiB: not at the default (80 MiB) boundaries xfs_repair
+    // tries first, so both find AG 1's copy by the sector scan.
+    let disk = linux_disk(dir.path(), "xfs5", Table::Gpt, 320 << 20, |vol| {
+        common::run(
+            tool("mkfs.xfs")
+                .args(["-q", "-f", "-d", "agsize=96m"])
+                .arg(vol),
+        );
+    });
+    let r = prove("xfs-sb-primary", &disk, &[]);
+    let notes = r["output"]["targets"][0]["prediction"]["notes"].to_string();
+    assert!(
+        notes.contains(&format!("at byte {}", 96u64 << 20)),
+        "{notes}"
+    );
+}
+
+#[test]
+fn xfs_verify_claims_no_bad_magic_for_another_primary_fault() {
+    if !xfs_tools() {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "xfsbs", Table::Mbr, 320 << 20, |vol| {
+        common::run(tool("mkfs.xfs").args(["-q", "-f"]).arg(vol));
+    });
+    // sb_blocksize zeroed: the magic stays, the primary is bad otherwise.
+    let zeros = dir.path().join("zeros");
+    std::fs::write(&zeros, [0u8; 4]).unwrap();
+    let out = dir.path().join("bs.qcow2");
+    qfault_expect(
+        [
+            "inject",
+            "write",
+            disk.top.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--partition",
+            "1",
+            "--offset",
+            "4",
+            "--from",
+            zeros.to_str().unwrap(),
+        ],
+        0,
+    );
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", "--json", out.to_str().unwrap()], 0).stdout,
+    )
+    .unwrap();
+    let predicted = v["partitions"][0]["prediction"].to_string();
+    assert!(!predicted.contains("bad magic number"), "{v:#}");
+    // The real xfs_repair -n indeed says something else.
+    let part = dir.path().join("xfsbs.part");
+    qemu_extract(&out, disk.start, disk.size, &part);
+    let (_, text) = code_and_text(tool("xfs_repair").arg("-n").arg(&part));
+    assert!(!text.contains("bad magic number"), "{text}");
+}
+
 #[test]
 fn btrfs_sb_primary() {
     if !require_tools(&[
@@ -506,6 +818,46 @@ fn btrfs_sb_primary() {
         common::run(tool("mkfs.btrfs").args(["-q", "-f"]).arg(vol));
     });
     prove("btrfs-sb-primary", &disk, &["--partition", "1"]);
+}
+
+#[test]
+fn btrfs_sb_primary_with_the_mirror_ending_the_partition() {
+    if !require_tools(&[
+        "mkfs.btrfs",
+        "btrfs",
+        "blkid",
+        "mount",
+        "sfdisk",
+        "qemu-img",
+    ]) {
+        return;
+    }
+    let dir = tmpdir();
+    // Exactly 64 MiB + 4 KiB: the mirror's last byte is the partition's.
+    let disk = linux_disk(dir.path(), "edge", Table::Gpt, (64 << 20) + 4096, |vol| {
+        common::run(tool("mkfs.btrfs").args(["-q", "-f", "--mixed"]).arg(vol));
+    });
+    prove("btrfs-sb-primary", &disk, &[]);
+}
+
+#[test]
+fn btrfs_sb_primary_names_the_checksum_type_it_refuses() {
+    if !require_tools(&["mkfs.btrfs", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let disk = linux_disk(dir.path(), "xxh", Table::Mbr, 130 << 20, |vol| {
+        common::run(
+            tool("mkfs.btrfs")
+                .args(["-q", "-f", "--csum", "xxhash"])
+                .arg(vol),
+        );
+    });
+    assert_refused(
+        "btrfs-sb-primary",
+        &disk,
+        "checksum type is xxhash (mkfs.btrfs --csum)",
+    );
 }
 
 #[test]
@@ -543,6 +895,42 @@ fn btrfs_sb_primary_refuses_a_device_without_mirror_and_btrfs_agrees() {
     );
     assert_eq!(code, 1, "{text}");
     guard.assert_unchanged();
+}
+
+#[test]
+fn luks2_primary_header_refuses_a_corrupt_secondary_and_cryptsetup_agrees() {
+    if !require_tools(&["cryptsetup", "losetup", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "qfault").unwrap();
+    // The secondary header's JSON area (16 KiB + 4 KiB) starts with '['
+    // instead of '{': its sha256 no longer matches.
+    let disk = linux_disk(dir.path(), "badsec", Table::Gpt, 32 << 20, |vol| {
+        common::run(
+            tool("cryptsetup")
+                .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+                .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+                .arg(&key)
+                .arg(vol),
+        );
+        common::write_at(vol, 16384 + 4096, b"[");
+    });
+    assert_refused(
+        "luks2-primary-header",
+        &disk,
+        "secondary header at byte 16384 is corrupt",
+    );
+    // Without the primary, cryptsetup does not take that secondary.
+    let part = dir.path().join("badsec.part");
+    qemu_extract(&disk.top, disk.start, disk.size, &part);
+    common::write_at(&part, 0, &[0u8; 4096]);
+    let (code, dev) = code_and_text(tool("losetup").args(["-r", "-f", "--show"]).arg(&part));
+    assert_eq!(code, 0, "{dev}");
+    let (code, text) = code_and_text(tool("cryptsetup").arg("luksDump").arg(dev.trim()));
+    code_and_text(tool("losetup").arg("-d").arg(dev.trim()));
+    assert_ne!(code, 0, "{text}");
 }
 
 #[test]

@@ -61,5 +61,6 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
     }
     info.uuid = uuid16(&sb[0x68..0x78]);
     info.version = Some(format!("{}.{}", le32(&sb, 0x4C), le16(&sb, 0x3E)));
+    info.ext4 = super::ext4::Snapshot::read(part)?;
     Ok(Some(info))
 }

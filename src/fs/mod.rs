@@ -43,6 +43,10 @@ pub struct FsInfo {
     pub version: Option<String>,
     /// For NTFS: the geometry recipes need.
     pub ntfs: Option<NtfsGeometry>,
+    /// For ext2/3/4: the superblock and descriptor 0 (what the ext4
+    /// recipes' `verify` compares the overlay with; not serialised).
+    #[serde(skip)]
+    pub ext4: Option<ext4::Snapshot>,
 }
 
 impl FsInfo {
@@ -54,6 +58,7 @@ impl FsInfo {
             uuid: None,
             version: None,
             ntfs: None,
+            ext4: None,
         }
     }
 }

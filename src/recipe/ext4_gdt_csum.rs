@@ -37,7 +37,7 @@ impl Recipe for Ext4GdtCsum {
             outcomes: outcomes(Some("ext4"), INVALID, INVALID),
             repair: Some(e2fsck::PREEN),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "metadata_csum or gdt_csum (descriptors carry a checksum), and group 0's is correct now",
             ],
         }
@@ -83,7 +83,29 @@ impl Recipe for Ext4GdtCsum {
     }
 
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-        linux::verify_with("ext4", partition, now, prediction)
+        linux::ext4_verify(
+            partition,
+            now,
+            |base, now| {
+                // The superblock as it was, descriptor 0 as it was but for
+                // its checksum.
+                let Some(was) = &base.gdt0 else {
+                    return Ok(false);
+                };
+                if Superblock::read(now)?.as_ref() != Some(&base.superblock) {
+                    return Ok(false);
+                }
+                let sb = &base.superblock;
+                let Some(d) = ext4::read_group_desc(now, sb, sb.gdt_offset(), 0)? else {
+                    return Ok(false);
+                };
+                let c = BG_CHECKSUM..BG_CHECKSUM + 2;
+                Ok(d.raw.len() == was.raw.len()
+                    && d.raw[..c.start] == was.raw[..c.start]
+                    && d.raw[c.end..] == was.raw[c.end..])
+            },
+            prediction,
+        )
     }
 }
 

@@ -39,7 +39,7 @@ impl Recipe for Ext4NeedsRecovery {
             outcomes: outcomes(Some("ext4")),
             repair: Some(e2fsck::PREEN),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "an internal journal, not already marked as needing recovery",
             ],
         }
@@ -71,7 +71,19 @@ impl Recipe for Ext4NeedsRecovery {
     }
 
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-        linux::verify_with("ext4", partition, now, prediction)
+        linux::ext4_verify(
+            partition,
+            now,
+            |base, now| {
+                let sb = &base.superblock;
+                if !sb.has_internal_journal() {
+                    return Ok(false);
+                }
+                let want = sb.with_u32(S_FEATURE_INCOMPAT, sb.incompat() | INCOMPAT_RECOVER);
+                Ok(Superblock::read(now)?.is_some_and(|s| s == want))
+            },
+            prediction,
+        )
     }
 }
 

@@ -1,8 +1,11 @@
 //! The `ext4-sb-primary` recipe: zero the primary ext4 superblock (1 KiB at
 //! byte 1024). blkid finds nothing, the kernel refuses to mount (exit 32),
-//! `e2fsck -n` cannot proceed without writing, and `e2fsck -fy` takes the
-//! backup superblock of group 1 ("Superblock invalid, trying backup
-//! blocks...", exit 1); the second run is clean and the volume mounts.
+//! and e2fsck takes the backup superblock of group 1 ("Superblock invalid,
+//! trying backup blocks..."): `e2fsck -n` checks the filesystem through it
+//! and exits 4 when the backup group descriptors it comes with are stale
+//! (any filesystem written to after mkfs: the kernel never updates them)
+//! or have uninitialised groups, else 0; `e2fsck -fy` repairs (exit 1); the
+//! second run is clean and the volume mounts.
 //!
 //! Precondition (e2fsck's `get_backup_sb`): a backup superblock where
 //! e2fsck looks for one, block 8 × block size (+1 with 1 KiB blocks), i.e.
@@ -42,7 +45,7 @@ impl Recipe for Ext4SbPrimary {
             outcomes: repairable_outcomes(e2fsck::UNCORRECTED),
             repair: Some(e2fsck::REPAIR_YES),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "a backup superblock where e2fsck looks for it: at least 2 block groups of the default size (8 × block size blocks)",
             ],
         }
@@ -99,7 +102,16 @@ impl Recipe for Ext4SbPrimary {
     }
 
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-        linux::verify_with("ext4", partition, now, prediction)
+        linux::ext4_verify(
+            partition,
+            now,
+            |base, now| {
+                // The backup e2fsck takes is the base filesystem's.
+                Ok(Superblock::e2fsck_backup(now)?
+                    .is_some_and(|(_, b)| b.uuid() == base.superblock.uuid()))
+            },
+            prediction,
+        )
     }
 }
 
@@ -164,26 +176,8 @@ fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
             notes: vec!["e2fsck finds no backup superblock where it looks".into()],
         });
     };
-    // From a backup, libext2fs clears every group's INODE_UNINIT and
-    // BLOCK_UNINIT flags (ext2fs_open2, with group descriptor checksums);
-    // the never-initialised bitmaps of those groups then differ from what
-    // pass 5 counts (or fail their checksums), which `-n` leaves unfixed:
-    // exit 4. Without such groups the check finds nothing to fix: exit 0.
-    let gdt = at + backup.block_size();
-    let mut uninit = false;
-    if backup.metadata_csum() || backup.gdt_csum() {
-        for g in 0..backup.group_count().min(u64::from(u32::MAX)) as u32 {
-            match ext4::read_group_desc(part, &backup, gdt, g)? {
-                Some(d) if d.flags() & (ext4::BG_INODE_UNINIT | ext4::BG_BLOCK_UNINIT) != 0 => {
-                    uninit = true;
-                    break;
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-    }
-    let check_exit = if uninit {
+    let stale = stale_backup_group(part, at, &backup)?;
+    let check_exit = if stale.is_some() {
         e2fsck::UNCORRECTED
     } else {
         e2fsck::OK
@@ -199,7 +193,66 @@ fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
                 at / backup.block_size(),
                 backup.block_size()
             ),
-            "the backup superblock is marked not clean, so e2fsck checks the whole filesystem; pass 5 fixes stale backup group descriptors".into(),
+            "the backup superblock is marked not clean, so e2fsck checks the whole filesystem".into(),
+            match stale {
+                Some(why) => format!("e2fsck -n exits 4: {why}; pass 5 reports it per group and -n leaves it unfixed"),
+                None => "the backup group descriptors equal the primary ones (as mkfs left them): pass 5 finds nothing, e2fsck -n exits 0".into(),
+            },
         ],
     })
+}
+
+/// Why pass 5 finds the group descriptors that follow the backup
+/// superblock at byte `at` wrong (`None`: it does not). The kernel never
+/// updates the backup descriptors, so once the filesystem has been written
+/// to their free block, free inode and directory counts (and, with
+/// metadata_csum, bitmap checksums) are stale: e2fsck recounts them
+/// ("Free blocks count wrong for group #N", `PR_5_FREE_BLOCK_COUNT_GROUP`
+/// and its siblings, which lack `PR_NO_OK`), so `-n` exits 4. From a
+/// backup, libext2fs also clears every group's `INODE_UNINIT` and
+/// `BLOCK_UNINIT` (`ext2fs_open2` with descriptor checksums), so such a
+/// group's never-initialised bitmaps differ from what pass 5 counts.
+/// Compares the backup's table with the primary table it stands in for
+/// (both laid out by the backup superblock's geometry).
+fn stale_backup_group(
+    part: &mut dyn ReadAt,
+    at: u64,
+    backup: &Superblock,
+) -> Result<Option<String>> {
+    if let Some(why) = backup.geometry_error() {
+        return Err(Error::Guest(format!(
+            "the backup superblock at byte {at} has an inconsistent geometry ({why})"
+        )));
+    }
+    if backup.byte_size() > part.size() {
+        return Err(Error::Guest(format!(
+            "the backup superblock at byte {at} describes a filesystem larger than the partition"
+        )));
+    }
+    if backup.incompat() & ext4::INCOMPAT_META_BG != 0 {
+        return Err(Error::Guest("meta_bg filesystems are not modelled".into()));
+    }
+    let copy = ext4::read_group_table(part, backup, at + backup.block_size())?;
+    let primary = ext4::read_group_table(part, backup, backup.gdt_offset())?;
+    let (Some(copy), Some(primary)) = (copy, primary) else {
+        return Err(Error::Guest(
+            "the group descriptor tables lie outside the partition".into(),
+        ));
+    };
+    let csum = backup.metadata_csum() || backup.gdt_csum();
+    for (b, p) in copy.iter().zip(&primary) {
+        if csum && b.flags() & (ext4::BG_INODE_UNINIT | ext4::BG_BLOCK_UNINIT) != 0 {
+            return Ok(Some(format!(
+                "group {} is uninitialised in the backup descriptors (libext2fs clears the flag)",
+                b.group
+            )));
+        }
+        if b.pass5_fields() != p.pass5_fields() {
+            return Ok(Some(format!(
+                "the backup descriptor of group {} is stale (free blocks/inodes, directories or bitmap checksums differ from the primary's)",
+                b.group
+            )));
+        }
+    }
+    Ok(None)
 }

@@ -37,7 +37,7 @@ impl Recipe for Ext4Unclean {
             outcomes: outcomes(Some("ext4")),
             repair: Some(e2fsck::PREEN),
             preconditions: vec![
-                "the partition holds ext4 whose superblock the kernel accepts",
+                linux::EXT4_CLEAN_BASE,
                 "its state is clean (no errors) and the journal needs no recovery",
             ],
         }
@@ -72,7 +72,16 @@ impl Recipe for Ext4Unclean {
     }
 
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-        linux::verify_with("ext4", partition, now, prediction)
+        linux::ext4_verify(
+            partition,
+            now,
+            |base, now| {
+                let sb = &base.superblock;
+                let want = sb.with_u16(S_STATE, sb.state() & !STATE_VALID_FS);
+                Ok(Superblock::read(now)?.is_some_and(|s| s == want))
+            },
+            prediction,
+        )
     }
 }
 

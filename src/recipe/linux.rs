@@ -145,14 +145,26 @@ pub mod e2fsck {
     pub const ERROR: i32 = 8;
 }
 
+/// The precondition every ext4 recipe shares (checked by [`ext4_superblock`]).
+pub const EXT4_CLEAN_BASE: &str = "the partition holds ext4 whose superblock the kernel accepts, cleanly unmounted (s_state valid without errors, no journal recovery pending, group descriptor 0's checksum correct), with a geometry libext2fs opens that fits the partition; not meta_bg or bigalloc";
+
 /// The primary superblock of the ext4 filesystem in `found`, refused when
-/// the kernel would not accept it as it is (before any damage).
+/// the tools would not take it as the recipes' models assume (before any
+/// damage): a superblock the kernel accepts, a geometry libext2fs opens
+/// (`ext2fs_open2`; else e2fsck takes a backup superblock or exits 8) that fits the partition, and a
+/// cleanly unmounted state: `s_state` valid without errors (else e2fsck -p
+/// forces a full check and the kernel logs errors), the journal needing no
+/// recovery (else the kernel refuses a read-only device and e2fsck replays
+/// first: a crash-consistent snapshot) and, where descriptors carry a
+/// checksum, group descriptor 0's correct (else the kernel refuses a
+/// read-write mount).
 pub fn ext4_superblock(
     found: &Found,
     disk: &mut dyn ReadAt,
 ) -> Result<crate::fs::ext4::Superblock> {
+    use crate::fs::ext4;
     let mut part = Window::new(&mut *disk, found.partition.start, found.partition.size)?;
-    let sb = crate::fs::ext4::Superblock::read(&mut part)?
+    let sb = ext4::Superblock::read(&mut part)?
         .ok_or_else(|| refuse(found, "no ext4 superblock at byte 1024"))?;
     if !sb.checksum_type_ok() || !sb.checksum_ok() {
         return Err(refuse(
@@ -160,10 +172,104 @@ pub fn ext4_superblock(
             "the superblock checksum is already wrong (the kernel refuses it as it is)",
         ));
     }
-    if sb.ro_compat() & crate::fs::ext4::RO_COMPAT_BIGALLOC != 0 {
+    if sb.ro_compat() & ext4::RO_COMPAT_BIGALLOC != 0 {
         return Err(refuse(found, "bigalloc filesystems are not modelled"));
     }
+    if sb.incompat() & ext4::INCOMPAT_META_BG != 0 {
+        return Err(refuse(
+            found,
+            "meta_bg filesystems (descriptor blocks spread over the groups) are not modelled",
+        ));
+    }
+    if let Some(why) = sb.geometry_error() {
+        return Err(refuse(
+            found,
+            format!(
+                "the superblock's geometry is inconsistent ({why}): libext2fs calls it corrupt, so e2fsck abandons it for a backup superblock (or exits 8 without one)"
+            ),
+        ));
+    }
+    if sb.byte_size() > found.partition.size {
+        return Err(refuse(
+            found,
+            format!(
+                "the filesystem ({} bytes) is larger than its partition ({} bytes)",
+                sb.byte_size(),
+                found.partition.size
+            ),
+        ));
+    }
+    let gdt0 = ext4::read_group_desc(&mut part, &sb, sb.gdt_offset(), 0)?;
+    if let Some(why) = ext4_unclean_base(&sb, gdt0.as_ref()) {
+        return Err(refuse(found, why));
+    }
     Ok(sb)
+}
+
+/// Why an ext4 volume with superblock `sb` and group descriptor 0 `gdt0`
+/// is not in the clean state the recipes' models start from (see
+/// [`ext4_superblock`]), or `None`.
+pub fn ext4_unclean_base(
+    sb: &crate::fs::ext4::Superblock,
+    gdt0: Option<&crate::fs::ext4::GroupDesc>,
+) -> Option<String> {
+    use crate::fs::ext4;
+    if sb.state() & ext4::STATE_VALID_FS == 0 || sb.state() & ext4::STATE_ERROR_FS != 0 {
+        return Some(format!(
+            "the filesystem is already marked unclean or with errors (s_state {:#x}): e2fsck -p would force a full check",
+            sb.state()
+        ));
+    }
+    if sb.incompat() & ext4::INCOMPAT_RECOVER != 0 {
+        return Some("the journal already needs recovery (a snapshot of a mounted filesystem): the kernel refuses a read-only device and e2fsck replays it first; replay it (mount or e2fsck -p) before injecting".into());
+    }
+    let d = gdt0?;
+    let good = d.computed_checksum(sb)?;
+    (good != d.stored_checksum()).then(|| {
+        format!(
+            "group descriptor 0's checksum is already wrong ({:#06x}, should be {good:#06x}): the kernel refuses a read-write mount",
+            d.stored_checksum()
+        )
+    })
+}
+
+/// What an ext4 recipe's `verify` reports for `partition` (as the backing
+/// chain has it) read through the overlay as `now`: `predict`'s prediction
+/// when the base was ext4 in the clean state the recipes start from (its
+/// probe's [`crate::fs::ext4::Snapshot`]) and `modelled(base, now)` says
+/// the recipe's damage, and only that, is in the bytes it owns (e.g. the
+/// superblock equals the base's but for the recipe's field); else `None`.
+/// `verify` is given no changed ranges and no reader of the base: changes
+/// outside the recipe's bytes (file data, other metadata) are not seen.
+pub fn ext4_verify(
+    partition: &Found,
+    now: &mut dyn ReadAt,
+    modelled: impl FnOnce(&crate::fs::ext4::Snapshot, &mut dyn ReadAt) -> Result<bool>,
+    predict: impl FnOnce(&mut dyn ReadAt) -> Result<Prediction>,
+) -> Result<Option<Prediction>> {
+    let Some(base) = partition
+        .filesystem
+        .as_ref()
+        .filter(|f| f.fstype == "ext4")
+        .and_then(|f| f.ext4.as_ref())
+    else {
+        return Ok(None);
+    };
+    if ext4_unclean_base(&base.superblock, base.gdt0.as_ref()).is_some() {
+        return Ok(None);
+    }
+    let p = &partition.partition;
+    let Ok(mut view) = Window::new(now, p.start, p.size) else {
+        return Ok(None);
+    };
+    if !modelled(base, &mut view)? {
+        return Ok(None);
+    }
+    match predict(&mut view) {
+        Ok(pred) => Ok(Some(pred)),
+        Err(Error::Guest(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What `verify` reports for `partition` (as the backing chain has it) read

@@ -42,7 +42,7 @@ impl Recipe for Luks2PrimaryHeader {
             repair: Some("cryptsetup repair -q PART"),
             preconditions: vec![
                 "the partition holds LUKS2 (LUKS1 has no secondary header)",
-                "its secondary header (at hdr_size) is intact and of the same container",
+                "its secondary header (at hdr_size) is of the same container, with a correct sha256 checksum and JSON area",
             ],
         }
     }
@@ -58,14 +58,22 @@ impl Recipe for Luks2PrimaryHeader {
                 )
             })?;
             let secondary = Luks2Header::read_at(&mut part, primary.hdr_size(), MAGIC_SECONDARY)?;
-            if !secondary
-                .as_ref()
-                .is_some_and(|s| s.uuid() == primary.uuid() && s.hdr_offset() == primary.hdr_size())
-            {
+            let Some(secondary) = secondary
+                .filter(|s| s.uuid() == primary.uuid() && s.hdr_offset() == primary.hdr_size())
+            else {
                 return Err(linux::refuse(
                     &found,
                     format!(
                         "no secondary header of this container at byte {}",
+                        primary.hdr_size()
+                    ),
+                ));
+            };
+            if let Some(why) = secondary.corruption(&mut part, primary.hdr_size())? {
+                return Err(linux::refuse(
+                    &found,
+                    format!(
+                        "the secondary header at byte {} is corrupt ({why}): cryptsetup could not use it",
                         primary.hdr_size()
                     ),
                 ));
@@ -122,6 +130,11 @@ fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let Some((at, secondary)) = Luks2Header::secondary(part)? else {
         return Err(Error::Guest("no LUKS2 secondary header".into()));
     };
+    if let Some(why) = secondary.corruption(part, at)? {
+        return Err(Error::Guest(format!(
+            "the LUKS2 secondary header at byte {at} is corrupt ({why})"
+        )));
+    }
     let mut outcomes = outcomes(None);
     outcomes[0] = identify;
     Ok(Prediction {

@@ -14,7 +14,7 @@ use super::linux::{self, PartitionParams};
 use super::select::Found;
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
-use crate::fs::xfs::XfsSuperblock;
+use crate::fs::xfs::{XfsSuperblock, XFS_SB_MAGIC};
 use crate::image::{ReadAt, Window};
 use crate::overlay::Patch;
 
@@ -53,7 +53,8 @@ impl Recipe for XfsSbPrimary {
             let primary = XfsSuperblock::read_at(&mut part, 0)?
                 .ok_or_else(|| linux::refuse(&found, "no valid XFS superblock at byte 0"))?;
             let ag1 = if primary.ag_count() >= 2 {
-                XfsSuperblock::read_at(&mut part, primary.ag_offset(1))?
+                let at = primary.ag_offset(1).unwrap_or(u64::MAX);
+                XfsSuperblock::read_at(&mut part, at)?
             } else {
                 None
             };
@@ -75,7 +76,10 @@ impl Recipe for XfsSbPrimary {
             offset: 0,
             len: u64::from(primary.sector_size()),
         };
-        linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction)
+        linux::plan_one(Self::NAME, disk, &found, vec![patch], prediction).map_err(|e| match e {
+            Error::Guest(why) => linux::refuse(&found, why),
+            e => e,
+        })
     }
 
     fn predict(
@@ -125,8 +129,13 @@ fn outcomes(identified: Option<&str>) -> Vec<Outcome> {
 
 fn prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identify = linux::identify(part)?;
-    if XfsSuperblock::read_at(part, 0)?.is_some() {
-        return Err(Error::Guest("the primary XFS superblock is intact".into()));
+    // The outcomes (and "bad magic number") are those of a primary
+    // without its magic; one that keeps "XFSB" but fails otherwise is not
+    // modelled.
+    if crate::fs::read_opt(part, 0, 4)?.is_none_or(|m| m == XFS_SB_MAGIC) {
+        return Err(Error::Guest(
+            "the primary XFS superblock still has its magic".into(),
+        ));
     }
     let Some((at, _)) = XfsSuperblock::find_secondary(part)? else {
         return Err(Error::Guest(

@@ -244,3 +244,32 @@ pub fn whole_disk(dir: &Path, name: &str, size: u64, make: impl FnOnce(&Path)) -
         volume_sha,
     }
 }
+
+/// Like [`mkfs_ext4`], then the filesystem is used: mounted through a
+/// loop device (the real kernel), a directory and a few files written,
+/// unmounted cleanly. The kernel updates the primary group descriptors
+/// only, so the backups' counts go stale.
+pub fn mkfs_ext4_used(extra: &[&str]) -> impl FnOnce(&Path) {
+    let mkfs = mkfs_ext4(extra);
+    move |vol| {
+        mkfs(vol);
+        let mnt = vol.with_extension("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        run(tool("mount").arg("-o").arg("loop").arg(vol).arg(&mnt));
+        let d = mnt.join("dir");
+        std::fs::create_dir(&d).unwrap();
+        for i in 0..8 {
+            std::fs::write(d.join(format!("f{i}")), vec![i as u8 + 1; 300 << 10]).unwrap();
+        }
+        run(tool("umount").arg(&mnt));
+        std::fs::remove_dir(&mnt).unwrap();
+    }
+}
+
+/// `debugfs -w -R REQUEST VOL`: changes the superblock as a crash or an
+/// error would have left it (debugfs reseals the checksums).
+pub fn debugfs_w(request: &str) -> impl FnOnce(&Path) + '_ {
+    move |vol| {
+        run(tool("debugfs").args(["-w", "-R", request]).arg(vol));
+    }
+}

@@ -36,6 +36,18 @@ pub const SB_NUM_DEVICES: usize = 0x88;
 pub const SB_CSUM_TYPE: usize = 0xC4;
 /// `BTRFS_CSUM_TYPE_CRC32`.
 pub const CSUM_TYPE_CRC32C: u16 = 0;
+
+/// The name `mkfs.btrfs --csum` gives checksum type `t` (`btrfs_csums`:
+/// crc32c, xxhash, sha256, blake2).
+pub fn csum_name(t: u16) -> &'static str {
+    match t {
+        0 => "crc32c",
+        1 => "xxhash",
+        2 => "sha256",
+        3 => "blake2",
+        _ => "unknown",
+    }
+}
 /// The checksummed part: everything after `csum`.
 const CSUM_START: usize = 0x20;
 
@@ -80,6 +92,11 @@ impl BtrfsSuperblock {
     /// `num_devices`.
     pub fn num_devices(&self) -> u64 {
         le64(&self.raw, SB_NUM_DEVICES)
+    }
+
+    /// `csum_type`.
+    pub fn csum_type(&self) -> u16 {
+        le16(&self.raw, SB_CSUM_TYPE)
     }
 
     /// The checksum verifies (crc32c only; other types are not modelled

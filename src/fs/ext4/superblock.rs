@@ -13,6 +13,8 @@ pub const SUPERBLOCK_SIZE: usize = 1024;
 /// `s_magic` value ("Super Block", offset 0x38).
 pub const EXT4_SUPER_MAGIC: u16 = 0xEF53;
 
+/// `s_inodes_count` (u32).
+pub const S_INODES_COUNT: usize = 0x0;
 /// `s_blocks_count_lo` (u32).
 pub const S_BLOCKS_COUNT_LO: usize = 0x4;
 /// `s_first_data_block` (u32): 1 with 1 KiB blocks, else 0.
@@ -21,6 +23,8 @@ pub const S_FIRST_DATA_BLOCK: usize = 0x14;
 pub const S_LOG_BLOCK_SIZE: usize = 0x18;
 /// `s_blocks_per_group` (u32).
 pub const S_BLOCKS_PER_GROUP: usize = 0x20;
+/// `s_inodes_per_group` (u32).
+pub const S_INODES_PER_GROUP: usize = 0x28;
 /// `s_magic` (u16).
 pub const S_MAGIC: usize = 0x38;
 /// `s_state` (u16): [`STATE_VALID_FS`], [`STATE_ERROR_FS`], ...
@@ -76,6 +80,13 @@ pub const RO_COMPAT_METADATA_CSUM: u32 = 0x0400;
 
 /// Group descriptor size without 64bit ("Block Group Descriptors").
 pub const DESC_SIZE_32: u16 = 32;
+/// The smallest `s_desc_size` with 64bit (libext2fs `EXT2_MIN_DESC_SIZE_64BIT`).
+pub const DESC_SIZE_64_MIN: u16 = 64;
+/// The largest `s_desc_size` (libext2fs `EXT2_MAX_DESC_SIZE`).
+pub const DESC_SIZE_MAX: u16 = 1024;
+/// The most blocks per group (libext2fs `EXT2_MAX_BLOCKS_PER_GROUP`
+/// without bigalloc: 2^16 - 8).
+pub const MAX_BLOCKS_PER_GROUP: u64 = (1 << 16) - 8;
 
 /// A parsed ext4 superblock (the 1024 raw bytes and what they say).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +155,57 @@ impl Superblock {
     /// `s_blocks_per_group`.
     pub fn blocks_per_group(&self) -> u64 {
         u64::from(le32(&self.raw, S_BLOCKS_PER_GROUP))
+    }
+
+    /// `s_inodes_count`.
+    pub fn inodes_count(&self) -> u64 {
+        u64::from(le32(&self.raw, S_INODES_COUNT))
+    }
+
+    /// `s_inodes_per_group`.
+    pub fn inodes_per_group(&self) -> u64 {
+        u64::from(le32(&self.raw, S_INODES_PER_GROUP))
+    }
+
+    /// Why libext2fs would not open this superblock's geometry
+    /// (`ext2fs_open2` in e2fsprogs 1.47.0 `lib/ext2fs/openfs.c`: "corrupt
+    /// superblock" or "bad descriptor size"; e2fsck then tries the backup
+    /// superblocks, and exits 8 without one), or
+    /// `None` when it is consistent. Without bigalloc.
+    pub fn geometry_error(&self) -> Option<String> {
+        let bs = self.block_size();
+        let (bpg, ipg) = (self.blocks_per_group(), self.inodes_per_group());
+        if bpg == 0 || ipg == 0 {
+            return Some("zero blocks or inodes per group".into());
+        }
+        // A group's block and inode bitmaps are one block each.
+        if bpg > MAX_BLOCKS_PER_GROUP.min(8 * bs) || ipg > 8 * bs {
+            return Some(format!(
+                "{bpg} blocks and {ipg} inodes per group do not fit the {bs}-byte bitmaps"
+            ));
+        }
+        if self.first_data_block() >= self.blocks_count() {
+            return Some("the first data block lies past the last block".into());
+        }
+        if self.group_count().checked_mul(ipg) != Some(self.inodes_count()) {
+            return Some(format!(
+                "{} groups of {ipg} inodes are not the {} inodes counted",
+                self.group_count(),
+                self.inodes_count()
+            ));
+        }
+        if self.incompat() & INCOMPAT_64BIT != 0 {
+            let d = le16(&self.raw, S_DESC_SIZE);
+            if !(DESC_SIZE_64_MIN..=DESC_SIZE_MAX).contains(&d) || !d.is_power_of_two() {
+                return Some(format!("bad group descriptor size {d}"));
+            }
+        }
+        None
+    }
+
+    /// The bytes the filesystem spans (`blocks_count` × block size).
+    pub fn byte_size(&self) -> u64 {
+        self.blocks_count().saturating_mul(self.block_size())
     }
 
     /// Number of block groups (0 for a nonsensical geometry).

@@ -1,9 +1,10 @@
 //! The XFS superblock (xfsprogs 6.1 `libxfs/xfs_format.h`, `struct
 //! xfs_dsb`): every allocation group (AG) starts with a copy; AG 0's is the
-//! primary. `xfs_repair` (`repair/sb.c`, `find_secondary_sb`) scans the
-//! device for another copy when the primary is bad.
+//! primary. `xfs_repair` (`repair/sb.c`, `find_secondary_sb`) looks for
+//! another copy at the default AG boundaries, then sector by sector, when
+//! the primary is bad.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fs::bytes::{be16, be32};
 use crate::fs::read_opt;
 use crate::image::ReadAt;
@@ -69,37 +70,118 @@ impl XfsSuperblock {
         &self.raw[SB_UUID..SB_UUID + 16]
     }
 
-    /// Byte offset of AG `n`'s superblock.
-    pub fn ag_offset(&self, n: u32) -> u64 {
-        u64::from(n) * self.ag_blocks() * self.block_size()
+    /// Byte offset of AG `n`'s superblock (`None` on overflow).
+    pub fn ag_offset(&self, n: u32) -> Option<u64> {
+        u64::from(n)
+            .checked_mul(self.ag_blocks())?
+            .checked_mul(self.block_size())
     }
 
-    /// The first secondary superblock `xfs_repair` finds when the primary
-    /// is unusable: it scans the device after sector 0, sector by sector,
-    /// for a copy whose geometry verifies; here a copy also has to sit at
-    /// its own AG boundary. Returns its byte offset and the superblock.
+    /// The secondary superblock `xfs_repair` finds when the primary is
+    /// unusable (`find_secondary_sb` in xfsprogs 6.1 `repair/sb.c`): with
+    /// the primary's geometry gone, it first tries the AG boundaries of the
+    /// geometry mkfs.xfs would choose by default for a device of this size
+    /// ([`default_ag_bytes`]), then scans sector by sector from
+    /// [`XFS_AG_MIN_BYTES`]. The first superblock whose geometry verifies
+    /// (and, here, that sits at its own AG boundary) wins. The sector scan
+    /// is modelled for [`SCAN_LIMIT`] bytes only: past it this fails with
+    /// [`Error::Guest`] rather than read the whole device. Returns the byte
+    /// offset and the superblock.
     pub fn find_secondary(part: &mut dyn ReadAt) -> Result<Option<(u64, XfsSuperblock)>> {
         let size = part.size();
-        let mut pos = 0u64;
-        while pos < size {
-            let len = (size - pos).min(SCAN_CHUNK as u64) as usize;
-            let chunk = part.read_vec(pos, len)?;
-            for s in (0..len).step_by(512) {
-                let off = pos + s as u64;
-                if off == 0 || chunk[s..].len() < 4 || &chunk[s..s + 4] != XFS_SB_MAGIC {
-                    continue;
+        let stride = default_ag_bytes(size);
+        if stride >= XFS_AG_MIN_BYTES {
+            let mut off = stride;
+            while off < size {
+                if let Some(found) = scan(part, off, SCAN_CHUNK as u64)? {
+                    return Ok(Some(found));
                 }
-                if let Some(sb) = Self::read_at(part, off)? {
-                    let ag = sb.ag_blocks() * sb.block_size();
-                    if ag != 0 && off % ag == 0 && off / ag < u64::from(sb.ag_count()) {
-                        return Ok(Some((off, sb)));
-                    }
-                }
+                off += stride;
             }
-            pos += len as u64;
+        }
+        let end = size.min(XFS_AG_MIN_BYTES + SCAN_LIMIT);
+        let mut off = XFS_AG_MIN_BYTES;
+        while off < end {
+            if let Some(found) = scan(part, off, SCAN_CHUNK as u64)? {
+                return Ok(Some(found));
+            }
+            off += SCAN_CHUNK as u64;
+        }
+        if end < size {
+            return Err(Error::Guest(format!(
+                "no secondary XFS superblock at the default AG boundaries nor in the first {} MiB xfs_repair scans sector by sector (the scan past it is not modelled)",
+                end >> 20
+            )));
         }
         Ok(None)
     }
+}
+
+/// The smallest AG (`XFS_AG_MIN_BYTES`, 16 MiB): where xfs_repair's sector
+/// scan starts.
+pub const XFS_AG_MIN_BYTES: u64 = 16 << 20;
+/// The largest AG (`XFS_AG_MAX_BYTES`, 1 TiB).
+pub const XFS_AG_MAX_BYTES: u64 = 1 << 40;
+/// How far past [`XFS_AG_MIN_BYTES`] the sector-by-sector scan is modelled.
+pub const SCAN_LIMIT: u64 = 1 << 30;
+
+/// The AG size in bytes mkfs.xfs chooses by default for a single device of
+/// `size` bytes with 4 KiB blocks (`calc_default_ag_geometry` in xfsprogs
+/// `libfrog/util.c`/`mkfs`, as `guess_default_geometry` in `repair/sb.c`
+/// calls it: no stripe, block log 12).
+pub fn default_ag_bytes(size: u64) -> u64 {
+    const LOG: u32 = 12;
+    let dblocks = size >> LOG;
+    let max = XFS_AG_MAX_BYTES >> LOG;
+    let (mb, gb, tb) = (
+        |n: u64| n << (20 - LOG),
+        |n: u64| n << (30 - LOG),
+        |n: u64| n << (40 - LOG),
+    );
+    let blocks = if dblocks >= tb(4) {
+        max
+    } else {
+        let shift = if dblocks >= mb(128) {
+            2
+        } else {
+            // The "multidisk" branch a small single device falls into.
+            let mut shift: u32 = 5;
+            for limit in [gb(512), gb(8), mb(128), mb(64), mb(32)] {
+                if dblocks <= limit {
+                    shift -= 1;
+                }
+            }
+            shift
+        };
+        let mut blocks = dblocks >> shift;
+        if dblocks & ((1 << shift) - 1) != 0 && blocks < max {
+            blocks += 1;
+        }
+        blocks
+    };
+    blocks << LOG
+}
+
+/// The first superblock in the `len` bytes at `off` (each 512-byte sector)
+/// whose geometry verifies and that sits at its own AG boundary.
+fn scan(part: &mut dyn ReadAt, off: u64, len: u64) -> Result<Option<(u64, XfsSuperblock)>> {
+    let Some(len) = part.size().checked_sub(off).map(|rest| rest.min(len)) else {
+        return Ok(None);
+    };
+    let chunk = part.read_vec(off, len as usize)?;
+    for s in (0..chunk.len()).step_by(512) {
+        let at = off + s as u64;
+        if chunk[s..].len() < 4 || &chunk[s..s + 4] != XFS_SB_MAGIC {
+            continue;
+        }
+        if let Some(sb) = XfsSuperblock::read_at(part, at)? {
+            let ag = sb.ag_blocks().saturating_mul(sb.block_size());
+            if ag != 0 && at % ag == 0 && at / ag < u64::from(sb.ag_count()) {
+                return Ok(Some((at, sb)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -107,15 +189,15 @@ mod tests {
     use super::*;
     use crate::image::MemDisk;
 
-    /// A 4-AG geometry (4096-byte blocks, 64 blocks per AG, 512-byte sectors).
+    /// A 3-AG geometry (4096-byte blocks, 16 MiB AGs, 40 MiB, 512-byte sectors).
     fn sb() -> Vec<u8> {
         let mut b = vec![0u8; XFS_SB_READ];
         b[..4].copy_from_slice(XFS_SB_MAGIC);
         b[SB_BLOCKSIZE..SB_BLOCKSIZE + 4].copy_from_slice(&4096u32.to_be_bytes());
-        b[8..16].copy_from_slice(&256u64.to_be_bytes()); // sb_dblocks
+        b[8..16].copy_from_slice(&10240u64.to_be_bytes()); // sb_dblocks
         b[80..84].copy_from_slice(&1u32.to_be_bytes()); // sb_rextsize
-        b[SB_AGBLOCKS..SB_AGBLOCKS + 4].copy_from_slice(&64u32.to_be_bytes());
-        b[SB_AGCOUNT..SB_AGCOUNT + 4].copy_from_slice(&4u32.to_be_bytes());
+        b[SB_AGBLOCKS..SB_AGBLOCKS + 4].copy_from_slice(&4096u32.to_be_bytes());
+        b[SB_AGCOUNT..SB_AGCOUNT + 4].copy_from_slice(&3u32.to_be_bytes());
         b[SB_SECTSIZE..SB_SECTSIZE + 2].copy_from_slice(&512u16.to_be_bytes());
         b[104..106].copy_from_slice(&512u16.to_be_bytes()); // sb_inodesize
         b[120] = 12; // blocklog
@@ -125,23 +207,45 @@ mod tests {
         b
     }
 
+    const AG: usize = 16 << 20;
+
     #[test]
     fn geometry_and_the_secondary_xfs_repair_finds() {
         let s = XfsSuperblock::parse(&sb()).unwrap();
-        assert_eq!((s.ag_count(), s.sector_size()), (4, 512));
-        assert_eq!(s.ag_offset(1), 64 * 4096);
-        let mut disk = vec![0u8; 256 * 4096];
-        // A stray magic that is no superblock, then AG 1's copy.
+        assert_eq!((s.ag_count(), s.sector_size()), (3, 512));
+        assert_eq!(s.ag_offset(1), Some(AG as u64));
+        let mut disk = vec![0u8; 40 << 20];
+        // A stray magic that is no superblock, then AG 1's copy, found by
+        // the sector scan (the default geometry for 40 MiB is 20 MiB AGs).
         disk[4096..4100].copy_from_slice(XFS_SB_MAGIC);
-        disk[64 * 4096..64 * 4096 + XFS_SB_READ].copy_from_slice(&sb());
+        disk[AG + 512..AG + 516].copy_from_slice(XFS_SB_MAGIC);
+        disk[AG..AG + XFS_SB_READ].copy_from_slice(&sb());
         let (at, found) = XfsSuperblock::find_secondary(&mut MemDisk(disk.clone()))
             .unwrap()
             .unwrap();
-        assert_eq!((at, found), (64 * 4096, s));
-        disk[64 * 4096] = 0;
+        assert_eq!((at, found), (AG as u64, s));
+        disk[AG] = 0;
         assert!(XfsSuperblock::find_secondary(&mut MemDisk(disk))
             .unwrap()
             .is_none());
         assert!(XfsSuperblock::parse(&[0u8; 8]).is_none());
+    }
+
+    #[test]
+    fn overflowing_ag_offsets_are_none() {
+        let mut b = sb();
+        b[SB_AGBLOCKS..SB_AGBLOCKS + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        b[8..16].copy_from_slice(&(u64::from(u32::MAX) * 3).to_be_bytes());
+        let s = XfsSuperblock::parse(&b).unwrap();
+        assert_eq!(s.ag_offset(u32::MAX), None);
+    }
+
+    #[test]
+    fn default_ag_sizes_follow_mkfs() {
+        // mkfs.xfs: 4 AGs from 128 MiB to 4 TiB, 1 TiB AGs above.
+        assert_eq!(default_ag_bytes(320 << 20), 80 << 20);
+        assert_eq!(default_ag_bytes(1 << 40), 256 << 30);
+        assert_eq!(default_ag_bytes(8 << 40), 1 << 40);
+        assert_eq!(default_ag_bytes(40 << 20), 20 << 20);
     }
 }
