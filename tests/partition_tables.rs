@@ -106,6 +106,9 @@ enum Maker {
     Sfdisk,
     /// sfdisk, last partition up to the last usable LBA (sgdisk -e refuses).
     SfdiskFull,
+    /// sgdisk, then boot code and a disk signature in sector 0 (bytes
+    /// 0..444, as GRUB leaves a BIOS/GPT disk).
+    SgdiskBootCode,
     /// sfdisk, an MBR with two partitions.
     Mbr,
     /// sfdisk, an MBR with an extended partition holding two logicals.
@@ -124,7 +127,7 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
     let mib = MIB / spt; // sectors per MiB
     let last_usable = DISK / spt - 1 - (16384 / spt) - 1;
     match maker {
-        Maker::Sgdisk => {
+        Maker::Sgdisk | Maker::SgdiskBootCode => {
             let mut c = tool("sgdisk");
             c.args([
                 "-U",
@@ -144,6 +147,10 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
             ])
             .arg(&target);
             run(&mut c);
+            if maker == Maker::SgdiskBootCode {
+                let code: Vec<u8> = (0..444u32).map(|i| (i * 7 + 1) as u8).collect();
+                common::write_at(path, 0, &code);
+            }
         }
         Maker::Sfdisk | Maker::SfdiskFull => {
             let p2 = 17 * mib;
@@ -379,6 +386,46 @@ fn sgdisk_tables_4096_are_restored_by_sgdisk_e() {
     for s in &seen {
         assert_eq!((s.1.as_str(), s.2), ("sgdisk -e PART", true), "{s:?}");
     }
+}
+
+/// gdisk writes back the protective MBR it read when the last usable LBA
+/// stays (sgdisk's layout): boot code and disk signature survive `sgdisk -e`.
+#[test]
+fn sgdisk_e_keeps_boot_code_in_the_protective_mbr() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let dir = tmpdir();
+    let b = base(dir.path(), "bootcode", Maker::SgdiskBootCode, 512);
+    for r in ["gpt-primary", "gpt-primary-crc", "gpt-backup"] {
+        let report = run_case(dir.path(), &b, &format!("bootcode-{r}"), r);
+        let p = &report["output"]["targets"][0]["prediction"];
+        assert_eq!(p["byte_identical_after_repair"], true, "{r}: {p:#}");
+        assert!(p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["role"] == "repair" && o["command"] == "sgdisk -e PART"));
+    }
+    // Zeroing sector 0 loses the boot code: sgdisk -e writes its plain one,
+    // so the result is not known; the recipe refuses.
+    let out = dir.path().join("x.qcow2");
+    let o = qfault_expect(
+        [
+            "inject",
+            "gpt-no-pmbr",
+            b.mid.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    assert!(
+        all_text(&o).contains("protective MBR to be rebuilt"),
+        "{}",
+        all_text(&o)
+    );
+    b.guard.assert_unchanged();
 }
 
 #[test]

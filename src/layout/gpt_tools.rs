@@ -5,15 +5,18 @@
 //! the shared catalogue, "Corrections found on other geometries" §3, and
 //! `tests/partition_tables.rs`):
 //!
-//! - **sgdisk** (`sgdisk -e`, gdisk `w`) writes its own protective MBR (end
-//!   CHS computed from the disk size), keeps the first usable LBA, sets the
-//!   last usable LBA to `sectors − first_usable` (the same room at both ends),
-//!   puts the backup entry array right after it and, when it regenerates a
-//!   primary header from the backup, the main array right before the first
-//!   usable LBA. On a table sgdisk made (first usable LBA = 2 + array
-//!   sectors) that is the table itself. When the last partition ends after
-//!   the new last usable LBA it refuses, exit 4 ("Secondary partition table
-//!   overlaps the last partition").
+//! - **sgdisk** (`sgdisk -e`, gdisk `w`) keeps the first usable LBA, sets
+//!   the last usable LBA to `sectors − first_usable` (the same room at both
+//!   ends), puts the backup entry array right after it and, when it
+//!   regenerates a primary header from the backup, the main array right
+//!   before the first usable LBA. On a table sgdisk made (first usable LBA =
+//!   2 + array sectors) that is the table itself. Sector 0: gdisk's
+//!   `MoveSecondHeaderToEnd` writes its own protective MBR (end CHS computed
+//!   from the disk size) only when the last usable LBA changes; otherwise it
+//!   writes back the protective MBR it read (boot code, disk signature and
+//!   CHS kept), and one it could not read as an MBR is replaced by its own.
+//!   When the last partition ends after the new last usable LBA it refuses,
+//!   exit 4 ("Secondary partition table overlaps the last partition").
 //! - **libfdisk** (`sfdisk -d DISK | sfdisk DISK`, fdisk `w`) writes its own
 //!   protective MBR (end CHS `ff ff ff`), the header fields of the dump
 //!   (first and last usable LBA, disk GUID), the main array at LBA 2 and the
@@ -366,7 +369,9 @@ impl GptImage {
         Ok(())
     }
 
-    /// What `sgdisk -e` does with this table (see the module doc).
+    /// What `sgdisk -e` does with this table (see the module doc). `self.mbr`
+    /// is sector 0 as sgdisk finds it: a protective MBR it keeps on its own
+    /// layout ([`GptState::rebuilt`] puts the plain one there when it is lost).
     pub fn sgdisk_e(&self) -> SgdiskE {
         let h = &self.primary.header;
         let new_last_usable = self.sectors.saturating_sub(h.first_usable_lba);
@@ -378,9 +383,10 @@ impl GptImage {
                 identical: false,
             };
         }
-        let identical = self.standard_layout().is_ok()
-            && self.made_by_sgdisk()
-            && self.mbr == protective_mbr(PmbrStyle::Sgdisk, self.sectors);
+        // On sgdisk's layout the last usable LBA stays, so sector 0 is
+        // written back as `self.mbr` holds it (the disk's own protective MBR,
+        // or the plain one sgdisk writes where it was lost).
+        let identical = self.standard_layout().is_ok() && self.made_by_sgdisk();
         SgdiskE {
             exit_code: 0,
             overlap: 0,

@@ -236,7 +236,7 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
                 e.overlap
             )
         } else {
-            "sgdisk -e would repair it but not byte for byte (it moves the backup array to sectors − first usable LBA and writes its own protective MBR)".into()
+            "sgdisk -e would repair it but not byte for byte (on a layout not its own it moves the backup array to sectors − first usable LBA and writes its own protective MBR)".into()
         });
     }
     notes.push(format!(
@@ -362,7 +362,7 @@ pub fn gpt_plan(
         if disk.read_vec(offset, bytes.len())? != bytes {
             return Err(Error::Refused(format!(
                 "the base's {what} (bytes {offset}..{}) is not what the surviving copy implies \
-                 (the two GPT copies disagree, or sector 0 is not the plain protective MBR the table's maker writes): \
+                 (the two GPT copies disagree, or the protective MBR to be rebuilt is not the plain one the table's maker writes): \
                  what the repair restores cannot be predicted",
                 offset + bytes.len() as u64
             )));
@@ -421,7 +421,7 @@ pub fn reads(tool: &str, command: &str, msg: &str) -> Outcome {
 /// The preconditions every GPT recipe shares.
 pub const GPT_PRECONDITIONS: [&str; 3] = [
     "the disk holds a GPT (512- or 4096-byte sectors) with a protective MBR and both copies valid",
-    "the two copies agree and sector 0 is the plain protective MBR the table's maker writes, so the repair's result is known",
+    "the two copies agree, so the repair's result is known",
     "the table is addressed as the whole disk (no --partition)",
 ];
 
