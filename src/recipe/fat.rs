@@ -8,13 +8,14 @@
 use super::select::{self, Found, Selection};
 use super::{Outcome, Prediction, Role, Verdict};
 use crate::error::{Error, Result};
-use crate::fs::fat::boot::{FatType, BS_RESERVED1_32};
+use crate::fs::fat::boot::{FatType, BOOT_SECTOR_SIZE, BS_RESERVED1_32, FAT_STATE_DIRTY};
 use crate::fs::fat::fsck::{
     BackupBoot, FatsState, FsInfoState, FsckFat, MSG_NOT_FIXING, MSG_REMOVING_DIRTY,
     MSG_USING_FIRST,
 };
 use crate::fs::fat::{check_fat32, Fat32Boot};
 use crate::image::{ReadAt, Window};
+use crate::overlay::{Patch, Preview};
 
 /// The note every FAT prediction carries about mounting.
 pub const NO_VFAT_NOTE: &str = "no kernel mount is predicted: the kernel these predictions were \
@@ -353,6 +354,68 @@ pub fn fat32_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     })
 }
 
+/// The writes of the repair [`fat32_prediction`] predicts as restoring
+/// the volume `part` (offsets in the volume): `fsck.fat -a` copying the
+/// first FAT's compared bytes over the second (`read_fat`), clearing the
+/// primary boot sector's dirty flag (`read_boot`), or `fsck.fat -r`'s
+/// "Copy original to backup" writing the boot sector over its backup
+/// (`check_backup_boot`). `None` when no such repair is predicted.
+pub fn repair_writes(part: &mut dyn ReadAt) -> Result<Option<Vec<Patch>>> {
+    let f = check_fat32(part)?;
+    let Some(b) = f.boot.clone() else {
+        return Ok(None);
+    };
+    let patches = match case(&f) {
+        Case::FatsDiffer => vec![Patch::Data {
+            offset: b.fat_offset(1),
+            bytes: part.read_vec(b.fat_offset(0), to_usize(b.fat32_compared_bytes())?)?,
+        }],
+        Case::Dirty => {
+            let flags = part.read_vec(BS_RESERVED1_32 as u64, 1)?[0];
+            vec![Patch::Data {
+                offset: BS_RESERVED1_32 as u64,
+                bytes: vec![flags & !FAT_STATE_DIRTY],
+            }]
+        }
+        Case::BackupDiffers => match b.backup_boot_offset() {
+            Some(at) => vec![Patch::Data {
+                offset: at,
+                bytes: part.read_vec(0, BOOT_SECTOR_SIZE)?,
+            }],
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(patches))
+}
+
+fn to_usize(n: u64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| Error::Guest(format!("{n} bytes do not fit in memory")))
+}
+
+/// Whether the repair predicted for the FAT32 volume `part` (as it reads
+/// now) brings back `base`: `(offset in the volume, bytes)` of every range
+/// the overlay changed, as the backing chain holds them. Identity cannot be
+/// told from the damaged bytes alone: `fsck.fat -a` copies a damaged first
+/// FAT over an intact second one, clears the dirty flag of the primary boot
+/// sector only, and "Copy original to backup" spreads a changed primary.
+pub fn repair_restores(part: &mut dyn ReadAt, base: &[(u64, Vec<u8>)]) -> Result<bool> {
+    let Some(writes) = repair_writes(part)? else {
+        return Ok(false);
+    };
+    let mut repaired = Preview::new(part, writes);
+    for (offset, bytes) in base {
+        if repaired.read_vec(*offset, bytes.len())? != *bytes {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The note of a verified overlay whose predicted repair does not bring
+/// the backing chain's bytes back.
+pub const NOT_THE_BASE_NOTE: &str = "the predicted repair does not write back the backing      chain's bytes (it restores the volume's consistency from the damaged copy)";
+
 /// [`fat32_prediction`] for a target's partition on the damaged guest.
 pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
     let Some(p) = &target.partition else {
@@ -367,15 +430,21 @@ pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Resul
 
 /// What `verify` predicts for a partition that held FAT32 in the backing
 /// chain, as it reads now through the overlay; `None` for anything else.
+/// Its byte identity is the damaged bytes' alone: `verify` confirms it with
+/// [`repair_restores`] against the backing chain.
 pub fn verify_fat32(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-    let fat32 = partition
-        .filesystem
-        .as_ref()
-        .is_some_and(|fs| fs.fstype == "vfat" && fs.version.as_deref() == Some("FAT32"));
-    if !fat32 {
+    if !held_fat32(partition) {
         return Ok(None);
     }
     let p = &partition.partition;
     let mut view = Window::new(now, p.start, p.size)?;
     fat32_prediction(&mut view).map(Some)
+}
+
+/// Whether `partition` held FAT32 (as blkid reads it) in the backing chain.
+pub fn held_fat32(partition: &Found) -> bool {
+    partition
+        .filesystem
+        .as_ref()
+        .is_some_and(|fs| fs.fstype == "vfat" && fs.version.as_deref() == Some("FAT32"))
 }

@@ -6,7 +6,8 @@
 use super::diff::changed_ranges;
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::image::{self, LayerInfo, OpenOptions, Window};
+use crate::image::{self, LayerInfo, OpenOptions, ReadAt, Window};
+use crate::recipe::fat;
 use crate::recipe::select;
 use crate::recipe::{Outcome, PartitionRef, Prediction, Range, Role, RECIPES};
 use serde::Serialize;
@@ -115,10 +116,25 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
                 break;
             }
         }
-        let prediction = prediction.unwrap_or_else(|| Prediction {
+        let mut prediction = prediction.unwrap_or_else(|| Prediction {
             outcomes: vec![Outcome::blkid(filesystem_now)],
             ..Prediction::default()
         });
+        if prediction.byte_identical_after_repair && fat::held_fat32(&found) {
+            // The FAT model predicts the repair's writes from the damaged
+            // bytes; whether they bring the base back needs the base.
+            let restores = match base_bytes(&mut top, p.start, p.end(), &inside)? {
+                Some(base) => {
+                    let mut now = Window::new(&mut top, p.start, p.size)?;
+                    fat::repair_restores(&mut now, &base)?
+                }
+                None => false,
+            };
+            if !restores {
+                prediction.byte_identical_after_repair = false;
+                prediction.notes.push(fat::NOT_THE_BASE_NOTE.into());
+            }
+        }
         partitions.push(PartitionVerdict {
             partition: PartitionRef::from_found(&found),
             changes: inside,
@@ -157,4 +173,31 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         partitions,
         verdict,
     })
+}
+
+/// Most bytes [`base_bytes`] reads to confirm a repair's byte identity.
+const BASE_BYTES_LIMIT: u64 = 64 << 20;
+
+/// The backing chain's bytes of `ranges` clipped to `start..end`, as
+/// `(offset from start, bytes)`; `None` beyond [`BASE_BYTES_LIMIT`].
+fn base_bytes(
+    top: &mut image::Image,
+    start: u64,
+    end: u64,
+    ranges: &[Range],
+) -> Result<Option<Vec<(u64, Vec<u8>)>>> {
+    let clipped: Vec<(u64, u64)> = ranges
+        .iter()
+        .map(|r| (r.offset.max(start), r.end().min(end)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    if clipped.iter().map(|(a, b)| b - a).sum::<u64>() > BASE_BYTES_LIMIT {
+        return Ok(None);
+    }
+    let mut below = top.below_top();
+    let mut out = Vec::with_capacity(clipped.len());
+    for (a, b) in clipped {
+        out.push((a - start, below.read_vec(a, (b - a) as usize)?));
+    }
+    Ok(Some(out))
 }
