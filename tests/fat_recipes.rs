@@ -413,6 +413,44 @@ fn verify_does_not_call_a_repair_byte_identical_unless_it_gives_the_base_back() 
     fx.guard.assert_unchanged();
 }
 
+/// Changes outside every partition that no model claims make the overlay
+/// unrepairable, even beside a repairable partition: they are reported as
+/// the whole disk with blkid only.
+#[test]
+fn verify_reports_unclaimed_changes_outside_the_partitions() {
+    if !tools(Fs::Fat32) {
+        return;
+    }
+    let fx = fixture(Fs::Fat32, false, &[], |_| {});
+    let (_, overlay) = inject(&fx, "fat32-dirty", &[]);
+    qemu_io("qcow2", &overlay, &["write -P 0x5a 51200 512"]);
+    let v = verify_json(&overlay);
+    assert_eq!(v["verdict"], "unrepairable", "{v:#}");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{v:#}");
+    let disk = parts
+        .iter()
+        .find(|p| p["partition"]["number"] == 0)
+        .unwrap();
+    assert_eq!(disk["changes"][0]["offset"], 51200, "{v:#}");
+    let outcomes = disk["prediction"]["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 1, "{v:#}");
+    assert_eq!(
+        (&outcomes[0]["tool"], &outcomes[0]["result"]),
+        (&"blkid".into(), &"dos".into())
+    );
+    qfault_expect(
+        [
+            "verify",
+            overlay.to_str().unwrap(),
+            "--expect",
+            "unrepairable",
+        ],
+        0,
+    );
+    fx.guard.assert_unchanged();
+}
+
 /// `qfault recipes --json` lists the same outcomes as the prediction on a
 /// typical volume (its messages are the computed ones' stems).
 fn catalogue_agrees(name: &str, target: &Value) {

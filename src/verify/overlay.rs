@@ -144,17 +144,29 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
     }
     if !outside.is_empty() {
         let disk = select::whole_disk(&mut top.below_top())?;
+        let mut prediction = None;
         for r in RECIPES {
-            if let Some(prediction) = r.verify(&disk, &mut top)? {
-                partitions.push(PartitionVerdict {
-                    partition: PartitionRef::from_found(&disk),
-                    changes: outside,
-                    filesystem_now: fs::probe(&mut top)?.map(|f| f.fstype),
-                    prediction,
-                });
+            if let Some(p) = r.verify(&disk, &mut top)? {
+                prediction = Some(p);
                 break;
             }
         }
+        // Bytes no model claims: the whole disk is reported with what blkid
+        // sees and no repair, so the overlay is not called repairable.
+        let prediction = match prediction {
+            Some(p) => p,
+            None => Prediction {
+                outcomes: vec![crate::recipe::ptable::identify_disk(&mut top)?],
+                notes: vec![UNCLAIMED_NOTE.into()],
+                ..Prediction::default()
+            },
+        };
+        partitions.push(PartitionVerdict {
+            partition: PartitionRef::from_found(&disk),
+            changes: outside,
+            filesystem_now: fs::probe(&mut top)?.map(|f| f.fstype),
+            prediction,
+        });
     }
     let verdict = if changes.is_empty() {
         Expectation::Unchanged
@@ -174,6 +186,9 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         verdict,
     })
 }
+
+/// The note of changes outside every partition that no model claims.
+pub const UNCLAIMED_NOTE: &str = "changes outside every partition that no recipe's model      knows: no repair is predicted to bring them back";
 
 /// Most bytes [`base_bytes`] reads to confirm a repair's byte identity.
 const BASE_BYTES_LIMIT: u64 = 64 << 20;
