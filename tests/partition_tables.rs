@@ -721,6 +721,30 @@ fn mbr_written_for_4096_byte_sectors_is_read_as_the_device_shows_it() {
         .as_str()
         .unwrap()
         .contains("4096-byte sectors"));
+    // sfdisk on the image file reads 512-byte sectors, so it does not see
+    // these partitions: the mbr-* recipes would predict what only a
+    // 4096-byte device shows, so they refuse.
+    let file_view = sfdisk_ranges(raw.to_str().unwrap());
+    assert_ne!(file_view, expected);
+    let out = d.join("x.qcow2");
+    for r in ["mbr-no-signature", "mbr-overlap", "mbr-ebr-loop"] {
+        let o = qfault_expect(
+            [
+                "inject",
+                r,
+                qcow.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            3,
+        );
+        assert!(
+            all_text(&o).contains("model 512-byte sectors"),
+            "{r}: {}",
+            all_text(&o)
+        );
+        assert!(!out.exists());
+    }
     guard.assert_unchanged();
 }
 

@@ -73,6 +73,7 @@ impl Recipe for MbrOverlap {
     }
 
     fn plan(p: &MbrOverlapParams, disk: &mut dyn ReadAt) -> Result<Plan> {
+        ptable::require_512_byte_mbr(disk)?;
         match ptable::layout_of(disk)?.map(|l| l.table) {
             Some(TableKind::Dos) => {}
             Some(TableKind::Gpt) => {

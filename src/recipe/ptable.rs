@@ -89,6 +89,23 @@ pub fn layout_of(disk: &mut dyn ReadAt) -> Result<Option<DiskLayout>> {
     }
 }
 
+/// Refuses (exit 3) an MBR that `read_layout` reads with sectors larger
+/// than 512 bytes: sfdisk, parted and blkid on an image file assume 512,
+/// so they would not see the partitions (nor the damage) as predicted. The
+/// `mbr-*` recipes model 512-byte sectors only.
+pub fn require_512_byte_mbr(disk: &mut dyn ReadAt) -> Result<()> {
+    match layout_of(disk)? {
+        Some(l) if l.table == TableKind::Dos && l.sector_size != SECTOR_512 => {
+            Err(Error::Refused(format!(
+                "the MBR's partitions hold filesystems only when read with {}-byte sectors: \
+                 the mbr-* recipes model 512-byte sectors (the tools on an image file read 512)",
+                l.sector_size
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What `blkid -p` reports for the whole disk: its table type, else the
 /// filesystem at offset 0, else nothing (exit 2).
 pub fn identify_disk(disk: &mut dyn ReadAt) -> Result<Outcome> {
