@@ -428,6 +428,68 @@ fn sgdisk_e_keeps_boot_code_in_the_protective_mbr() {
     b.guard.assert_unchanged();
 }
 
+/// A hand-made overlay through `verify` (the whole disk), checked with the
+/// real tools as `run_case` does: every outcome and the byte identity.
+fn verify_case(dir: &Path, b: &Base, case: &str, qemu_io: &[&str]) -> Value {
+    let out = dir.join(format!("{case}.qcow2"));
+    qemu_img_create_overlay(&out, &b.mid, "qcow2", &[], &DISK.to_string());
+    common::qemu_io("qcow2", &out, qemu_io);
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", out.to_str().unwrap(), "--json"], 0).stdout,
+    )
+    .unwrap();
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{case}: {v:#}");
+    assert_eq!(parts[0]["partition"]["number"], 0, "{case}: {v:#}");
+    let prediction = parts[0]["prediction"].clone();
+    let damaged = dir.join(format!("{case}.raw"));
+    qemu_img([
+        "convert".as_ref(),
+        "-O".as_ref(),
+        "raw".as_ref(),
+        out.as_os_str(),
+        damaged.as_os_str(),
+    ]);
+    for o in prediction["outcomes"].as_array().unwrap() {
+        check_outcome(case, o, damaged.to_str().unwrap());
+    }
+    let promised = prediction["byte_identical_after_repair"].as_bool().unwrap();
+    assert_eq!(
+        sha256_file(&damaged) == sha256_file(&b.raw),
+        promised,
+        "{case}: {prediction:#}"
+    );
+    b.guard.assert_unchanged();
+    prediction
+}
+
+/// gdisk reports a valid header over a bad entry array as the array's
+/// error ("Main partition table: ERROR"), not the header's.
+#[test]
+fn sgdisk_v_names_the_entry_array_when_only_its_crc_is_wrong() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let dir = tmpdir();
+    let b = base(dir.path(), "arraycrc", Maker::Sgdisk, 512);
+    // A byte of entry 100 (unused) in the main array (LBA 2), and in the backup array.
+    let main = 2 * 512 + 99 * 128 + 20;
+    let backup = (DISK / 512 - 33) * 512 + 99 * 128 + 20;
+    for (case, off, line) in [
+        ("main-array", main, "Main partition table: ERROR"),
+        ("backup-array", backup, "Backup partition table: ERROR"),
+    ] {
+        let p = verify_case(dir.path(), &b, case, &[&format!("write -P 0x5a {off} 1")]);
+        let check = p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["role"] == "check")
+            .unwrap();
+        assert_eq!(check["message"], line, "{case}: {p:#}");
+    }
+}
+
 #[test]
 fn libfdisk_tables_are_restored_by_sfdisk_not_sgdisk() {
     if !require_tools(TOOLS) {

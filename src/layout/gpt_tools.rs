@@ -151,6 +151,12 @@ pub struct GptState {
     pub primary: std::result::Result<GptCopy, String>,
     /// The backup header at the last LBA and its array, or why unusable.
     pub backup: std::result::Result<GptCopy, String>,
+    /// Whether the primary header itself is valid (signature, CRC32,
+    /// fields), whatever its entry array: gdisk reports the header ("Main
+    /// header") and the array ("Main partition table") separately.
+    pub primary_header_ok: bool,
+    /// Whether the backup header itself is valid, whatever its array.
+    pub backup_header_ok: bool,
 }
 
 impl GptState {
@@ -175,7 +181,15 @@ impl GptState {
                 continue;
             }
             let primary_signature = disk.read_vec(u64::from(ss), 8)? == gpt::SIGNATURE;
+            let header_ok = |disk: &mut dyn ReadAt, lba: u64| -> Result<bool> {
+                let sector = disk.read_vec(lba * u64::from(ss), ss as usize)?;
+                Ok(gpt::parse_header(&sector, lba).is_ok())
+            };
+            let primary_header_ok = header_ok(disk, PRIMARY_HEADER_LBA)?;
+            let backup_header_ok = header_ok(disk, sectors - 1)?;
             return Ok(Some(GptState {
+                primary_header_ok,
+                backup_header_ok,
                 sector_size: ss,
                 sectors,
                 mbr,

@@ -133,7 +133,7 @@ fn reader(f: &FsckFat, role: Role) -> Outcome {
             "non DOS media",
         )
     } else {
-        Outcome::new(role, "mtools", "mdir -i PART ::", Verdict::ReadWrite, 0, "")
+        Outcome::new(role, "mtools", "mdir -i PART ::", Verdict::Reads, 0, "")
     }
 }
 

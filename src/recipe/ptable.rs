@@ -45,6 +45,10 @@ pub const BACKUP_CORRUPT: &str =
 pub const MAIN_HEADER_ERROR: &str = "Main header: ERROR";
 /// sgdisk -v (exit 0) on a bad backup header.
 pub const BACKUP_HEADER_ERROR: &str = "Backup header: ERROR";
+/// sgdisk -v (exit 0) on a valid primary header whose entry array's CRC32 is wrong.
+pub const MAIN_TABLE_ERROR: &str = "Main partition table: ERROR";
+/// sgdisk -v (exit 0) on a valid backup header whose entry array's CRC32 is wrong.
+pub const BACKUP_TABLE_ERROR: &str = "Backup partition table: ERROR";
 /// sgdisk on a GPT whose protective MBR is gone.
 pub const CORRUPT_MBR: &str = "Found valid GPT with corrupt MBR";
 /// sgdisk -v on a sound GPT.
@@ -157,8 +161,7 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     } else {
         ""
     };
-    let read =
-        |tool: &str, cmd: &str| outcome(Role::Mount, tool, cmd, Verdict::ReadWrite, 0, warning);
+    let read = |tool: &str, cmd: &str| outcome(Role::Mount, tool, cmd, Verdict::Reads, 0, warning);
     if !pmbr {
         outcomes.extend(no_table_readers());
     } else {
@@ -172,8 +175,12 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     }
     let (check, found) = if !pmbr {
         (Verdict::ReportsDamage, CORRUPT_MBR)
+    } else if !primary_ok && state.primary_header_ok {
+        (Verdict::ReportsDamage, MAIN_TABLE_ERROR)
     } else if !primary_ok {
         (Verdict::ReportsDamage, MAIN_HEADER_ERROR)
+    } else if !backup_ok && state.backup_header_ok {
+        (Verdict::ReportsDamage, BACKUP_TABLE_ERROR)
     } else if !backup_ok {
         (Verdict::ReportsDamage, BACKUP_HEADER_ERROR)
     } else {
@@ -286,7 +293,7 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
             Role::AfterRepair,
             "parted",
             PARTED_PRINT,
-            Verdict::ReadWrite,
+            Verdict::Reads,
             0,
             "",
         ));
@@ -422,7 +429,7 @@ pub fn typical_gpt(readers: [Outcome; 2], check: &str) -> Vec<Outcome> {
             Role::AfterRepair,
             "parted",
             PARTED_PRINT,
-            Verdict::ReadWrite,
+            Verdict::Reads,
             0,
             "",
         ),
@@ -432,7 +439,7 @@ pub fn typical_gpt(readers: [Outcome; 2], check: &str) -> Vec<Outcome> {
 
 /// A table reader that reads the table (exit 0) with `msg`.
 pub fn reads(tool: &str, command: &str, msg: &str) -> Outcome {
-    outcome(Role::Mount, tool, command, Verdict::ReadWrite, 0, msg)
+    outcome(Role::Mount, tool, command, Verdict::Reads, 0, msg)
 }
 
 /// The preconditions every GPT recipe shares.
