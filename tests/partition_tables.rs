@@ -490,6 +490,45 @@ fn sgdisk_v_names_the_entry_array_when_only_its_crc_is_wrong() {
     }
 }
 
+/// libfdisk's overlap test only asks whether a later partition's first or
+/// last sector lies in an earlier one: partition 2 moved to start before
+/// partition 1 and end after it holds it, parted refuses the disk, and
+/// `sfdisk --verify` says "No errors detected.".
+#[test]
+fn sfdisk_verify_misses_a_later_partition_holding_an_earlier_one() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let dir = tmpdir();
+    let b = base(dir.path(), "mbr", Maker::Mbr, 512);
+    let raw = std::fs::read(&b.raw).unwrap();
+    let rec = 446 + 16;
+    let start = u32::from_le_bytes(raw[rec + 8..rec + 12].try_into().unwrap());
+    let size = u32::from_le_bytes(raw[rec + 12..rec + 16].try_into().unwrap());
+    let new_start: u32 = 1024;
+    let mut bytes = new_start.to_le_bytes().to_vec();
+    bytes.extend((start + size - new_start).to_le_bytes());
+    let src = dir.path().join("record");
+    std::fs::write(&src, &bytes).unwrap();
+    let p = verify_case(
+        dir.path(),
+        &b,
+        "holds",
+        &[&format!("write -s {} {} 8", src.display(), rec + 8)],
+    );
+    let by_role = |r: &str, t: &str| {
+        p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["role"] == r && o["tool"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_role("check", "sfdisk")["result"], "clean", "{p:#}");
+    assert_eq!(by_role("mount", "parted")["result"], "refused", "{p:#}");
+}
+
 #[test]
 fn libfdisk_tables_are_restored_by_sfdisk_not_sgdisk() {
     if !require_tools(TOOLS) {
