@@ -413,6 +413,51 @@ fn verify_does_not_call_a_repair_byte_identical_unless_it_gives_the_base_back() 
     fx.guard.assert_unchanged();
 }
 
+/// mdir is predicted only where mtools' own media check decides: three
+/// FATs kill fsck.fat ("only 1 or 2 FATs are supported") while mtools
+/// passes its media check (and here lists the volume), so no reader
+/// outcome is predicted; every predicted outcome is run.
+#[test]
+fn mdir_is_predicted_only_where_its_media_check_decides() {
+    if !tools(Fs::Fat32) {
+        return;
+    }
+    let fx = fixture(Fs::Fat32, false, &[], |_| {});
+    let overlay = fx.dir.path().join("bps.qcow2");
+    let size = std::fs::metadata(&fx.volume).unwrap().len() + 2 * MIB;
+    qemu_img_create_overlay(
+        &overlay,
+        fx.top.to_str().unwrap(),
+        "qcow2",
+        &[],
+        &size.to_string(),
+    );
+    qemu_io(
+        "qcow2",
+        &overlay,
+        &[&format!("write -P 0x03 {} 1", fx.offset + 0x10)],
+    );
+    let v = verify_json(&overlay);
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{v:#}");
+    let p = &parts[0]["prediction"];
+    let outcomes = p["outcomes"].as_array().unwrap();
+    assert!(outcomes.iter().all(|o| o["tool"] != "mtools"), "{p:#}");
+    let check = outcomes.iter().find(|o| o["role"] == "check").unwrap();
+    assert_eq!(check["exit_code"], 1, "{p:#}");
+    let target = serde_json::json!({
+        "recipe": "bps",
+        "partition": parts[0]["partition"],
+        "prediction": p,
+    });
+    let part = extract(&fx, &overlay, &target, "bps");
+    check_every_outcome(&fx, &target, &part, &sha256_file(&fx.volume));
+    // mdir indeed does not say "non DOS media" here.
+    let (_, text, _) = run_predicted("mdir -i PART ::", &part, &fx.dir.path().join("mnt"));
+    assert!(!text.contains("non DOS media"), "{text}");
+    fx.guard.assert_unchanged();
+}
+
 /// Changes outside every partition that no model claims make the overlay
 /// unrepairable, even beside a repairable partition: they are reported as
 /// the whole disk with blkid only.

@@ -8,7 +8,9 @@
 use super::select::{self, Found, Selection};
 use super::{Outcome, Prediction, Role, Verdict};
 use crate::error::{Error, Result};
-use crate::fs::fat::boot::{FatType, BOOT_SECTOR_SIZE, BS_RESERVED1_32, FAT_STATE_DIRTY};
+use crate::fs::fat::boot::{
+    FatType, BOOT_SECTOR_SIZE, BPB_BYTS_PER_SEC, BPB_MEDIA, BS_RESERVED1_32, FAT_STATE_DIRTY,
+};
 use crate::fs::fat::fsck::{
     BackupBoot, FatsState, FsInfoState, FsckFat, MSG_NOT_FIXING, MSG_REMOVING_DIRTY,
     MSG_USING_FIRST,
@@ -121,20 +123,45 @@ pub fn clean_base(disk: &mut dyn ReadAt, f: &Found) -> Result<(FsckFat, Fat32Boo
     Ok((base, boot))
 }
 
-/// The mtools reader's outcome.
-fn reader(f: &FsckFat, role: Role) -> Outcome {
-    if f.fatal.is_some() {
-        Outcome::new(
+/// mtools' media check (`find_device`, mtools 4.0.32): the BPB's media
+/// byte when it is at least 0xF0, else the first byte of the second
+/// 512-byte sector (an old DOS disk's FAT) must be above 0xF0, and the
+/// sector size must not be zero; otherwise `mdir` says "non DOS media".
+pub fn mtools_non_dos_media(part: &mut dyn ReadAt) -> Result<bool> {
+    if part.size() < 1024 {
+        return Ok(true);
+    }
+    let s = part.read_vec(0, BOOT_SECTOR_SIZE)?;
+    if s[BPB_BYTS_PER_SEC] == 0 && s[BPB_BYTS_PER_SEC + 1] == 0 {
+        return Ok(true);
+    }
+    let media = s[BPB_MEDIA];
+    if media >= 0xF0 {
+        return Ok(false);
+    }
+    Ok(part.read_vec(512, 1)?[0] <= 0xF0)
+}
+
+/// The mtools reader's outcome: refused where its media check fails,
+/// none where dosfstools dies on the boot sector but mtools' check passes
+/// (mdir then fails in many ways, from "Error reading FAT" to a crash,
+/// none modelled), else it reads the volume.
+fn reader(part: &mut dyn ReadAt, f: &FsckFat, role: Role) -> Result<Option<Outcome>> {
+    const MDIR: &str = "mdir -i PART ::";
+    Ok(if mtools_non_dos_media(part)? {
+        Some(Outcome::new(
             role,
             "mtools",
-            "mdir -i PART ::",
+            MDIR,
             Verdict::Refused,
             1,
             "non DOS media",
-        )
+        ))
+    } else if f.fatal.is_some() {
+        None
     } else {
-        Outcome::new(role, "mtools", "mdir -i PART ::", Verdict::Reads, 0, "")
-    }
+        Some(Outcome::new(role, "mtools", MDIR, Verdict::Reads, 0, ""))
+    })
 }
 
 /// `fsck.fat -n PART` on the volume as `f` describes it.
@@ -232,11 +259,9 @@ fn case(f: &FsckFat) -> Case {
 pub fn fat32_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identified = crate::fs::probe(part)?;
     let f = check_fat32(part)?;
-    let mut outcomes = vec![
-        Outcome::blkid(identified.as_ref().map(|i| i.fstype)),
-        reader(&f, Role::Mount),
-        check_outcome(&f, Role::Check),
-    ];
+    let mut outcomes = vec![Outcome::blkid(identified.as_ref().map(|i| i.fstype))];
+    outcomes.extend(reader(part, &f, Role::Mount)?);
+    outcomes.push(check_outcome(&f, Role::Check));
     let mut notes = Vec::new();
     let c = case(&f);
     let fsck_a = |verdict, message: &str| {
