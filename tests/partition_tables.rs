@@ -109,6 +109,9 @@ enum Maker {
     /// sgdisk, then boot code and a disk signature in sector 0 (bytes
     /// 0..444, as GRUB leaves a BIOS/GPT disk).
     SgdiskBootCode,
+    /// sfdisk, then attribute bit 10 set on partition 1 (sgdisk -A),
+    /// which `sfdisk -d` does not dump.
+    SfdiskAttr,
     /// sfdisk, an MBR with two partitions.
     Mbr,
     /// sfdisk, an MBR with an extended partition holding two logicals.
@@ -152,7 +155,7 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
                 common::write_at(path, 0, &code);
             }
         }
-        Maker::Sfdisk | Maker::SfdiskFull => {
+        Maker::Sfdisk | Maker::SfdiskFull | Maker::SfdiskAttr => {
             let p2 = 17 * mib;
             let second = if maker == Maker::SfdiskFull {
                 format!("{p2},{},L", last_usable - p2 + 1)
@@ -166,6 +169,11 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
             let mut c = tool("sfdisk");
             c.arg("-q").arg(&target);
             run_stdin(c, &script);
+            if maker == Maker::SfdiskAttr {
+                let mut c = tool("sgdisk");
+                c.args(["-A", "1:set:10"]).arg(&target);
+                run(&mut c);
+            }
         }
         Maker::Mbr => {
             let mut c = tool("sfdisk");
@@ -553,6 +561,29 @@ fn libfdisk_tables_are_restored_by_sfdisk_not_sgdisk() {
             "{s:?}"
         );
     }
+}
+
+/// `sfdisk -d` drops attribute bits 3..47: on libfdisk's layout with such
+/// a bit set no repair restores the disk byte for byte (sgdisk -e moves the
+/// backup array; the sfdisk rewrite loses the bit).
+#[test]
+fn sfdisk_rewrite_is_not_identity_when_the_dump_drops_attribute_bits() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let seen = gpt_geometry(Maker::SfdiskAttr, 512);
+    for r in ["gpt-primary", "gpt-primary-crc", "gpt-backup"] {
+        let s = find(&seen, r);
+        assert!(!s.2, "{s:?}");
+    }
+    // The rewrite itself, on a copy of a base: sha256 changes.
+    let dir = tmpdir();
+    let b = base(dir.path(), "attr", Maker::SfdiskAttr, 512);
+    let copy = dir.path().join("copy.raw");
+    std::fs::copy(&b.raw, &copy).unwrap();
+    let out = run_predicted("sfdisk -d PART | sfdisk PART", copy.to_str().unwrap());
+    assert!(out.status.success(), "{}", all_text(&out));
+    assert_ne!(sha256_file(&copy), sha256_file(&b.raw));
 }
 
 #[test]

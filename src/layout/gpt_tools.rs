@@ -53,6 +53,11 @@ pub const DEFAULT_ENTRIES: u32 = 128;
 /// See [`DEFAULT_ENTRIES`].
 pub const DEFAULT_ENTRY_SIZE: u32 = 128;
 
+/// An entry's attribute bits (UEFI table 5.6, bytes 48..56).
+const ATTRIBUTES: std::ops::Range<usize> = 48..56;
+/// The attribute bits `sfdisk -d` leaves out of its dump: 3 to 47.
+const ATTRIBUTES_NOT_DUMPED: u64 = ((1 << 48) - 1) & !0b111;
+
 /// Header field offsets (UEFI table 5.5).
 const MY_LBA: usize = 24;
 const ALTERNATE_LBA: usize = 32;
@@ -69,8 +74,11 @@ pub enum PmbrStyle {
 }
 
 /// `lba` as a CHS triple in the 255-head, 63-sector translation (bytes as
-/// in an MBR record: head, sector | cylinder bits 8-9 << 6, cylinder low);
-/// `ff ff ff` past 1024 cylinders, as gdisk writes it.
+/// in an MBR record: head, sector | cylinder bits 8-9 << 6, cylinder low),
+/// for the end of a protective 0xEE record: past 1024 cylinders `ff ff ff`,
+/// which gdisk writes only there (`MBRPart::SetLocation`'s special case for
+/// a 0xEE record covering the disk; its general `LBAtoCHS` gives `fe ff ff`).
+/// Not for other records.
 pub fn lba_to_chs(lba: u64) -> [u8; 3] {
     if lba >= HEADS * SECTORS_PER_TRACK * CYLINDERS {
         return [0xFF; 3];
@@ -410,7 +418,8 @@ impl GptImage {
 
     /// Whether libfdisk rewriting this table (`sfdisk -d | sfdisk`) writes
     /// it byte for byte: the standard layout, libfdisk's protective MBR, 128
-    /// entries of 128 bytes, the used entries first (a dump renumbers them).
+    /// entries of 128 bytes, the used entries first (a dump renumbers them),
+    /// no attribute bit 3..47 set (the dump drops them).
     pub fn libfdisk_restores(&self) -> bool {
         let h = &self.primary.header;
         let size = h.entry_size as usize;
@@ -421,7 +430,19 @@ impl GptImage {
             .map(|e| e[..16].iter().any(|&x| x != 0))
             .collect();
         let contiguous = used.windows(2).all(|w| w[0] || !w[1]);
-        self.standard_layout().is_ok()
+        // `sfdisk -d` dumps attribute bits 0-2 by name and 48-63 as GUID:n;
+        // bits 3-47 are dropped (libfdisk gpt_entry_attrs_to_string).
+        let attrs_dumped = self
+            .primary
+            .array
+            .chunks_exact(size.max(1))
+            .filter(|e| e.len() >= ATTRIBUTES.end)
+            .all(|e| {
+                let a = u64::from_le_bytes(e[ATTRIBUTES].try_into().unwrap_or_default());
+                a & ATTRIBUTES_NOT_DUMPED == 0
+            });
+        attrs_dumped
+            && self.standard_layout().is_ok()
             && h.num_entries == DEFAULT_ENTRIES
             && h.entry_size == DEFAULT_ENTRY_SIZE
             && contiguous
@@ -449,6 +470,8 @@ mod tests {
         assert_eq!(lba_to_chs(131_071), [0x28, 0x20, 0x08]);
         // 64 MiB, 4096-byte sectors: 05 04 01.
         assert_eq!(lba_to_chs(16_383), [0x05, 0x04, 0x01]);
+        // 20 GiB: sgdisk -o wrote ff ff ff (the full-disk 0xEE record's
+        // special case, not gdisk's general fe ff ff).
         assert_eq!(lba_to_chs(41_943_039), [0xFF; 3]);
         let m = protective_mbr(PmbrStyle::Sgdisk, 131_072);
         assert_eq!(
