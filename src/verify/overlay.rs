@@ -190,6 +190,9 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
 /// The note of changes outside every partition that no model claims.
 pub const UNCLAIMED_NOTE: &str = "changes outside every partition that no recipe's model      knows: no repair is predicted to bring them back";
 
+/// Bytes of the backing chain: `(offset in a partition, bytes)`.
+type BaseBytes = Vec<(u64, Vec<u8>)>;
+
 /// Most bytes [`base_bytes`] reads to confirm a repair's byte identity.
 const BASE_BYTES_LIMIT: u64 = 64 << 20;
 
@@ -200,7 +203,7 @@ fn base_bytes(
     start: u64,
     end: u64,
     ranges: &[Range],
-) -> Result<Option<Vec<(u64, Vec<u8>)>>> {
+) -> Result<Option<BaseBytes>> {
     let clipped: Vec<(u64, u64)> = ranges
         .iter()
         .map(|r| (r.offset.max(start), r.end().min(end)))
