@@ -484,6 +484,18 @@ fn verify_reports_unclaimed_changes_outside_the_partitions() {
         (&outcomes[0]["tool"], &outcomes[0]["result"]),
         (&"blkid".into(), &"dos".into())
     );
+    // blkid -p on the disk taken out of the overlay agrees.
+    let raw = fx.dir.path().join("outside.raw");
+    qemu_img([
+        "convert".as_ref(),
+        "-O".as_ref(),
+        "raw".as_ref(),
+        overlay.as_os_str(),
+        raw.as_os_str(),
+    ]);
+    let b = blkid(&raw);
+    assert_eq!(b.get("PTTYPE").map(String::as_str), Some("dos"), "{b:?}");
+    assert!(!b.contains_key("TYPE"), "{b:?}");
     qfault_expect(
         [
             "verify",
