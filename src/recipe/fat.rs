@@ -428,6 +428,22 @@ pub fn repair_restores(part: &mut dyn ReadAt, base: &[(u64, Vec<u8>)]) -> Result
     let Some(writes) = repair_writes(part)? else {
         return Ok(false);
     };
+    // Outside the changed ranges the volume is the base's: a write that
+    // changes a byte there leaves something the base did not hold.
+    let changed = |at: u64| {
+        base.iter()
+            .any(|(o, b)| *o <= at && at < o + b.len() as u64)
+    };
+    for w in &writes {
+        if let Patch::Data { offset, bytes } = w {
+            let now = part.read_vec(*offset, bytes.len())?;
+            let spreads =
+                (0..bytes.len()).any(|i| bytes[i] != now[i] && !changed(offset + i as u64));
+            if spreads {
+                return Ok(false);
+            }
+        }
+    }
     let mut repaired = Preview::new(part, writes);
     for (offset, bytes) in base {
         if repaired.read_vec(*offset, bytes.len())? != *bytes {
