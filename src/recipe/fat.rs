@@ -17,7 +17,7 @@ use crate::fs::fat::fsck::{
 };
 use crate::fs::fat::{check_fat32, Fat32Boot};
 use crate::image::{ReadAt, Window};
-use crate::overlay::{Patch, Preview};
+use crate::overlay::Patch;
 
 /// The note every FAT prediction carries about mounting.
 pub const NO_VFAT_NOTE: &str = "no kernel mount is predicted: the kernel these predictions were \
@@ -418,41 +418,6 @@ fn to_usize(n: u64) -> Result<usize> {
     usize::try_from(n).map_err(|_| Error::Guest(format!("{n} bytes do not fit in memory")))
 }
 
-/// Whether the repair predicted for the FAT32 volume `part` (as it reads
-/// now) brings back `base`: `(offset in the volume, bytes)` of every range
-/// the overlay changed, as the backing chain holds them. Identity cannot be
-/// told from the damaged bytes alone: `fsck.fat -a` copies a damaged first
-/// FAT over an intact second one, clears the dirty flag of the primary boot
-/// sector only, and "Copy original to backup" spreads a changed primary.
-pub fn repair_restores(part: &mut dyn ReadAt, base: &[(u64, Vec<u8>)]) -> Result<bool> {
-    let Some(writes) = repair_writes(part)? else {
-        return Ok(false);
-    };
-    // Outside the changed ranges the volume is the base's: a write that
-    // changes a byte there leaves something the base did not hold.
-    let changed = |at: u64| {
-        base.iter()
-            .any(|(o, b)| *o <= at && at < o + b.len() as u64)
-    };
-    for w in &writes {
-        if let Patch::Data { offset, bytes } = w {
-            let now = part.read_vec(*offset, bytes.len())?;
-            let spreads =
-                (0..bytes.len()).any(|i| bytes[i] != now[i] && !changed(offset + i as u64));
-            if spreads {
-                return Ok(false);
-            }
-        }
-    }
-    let mut repaired = Preview::new(part, writes);
-    for (offset, bytes) in base {
-        if repaired.read_vec(*offset, bytes.len())? != *bytes {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// The note of a verified overlay whose predicted repair does not bring
 /// the backing chain's bytes back.
 pub const NOT_THE_BASE_NOTE: &str = "the predicted repair does not write back the backing      chain's bytes (it restores the volume's consistency from the damaged copy)";
@@ -472,7 +437,7 @@ pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Resul
 /// What `verify` predicts for a partition that held FAT32 in the backing
 /// chain, as it reads now through the overlay; `None` for anything else.
 /// Its byte identity is the damaged bytes' alone: `verify` confirms it with
-/// [`repair_restores`] against the backing chain.
+/// [`repair_writes`] against the backing chain.
 pub fn verify_fat32(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
     if !held_fat32(partition) {
         return Ok(None);

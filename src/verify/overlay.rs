@@ -7,8 +7,9 @@ use super::diff::changed_ranges;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::image::{self, LayerInfo, OpenOptions, ReadAt, Window};
-use crate::recipe::fat;
+use crate::overlay::{Patch, Preview};
 use crate::recipe::select;
+use crate::recipe::{exfat_boot_checksum, fat};
 use crate::recipe::{Outcome, PartitionRef, Prediction, Range, Role, RECIPES};
 use serde::Serialize;
 use std::path::Path;
@@ -120,20 +121,29 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
             outcomes: vec![Outcome::blkid(filesystem_now)],
             ..Prediction::default()
         });
-        if prediction.byte_identical_after_repair && fat::held_fat32(&found) {
-            // The FAT model predicts the repair's writes from the damaged
-            // bytes; whether they bring the base back needs the base.
-            let restores = match base_bytes(&mut top, p.start, p.end(), &inside)? {
-                Some(base) => {
-                    let mut now = Window::new(&mut top, p.start, p.size)?;
-                    fat::repair_restores(&mut now, &base)?
+        // The FAT32 and exFAT models know the repair's writes from the
+        // damaged bytes; whether they bring the base back needs the base.
+        let fat32 = fat::held_fat32(&found);
+        if fat32 || found.fstype() == Some("exfat") {
+            let writes = {
+                let mut now = Window::new(&mut top, p.start, p.size)?;
+                if fat32 {
+                    fat::repair_writes(&mut now)?
+                } else {
+                    exfat_boot_checksum::repair_writes(&mut now)?
                 }
-                None => false,
             };
-            if !restores {
-                prediction.byte_identical_after_repair = false;
+            let restores = match (writes, base_bytes(&mut top, p.start, p.end(), &inside)?) {
+                (Some(writes), Some(base)) => {
+                    let mut now = Window::new(&mut top, p.start, p.size)?;
+                    writes_restore(&mut now, writes, &base)?
+                }
+                _ => false,
+            };
+            if prediction.byte_identical_after_repair && !restores {
                 prediction.notes.push(fat::NOT_THE_BASE_NOTE.into());
             }
+            prediction.byte_identical_after_repair = restores;
         }
         partitions.push(PartitionVerdict {
             partition: PartitionRef::from_found(&found),
@@ -218,4 +228,32 @@ fn base_bytes(
         out.push((a - start, below.read_vec(a, (b - a) as usize)?));
     }
     Ok(Some(out))
+}
+
+/// Whether `writes` (a repair's, on the partition `part` as it reads now)
+/// bring back `base`: the backing chain's bytes of every range the overlay
+/// changed. Outside those ranges the partition is the base's, so a write
+/// that changes a byte there leaves something the base did not hold.
+fn writes_restore(part: &mut dyn ReadAt, writes: Vec<Patch>, base: &BaseBytes) -> Result<bool> {
+    let changed = |at: u64| {
+        base.iter()
+            .any(|(o, b)| *o <= at && at < o + b.len() as u64)
+    };
+    for w in &writes {
+        if let Patch::Data { offset, bytes } = w {
+            let now = part.read_vec(*offset, bytes.len())?;
+            let spreads =
+                (0..bytes.len()).any(|i| bytes[i] != now[i] && !changed(offset + i as u64));
+            if spreads {
+                return Ok(false);
+            }
+        }
+    }
+    let mut repaired = Preview::new(part, writes);
+    for (offset, bytes) in base {
+        if repaired.read_vec(*offset, bytes.len())? != *bytes {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
