@@ -309,11 +309,212 @@ fn prove(fx: &Fixture, name: &str, args: &[&str]) -> Value {
         "unrepairable"
     };
     qfault_expect(["verify", overlay.to_str().unwrap(), "--expect", expect], 0);
+    // ... and predicts the same for the partition, read from the overlay.
+    let v = verify_json(&overlay);
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{name}: {v:#}");
+    assert_eq!(parts[0]["partition"], target["partition"], "{name}");
+    assert_eq!(
+        parts[0]["prediction"], target["prediction"],
+        "{name}: verify vs inject"
+    );
     catalogue_agrees(name, &target);
     let part = extract(fx, &overlay, &target, name);
     let base_sha = sha256_file(&fx.volume);
     check_every_outcome(fx, &target, &part, &base_sha);
     target
+}
+
+/// `qfault verify OVERLAY --json`.
+fn verify_json(overlay: &Path) -> Value {
+    serde_json::from_slice(
+        &qfault_expect(["verify", overlay.to_str().unwrap(), "--json"], 0).stdout,
+    )
+    .unwrap()
+}
+
+/// A hand-made overlay on the fixture (qemu-io `writes`, offsets in the
+/// volume) that `verify` must predict repairable but not byte-identical:
+/// the predicted repair runs for real and must not give the base back.
+fn hand_made(fx: &Fixture, name: &str, writes: &[(u64, &[u8])]) {
+    let overlay = fx.dir.path().join(format!("{name}.qcow2"));
+    let size =
+        std::fs::metadata(&fx.volume).unwrap().len() + if fx.offset == 0 { 0 } else { 2 * MIB };
+    qemu_img_create_overlay(
+        &overlay,
+        fx.top.to_str().unwrap(),
+        "qcow2",
+        &[],
+        &size.to_string(),
+    );
+    for (off, bytes) in writes {
+        let src = fx.dir.path().join("payload");
+        std::fs::write(&src, bytes).unwrap();
+        qemu_io(
+            "qcow2",
+            &overlay,
+            &[&format!(
+                "write -s {} {} {}",
+                src.display(),
+                fx.offset + off,
+                bytes.len()
+            )],
+        );
+    }
+    let v = verify_json(&overlay);
+    assert_eq!(v["verdict"], "repairable", "{name}: {v:#}");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{name}: {v:#}");
+    let p = &parts[0]["prediction"];
+    assert_eq!(p["byte_identical_after_repair"], false, "{name}: {p:#}");
+    let target = serde_json::json!({
+        "recipe": name,
+        "partition": parts[0]["partition"],
+        "prediction": p,
+    });
+    let part = extract(fx, &overlay, &target, name);
+    let base_sha = sha256_file(&fx.volume);
+    check_every_outcome(fx, &target, &part, &base_sha);
+    // Every predicted repair leaves something other than the base.
+    for (i, o) in p["outcomes"].as_array().unwrap().iter().enumerate() {
+        if o["role"] == "repair" && o["result"] == "repairs" {
+            let on = fx.dir.path().join(format!("again-{i}.part"));
+            std::fs::copy(&part, &on).unwrap();
+            let (code, text, _) = run_predicted(
+                o["command"].as_str().unwrap(),
+                &on,
+                &fx.dir.path().join("mnt"),
+            );
+            assert_eq!(
+                code,
+                o["exit_code"].as_i64().unwrap() as i32,
+                "{name}: {text}"
+            );
+            assert_ne!(sha256_file(&on), base_sha, "{name}: {o} gave the base back");
+        }
+    }
+}
+
+/// `verify` confirms byte identity against the backing chain: overlays
+/// whose repair restores consistency from the damaged copy are not
+/// byte-identical (the dirty flag in both boot sectors, where `-a` clears
+/// only the primary; a changed volume ID, which "Copy original to backup"
+/// spreads).
+#[test]
+fn verify_does_not_call_a_repair_byte_identical_unless_it_gives_the_base_back() {
+    if !tools(Fs::Fat32) {
+        return;
+    }
+    let fx = fixture(Fs::Fat32, false, &[], |_| {});
+    hand_made(&fx, "dirty-both", &[(0x41, &[1]), (6 * 512 + 0x41, &[1])]);
+    hand_made(&fx, "serial", &[(0x43, &[0x99])]);
+    fx.guard.assert_unchanged();
+    // exFAT: fsck.exfat -y restores the main boot region, not a byte
+    // changed elsewhere.
+    if tools(Fs::Exfat) {
+        let fx = fixture(Fs::Exfat, false, &[], |_| {});
+        hand_made(
+            &fx,
+            "exfat-and-data",
+            &[(0x100, &[0x42]), (20 * MIB, &[0x42])],
+        );
+        fx.guard.assert_unchanged();
+    }
+}
+
+/// mdir is predicted only where mtools' own media check decides: three
+/// FATs kill fsck.fat ("only 1 or 2 FATs are supported") while mtools
+/// passes its media check (and here lists the volume), so no reader
+/// outcome is predicted; every predicted outcome is run.
+#[test]
+fn mdir_is_predicted_only_where_its_media_check_decides() {
+    if !tools(Fs::Fat32) {
+        return;
+    }
+    let fx = fixture(Fs::Fat32, false, &[], |_| {});
+    let overlay = fx.dir.path().join("bps.qcow2");
+    let size = std::fs::metadata(&fx.volume).unwrap().len() + 2 * MIB;
+    qemu_img_create_overlay(
+        &overlay,
+        fx.top.to_str().unwrap(),
+        "qcow2",
+        &[],
+        &size.to_string(),
+    );
+    qemu_io(
+        "qcow2",
+        &overlay,
+        &[&format!("write -P 0x03 {} 1", fx.offset + 0x10)],
+    );
+    let v = verify_json(&overlay);
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{v:#}");
+    let p = &parts[0]["prediction"];
+    let outcomes = p["outcomes"].as_array().unwrap();
+    assert!(outcomes.iter().all(|o| o["tool"] != "mtools"), "{p:#}");
+    let check = outcomes.iter().find(|o| o["role"] == "check").unwrap();
+    assert_eq!(check["exit_code"], 1, "{p:#}");
+    let target = serde_json::json!({
+        "recipe": "bps",
+        "partition": parts[0]["partition"],
+        "prediction": p,
+    });
+    let part = extract(&fx, &overlay, &target, "bps");
+    check_every_outcome(&fx, &target, &part, &sha256_file(&fx.volume));
+    // mdir indeed does not say "non DOS media" here.
+    let (_, text, _) = run_predicted("mdir -i PART ::", &part, &fx.dir.path().join("mnt"));
+    assert!(!text.contains("non DOS media"), "{text}");
+    fx.guard.assert_unchanged();
+}
+
+/// Changes outside every partition that no model claims make the overlay
+/// unrepairable, even beside a repairable partition: they are reported as
+/// the whole disk with blkid only.
+#[test]
+fn verify_reports_unclaimed_changes_outside_the_partitions() {
+    if !tools(Fs::Fat32) {
+        return;
+    }
+    let fx = fixture(Fs::Fat32, false, &[], |_| {});
+    let (_, overlay) = inject(&fx, "fat32-dirty", &[]);
+    qemu_io("qcow2", &overlay, &["write -P 0x5a 51200 512"]);
+    let v = verify_json(&overlay);
+    assert_eq!(v["verdict"], "unrepairable", "{v:#}");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{v:#}");
+    let disk = parts
+        .iter()
+        .find(|p| p["partition"]["number"] == 0)
+        .unwrap();
+    assert_eq!(disk["changes"][0]["offset"], 51200, "{v:#}");
+    let outcomes = disk["prediction"]["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 1, "{v:#}");
+    assert_eq!(
+        (&outcomes[0]["tool"], &outcomes[0]["result"]),
+        (&"blkid".into(), &"dos".into())
+    );
+    // blkid -p on the disk taken out of the overlay agrees.
+    let raw = fx.dir.path().join("outside.raw");
+    qemu_img([
+        "convert".as_ref(),
+        "-O".as_ref(),
+        "raw".as_ref(),
+        overlay.as_os_str(),
+        raw.as_os_str(),
+    ]);
+    let b = blkid(&raw);
+    assert_eq!(b.get("PTTYPE").map(String::as_str), Some("dos"), "{b:?}");
+    assert!(!b.contains_key("TYPE"), "{b:?}");
+    qfault_expect(
+        [
+            "verify",
+            overlay.to_str().unwrap(),
+            "--expect",
+            "unrepairable",
+        ],
+        0,
+    );
+    fx.guard.assert_unchanged();
 }
 
 /// `qfault recipes --json` lists the same outcomes as the prediction on a

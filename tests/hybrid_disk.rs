@@ -142,3 +142,44 @@ fn inspect_reports_the_whole_disk_filesystem_and_the_table() {
     assert_qemu_img_check_clean(&out);
     guard.assert_unchanged();
 }
+
+/// libblkid probes filesystems and partition tables independently
+/// (`blkid_probe_is_covered_by_pt` is consulted only by its zfs and
+/// linux_raid probes; "tolerant" matters only between superblocks): an
+/// ext4 volume at offset 0 under a DOS table whose partition covers it is
+/// reported with both TYPE and PTTYPE by `blkid -p`, and `inspect` lists it
+/// as partition 0 beside the table.
+#[test]
+fn blkid_reports_an_intolerant_filesystem_beside_a_covering_table_too() {
+    if !require_tools(&["sfdisk", "mkfs.ext4", "blkid", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let img = dir.path().join("ext4-dos.raw");
+    sparse_file(&img, 32 * MIB);
+    run(cmd("mkfs.ext4", ["-q", "-F"]).arg(&img));
+    let table = dir.path().join("table.raw");
+    sparse_file(&table, 32 * MIB);
+    let mut c = cmd("sfdisk", ["-q"]);
+    c.arg(&table).stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "label: dos\n2048,,83").unwrap();
+    assert!(child.wait().unwrap().success());
+    write_at(&img, 0, &std::fs::read(&table).unwrap()[..512]);
+    let b = blkid(&img);
+    assert_eq!(b.get("TYPE").map(String::as_str), Some("ext4"), "{b:?}");
+    assert_eq!(b.get("PTTYPE").map(String::as_str), Some("dos"), "{b:?}");
+    let q = dir.path().join("ext4-dos.qcow2");
+    qemu_img_to_qcow2(&img, &q, &[]);
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["inspect", q.to_str().unwrap(), "--json"], 0).stdout,
+    )
+    .unwrap();
+    assert_eq!(v["table"], "dos", "{v:#}");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{v:#}");
+    assert_eq!(parts[0]["number"], 0);
+    assert_eq!(parts[0]["filesystem"], "ext4");
+    assert_eq!(parts[1]["offset"], MIB);
+}

@@ -106,6 +106,12 @@ enum Maker {
     Sfdisk,
     /// sfdisk, last partition up to the last usable LBA (sgdisk -e refuses).
     SfdiskFull,
+    /// sgdisk, then boot code and a disk signature in sector 0 (bytes
+    /// 0..444, as GRUB leaves a BIOS/GPT disk).
+    SgdiskBootCode,
+    /// sfdisk, then attribute bit 10 set on partition 1 (sgdisk -A),
+    /// which `sfdisk -d` does not dump.
+    SfdiskAttr,
     /// sfdisk, an MBR with two partitions.
     Mbr,
     /// sfdisk, an MBR with an extended partition holding two logicals.
@@ -124,7 +130,7 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
     let mib = MIB / spt; // sectors per MiB
     let last_usable = DISK / spt - 1 - (16384 / spt) - 1;
     match maker {
-        Maker::Sgdisk => {
+        Maker::Sgdisk | Maker::SgdiskBootCode => {
             let mut c = tool("sgdisk");
             c.args([
                 "-U",
@@ -144,8 +150,12 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
             ])
             .arg(&target);
             run(&mut c);
+            if maker == Maker::SgdiskBootCode {
+                let code: Vec<u8> = (0..444u32).map(|i| (i * 7 + 1) as u8).collect();
+                common::write_at(path, 0, &code);
+            }
         }
-        Maker::Sfdisk | Maker::SfdiskFull => {
+        Maker::Sfdisk | Maker::SfdiskFull | Maker::SfdiskAttr => {
             let p2 = 17 * mib;
             let second = if maker == Maker::SfdiskFull {
                 format!("{p2},{},L", last_usable - p2 + 1)
@@ -159,6 +169,11 @@ fn make_disk(path: &Path, maker: Maker, sector: u32) {
             let mut c = tool("sfdisk");
             c.arg("-q").arg(&target);
             run_stdin(c, &script);
+            if maker == Maker::SfdiskAttr {
+                let mut c = tool("sgdisk");
+                c.args(["-A", "1:set:10"]).arg(&target);
+                run(&mut c);
+            }
         }
         Maker::Mbr => {
             let mut c = tool("sfdisk");
@@ -381,6 +396,147 @@ fn sgdisk_tables_4096_are_restored_by_sgdisk_e() {
     }
 }
 
+/// gdisk writes back the protective MBR it read when the last usable LBA
+/// stays (sgdisk's layout): boot code and disk signature survive `sgdisk -e`.
+#[test]
+fn sgdisk_e_keeps_boot_code_in_the_protective_mbr() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let dir = tmpdir();
+    let b = base(dir.path(), "bootcode", Maker::SgdiskBootCode, 512);
+    for r in ["gpt-primary", "gpt-primary-crc", "gpt-backup"] {
+        let report = run_case(dir.path(), &b, &format!("bootcode-{r}"), r);
+        let p = &report["output"]["targets"][0]["prediction"];
+        assert_eq!(p["byte_identical_after_repair"], true, "{r}: {p:#}");
+        assert!(p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["role"] == "repair" && o["command"] == "sgdisk -e PART"));
+    }
+    // Zeroing sector 0 loses the boot code: sgdisk -e writes its plain one,
+    // so the result is not known; the recipe refuses.
+    let out = dir.path().join("x.qcow2");
+    let o = qfault_expect(
+        [
+            "inject",
+            "gpt-no-pmbr",
+            b.mid.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        3,
+    );
+    assert!(
+        all_text(&o).contains("protective MBR to be rebuilt"),
+        "{}",
+        all_text(&o)
+    );
+    b.guard.assert_unchanged();
+}
+
+/// A hand-made overlay through `verify` (the whole disk), checked with the
+/// real tools as `run_case` does: every outcome and the byte identity.
+fn verify_case(dir: &Path, b: &Base, case: &str, qemu_io: &[&str]) -> Value {
+    let out = dir.join(format!("{case}.qcow2"));
+    qemu_img_create_overlay(&out, &b.mid, "qcow2", &[], &DISK.to_string());
+    common::qemu_io("qcow2", &out, qemu_io);
+    let v: Value = serde_json::from_slice(
+        &qfault_expect(["verify", out.to_str().unwrap(), "--json"], 0).stdout,
+    )
+    .unwrap();
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{case}: {v:#}");
+    assert_eq!(parts[0]["partition"]["number"], 0, "{case}: {v:#}");
+    let prediction = parts[0]["prediction"].clone();
+    let damaged = dir.join(format!("{case}.raw"));
+    qemu_img([
+        "convert".as_ref(),
+        "-O".as_ref(),
+        "raw".as_ref(),
+        out.as_os_str(),
+        damaged.as_os_str(),
+    ]);
+    for o in prediction["outcomes"].as_array().unwrap() {
+        check_outcome(case, o, damaged.to_str().unwrap());
+    }
+    let promised = prediction["byte_identical_after_repair"].as_bool().unwrap();
+    assert_eq!(
+        sha256_file(&damaged) == sha256_file(&b.raw),
+        promised,
+        "{case}: {prediction:#}"
+    );
+    b.guard.assert_unchanged();
+    prediction
+}
+
+/// gdisk reports a valid header over a bad entry array as the array's
+/// error ("Main partition table: ERROR"), not the header's.
+#[test]
+fn sgdisk_v_names_the_entry_array_when_only_its_crc_is_wrong() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let dir = tmpdir();
+    let b = base(dir.path(), "arraycrc", Maker::Sgdisk, 512);
+    // A byte of entry 100 (unused) in the main array (LBA 2), and in the backup array.
+    let main = 2 * 512 + 99 * 128 + 20;
+    let backup = (DISK / 512 - 33) * 512 + 99 * 128 + 20;
+    for (case, off, line) in [
+        ("main-array", main, "Main partition table: ERROR"),
+        ("backup-array", backup, "Backup partition table: ERROR"),
+    ] {
+        let p = verify_case(dir.path(), &b, case, &[&format!("write -P 0x5a {off} 1")]);
+        let check = p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["role"] == "check")
+            .unwrap();
+        assert_eq!(check["message"], line, "{case}: {p:#}");
+    }
+}
+
+/// libfdisk's overlap test only asks whether a later partition's first or
+/// last sector lies in an earlier one: partition 2 moved to start before
+/// partition 1 and end after it holds it, parted refuses the disk, and
+/// `sfdisk --verify` says "No errors detected.".
+#[test]
+fn sfdisk_verify_misses_a_later_partition_holding_an_earlier_one() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let dir = tmpdir();
+    let b = base(dir.path(), "mbr", Maker::Mbr, 512);
+    let raw = std::fs::read(&b.raw).unwrap();
+    let rec = 446 + 16;
+    let start = u32::from_le_bytes(raw[rec + 8..rec + 12].try_into().unwrap());
+    let size = u32::from_le_bytes(raw[rec + 12..rec + 16].try_into().unwrap());
+    let new_start: u32 = 1024;
+    let mut bytes = new_start.to_le_bytes().to_vec();
+    bytes.extend((start + size - new_start).to_le_bytes());
+    let src = dir.path().join("record");
+    std::fs::write(&src, &bytes).unwrap();
+    let p = verify_case(
+        dir.path(),
+        &b,
+        "holds",
+        &[&format!("write -s {} {} 8", src.display(), rec + 8)],
+    );
+    let by_role = |r: &str, t: &str| {
+        p["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["role"] == r && o["tool"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_role("check", "sfdisk")["result"], "clean", "{p:#}");
+    assert_eq!(by_role("mount", "parted")["result"], "refused", "{p:#}");
+}
+
 #[test]
 fn libfdisk_tables_are_restored_by_sfdisk_not_sgdisk() {
     if !require_tools(TOOLS) {
@@ -405,6 +561,29 @@ fn libfdisk_tables_are_restored_by_sfdisk_not_sgdisk() {
             "{s:?}"
         );
     }
+}
+
+/// `sfdisk -d` drops attribute bits 3..47: on libfdisk's layout with such
+/// a bit set no repair restores the disk byte for byte (sgdisk -e moves the
+/// backup array; the sfdisk rewrite loses the bit).
+#[test]
+fn sfdisk_rewrite_is_not_identity_when_the_dump_drops_attribute_bits() {
+    if !require_tools(TOOLS) {
+        return;
+    }
+    let seen = gpt_geometry(Maker::SfdiskAttr, 512);
+    for r in ["gpt-primary", "gpt-primary-crc", "gpt-backup"] {
+        let s = find(&seen, r);
+        assert!(!s.2, "{s:?}");
+    }
+    // The rewrite itself, on a copy of a base: sha256 changes.
+    let dir = tmpdir();
+    let b = base(dir.path(), "attr", Maker::SfdiskAttr, 512);
+    let copy = dir.path().join("copy.raw");
+    std::fs::copy(&b.raw, &copy).unwrap();
+    let out = run_predicted("sfdisk -d PART | sfdisk PART", copy.to_str().unwrap());
+    assert!(out.status.success(), "{}", all_text(&out));
+    assert_ne!(sha256_file(&copy), sha256_file(&b.raw));
 }
 
 #[test]
@@ -674,6 +853,30 @@ fn mbr_written_for_4096_byte_sectors_is_read_as_the_device_shows_it() {
         .as_str()
         .unwrap()
         .contains("4096-byte sectors"));
+    // sfdisk on the image file reads 512-byte sectors, so it does not see
+    // these partitions: the mbr-* recipes would predict what only a
+    // 4096-byte device shows, so they refuse.
+    let file_view = sfdisk_ranges(raw.to_str().unwrap());
+    assert_ne!(file_view, expected);
+    let out = d.join("x.qcow2");
+    for r in ["mbr-no-signature", "mbr-overlap", "mbr-ebr-loop"] {
+        let o = qfault_expect(
+            [
+                "inject",
+                r,
+                qcow.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            3,
+        );
+        assert!(
+            all_text(&o).contains("model 512-byte sectors"),
+            "{r}: {}",
+            all_text(&o)
+        );
+        assert!(!out.exists());
+    }
     guard.assert_unchanged();
 }
 

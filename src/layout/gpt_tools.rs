@@ -5,15 +5,18 @@
 //! the shared catalogue, "Corrections found on other geometries" §3, and
 //! `tests/partition_tables.rs`):
 //!
-//! - **sgdisk** (`sgdisk -e`, gdisk `w`) writes its own protective MBR (end
-//!   CHS computed from the disk size), keeps the first usable LBA, sets the
-//!   last usable LBA to `sectors − first_usable` (the same room at both ends),
-//!   puts the backup entry array right after it and, when it regenerates a
-//!   primary header from the backup, the main array right before the first
-//!   usable LBA. On a table sgdisk made (first usable LBA = 2 + array
-//!   sectors) that is the table itself. When the last partition ends after
-//!   the new last usable LBA it refuses, exit 4 ("Secondary partition table
-//!   overlaps the last partition").
+//! - **sgdisk** (`sgdisk -e`, gdisk `w`) keeps the first usable LBA, sets
+//!   the last usable LBA to `sectors − first_usable` (the same room at both
+//!   ends), puts the backup entry array right after it and, when it
+//!   regenerates a primary header from the backup, the main array right
+//!   before the first usable LBA. On a table sgdisk made (first usable LBA =
+//!   2 + array sectors) that is the table itself. Sector 0: gdisk's
+//!   `MoveSecondHeaderToEnd` writes its own protective MBR (end CHS computed
+//!   from the disk size) only when the last usable LBA changes; otherwise it
+//!   writes back the protective MBR it read (boot code, disk signature and
+//!   CHS kept), and one it could not read as an MBR is replaced by its own.
+//!   When the last partition ends after the new last usable LBA it refuses,
+//!   exit 4 ("Secondary partition table overlaps the last partition").
 //! - **libfdisk** (`sfdisk -d DISK | sfdisk DISK`, fdisk `w`) writes its own
 //!   protective MBR (end CHS `ff ff ff`), the header fields of the dump
 //!   (first and last usable LBA, disk GUID), the main array at LBA 2 and the
@@ -50,6 +53,11 @@ pub const DEFAULT_ENTRIES: u32 = 128;
 /// See [`DEFAULT_ENTRIES`].
 pub const DEFAULT_ENTRY_SIZE: u32 = 128;
 
+/// An entry's attribute bits (UEFI table 5.6, bytes 48..56).
+const ATTRIBUTES: std::ops::Range<usize> = 48..56;
+/// The attribute bits `sfdisk -d` leaves out of its dump: 3 to 47.
+const ATTRIBUTES_NOT_DUMPED: u64 = ((1 << 48) - 1) & !0b111;
+
 /// Header field offsets (UEFI table 5.5).
 const MY_LBA: usize = 24;
 const ALTERNATE_LBA: usize = 32;
@@ -66,8 +74,11 @@ pub enum PmbrStyle {
 }
 
 /// `lba` as a CHS triple in the 255-head, 63-sector translation (bytes as
-/// in an MBR record: head, sector | cylinder bits 8-9 << 6, cylinder low);
-/// `ff ff ff` past 1024 cylinders, as gdisk writes it.
+/// in an MBR record: head, sector | cylinder bits 8-9 << 6, cylinder low),
+/// for the end of a protective 0xEE record: past 1024 cylinders `ff ff ff`,
+/// which gdisk writes only there (`MBRPart::SetLocation`'s special case for
+/// a 0xEE record covering the disk; its general `LBAtoCHS` gives `fe ff ff`).
+/// Not for other records.
 pub fn lba_to_chs(lba: u64) -> [u8; 3] {
     if lba >= HEADS * SECTORS_PER_TRACK * CYLINDERS {
         return [0xFF; 3];
@@ -148,6 +159,12 @@ pub struct GptState {
     pub primary: std::result::Result<GptCopy, String>,
     /// The backup header at the last LBA and its array, or why unusable.
     pub backup: std::result::Result<GptCopy, String>,
+    /// Whether the primary header itself is valid (signature, CRC32,
+    /// fields), whatever its entry array: gdisk reports the header ("Main
+    /// header") and the array ("Main partition table") separately.
+    pub primary_header_ok: bool,
+    /// Whether the backup header itself is valid, whatever its array.
+    pub backup_header_ok: bool,
 }
 
 impl GptState {
@@ -172,7 +189,15 @@ impl GptState {
                 continue;
             }
             let primary_signature = disk.read_vec(u64::from(ss), 8)? == gpt::SIGNATURE;
+            let header_ok = |disk: &mut dyn ReadAt, lba: u64| -> Result<bool> {
+                let sector = disk.read_vec(lba * u64::from(ss), ss as usize)?;
+                Ok(gpt::parse_header(&sector, lba).is_ok())
+            };
+            let primary_header_ok = header_ok(disk, PRIMARY_HEADER_LBA)?;
+            let backup_header_ok = header_ok(disk, sectors - 1)?;
             return Ok(Some(GptState {
+                primary_header_ok,
+                backup_header_ok,
                 sector_size: ss,
                 sectors,
                 mbr,
@@ -366,7 +391,9 @@ impl GptImage {
         Ok(())
     }
 
-    /// What `sgdisk -e` does with this table (see the module doc).
+    /// What `sgdisk -e` does with this table (see the module doc). `self.mbr`
+    /// is sector 0 as sgdisk finds it: a protective MBR it keeps on its own
+    /// layout ([`GptState::rebuilt`] puts the plain one there when it is lost).
     pub fn sgdisk_e(&self) -> SgdiskE {
         let h = &self.primary.header;
         let new_last_usable = self.sectors.saturating_sub(h.first_usable_lba);
@@ -378,9 +405,10 @@ impl GptImage {
                 identical: false,
             };
         }
-        let identical = self.standard_layout().is_ok()
-            && self.made_by_sgdisk()
-            && self.mbr == protective_mbr(PmbrStyle::Sgdisk, self.sectors);
+        // On sgdisk's layout the last usable LBA stays, so sector 0 is
+        // written back as `self.mbr` holds it (the disk's own protective MBR,
+        // or the plain one sgdisk writes where it was lost).
+        let identical = self.standard_layout().is_ok() && self.made_by_sgdisk();
         SgdiskE {
             exit_code: 0,
             overlap: 0,
@@ -390,7 +418,8 @@ impl GptImage {
 
     /// Whether libfdisk rewriting this table (`sfdisk -d | sfdisk`) writes
     /// it byte for byte: the standard layout, libfdisk's protective MBR, 128
-    /// entries of 128 bytes, the used entries first (a dump renumbers them).
+    /// entries of 128 bytes, the used entries first (a dump renumbers them),
+    /// no attribute bit 3..47 set (the dump drops them).
     pub fn libfdisk_restores(&self) -> bool {
         let h = &self.primary.header;
         let size = h.entry_size as usize;
@@ -401,7 +430,19 @@ impl GptImage {
             .map(|e| e[..16].iter().any(|&x| x != 0))
             .collect();
         let contiguous = used.windows(2).all(|w| w[0] || !w[1]);
-        self.standard_layout().is_ok()
+        // `sfdisk -d` dumps attribute bits 0-2 by name and 48-63 as GUID:n;
+        // bits 3-47 are dropped (libfdisk gpt_entry_attrs_to_string).
+        let attrs_dumped = self
+            .primary
+            .array
+            .chunks_exact(size.max(1))
+            .filter(|e| e.len() >= ATTRIBUTES.end)
+            .all(|e| {
+                let a = u64::from_le_bytes(e[ATTRIBUTES].try_into().unwrap_or_default());
+                a & ATTRIBUTES_NOT_DUMPED == 0
+            });
+        attrs_dumped
+            && self.standard_layout().is_ok()
             && h.num_entries == DEFAULT_ENTRIES
             && h.entry_size == DEFAULT_ENTRY_SIZE
             && contiguous
@@ -429,6 +470,8 @@ mod tests {
         assert_eq!(lba_to_chs(131_071), [0x28, 0x20, 0x08]);
         // 64 MiB, 4096-byte sectors: 05 04 01.
         assert_eq!(lba_to_chs(16_383), [0x05, 0x04, 0x01]);
+        // 20 GiB: sgdisk -o wrote ff ff ff (the full-disk 0xEE record's
+        // special case, not gdisk's general fe ff ff).
         assert_eq!(lba_to_chs(41_943_039), [0xFF; 3]);
         let m = protective_mbr(PmbrStyle::Sgdisk, 131_072);
         assert_eq!(

@@ -267,7 +267,12 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     if let Some(fs) = crate::fs::probe(disk)? {
         if layout.table != TableKind::None {
             // A hybrid image (an ISO 9660 with an MBR or GPT in its system
-            // area): blkid reports the filesystem and the table both.
+            // area), or any filesystem that leaves sector 0 to a table:
+            // libblkid probes superblocks and partition tables independently
+            // (util-linux 2.38: `blkid_probe_is_covered_by_pt` only serves
+            // its zfs and linux_raid probes, and a filesystem's "tolerant"
+            // flag only matters between superblocks), so `blkid -p` reports
+            // the TYPE and the PTTYPE both (tests/hybrid_disk.rs, ext4).
             layout.warnings.push(format!(
                 "a {} filesystem starts at offset 0 beside the {} partition table (a hybrid image): \
                  it is partition 0, the whole disk, as blkid reports both",

@@ -158,7 +158,7 @@ impl Recipe for ExfatBootChecksum {
 
     /// For an exFAT partition whose main boot region no longer matches its
     /// checksum. Without the base's bytes, the repair is not claimed
-    /// byte-identical here.
+    /// byte-identical here; `verify` confirms it with [`repair_writes`].
     fn verify(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
         if partition.fstype() != Some("exfat") {
             return Ok(None);
@@ -249,6 +249,22 @@ fn after_mount() -> Outcome {
         0,
         "",
     )
+}
+
+/// The write of the repair predicted for the exFAT volume `part`:
+/// `fsck.exfat -y` copying the backup boot region over the main one (with
+/// VolumeDirty cleared). `None` when no repair works or the main region is
+/// sound. `verify` applies it to confirm byte identity against the base.
+pub fn repair_writes(part: &mut dyn ReadAt) -> Result<Option<Vec<Patch>>> {
+    let Some(regions) = BootRegions::read(part)? else {
+        return Ok(None);
+    };
+    if regions.main.checksum_mismatch().is_none() {
+        return Ok(None);
+    }
+    Ok(regions
+        .restored_main(part.size())
+        .map(|bytes| vec![Patch::Data { offset: 0, bytes }]))
 }
 
 /// The tools' outcomes on an exFAT volume `part` whose main boot region was

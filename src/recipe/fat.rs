@@ -8,13 +8,16 @@
 use super::select::{self, Found, Selection};
 use super::{Outcome, Prediction, Role, Verdict};
 use crate::error::{Error, Result};
-use crate::fs::fat::boot::{FatType, BS_RESERVED1_32};
+use crate::fs::fat::boot::{
+    FatType, BOOT_SECTOR_SIZE, BPB_BYTS_PER_SEC, BPB_MEDIA, BS_RESERVED1_32, FAT_STATE_DIRTY,
+};
 use crate::fs::fat::fsck::{
     BackupBoot, FatsState, FsInfoState, FsckFat, MSG_NOT_FIXING, MSG_REMOVING_DIRTY,
     MSG_USING_FIRST,
 };
 use crate::fs::fat::{check_fat32, Fat32Boot};
 use crate::image::{ReadAt, Window};
+use crate::overlay::Patch;
 
 /// The note every FAT prediction carries about mounting.
 pub const NO_VFAT_NOTE: &str = "no kernel mount is predicted: the kernel these predictions were \
@@ -120,20 +123,45 @@ pub fn clean_base(disk: &mut dyn ReadAt, f: &Found) -> Result<(FsckFat, Fat32Boo
     Ok((base, boot))
 }
 
-/// The mtools reader's outcome.
-fn reader(f: &FsckFat, role: Role) -> Outcome {
-    if f.fatal.is_some() {
-        Outcome::new(
+/// mtools' media check (`find_device`, mtools 4.0.32): the BPB's media
+/// byte when it is at least 0xF0, else the first byte of the second
+/// 512-byte sector (an old DOS disk's FAT) must be above 0xF0, and the
+/// sector size must not be zero; otherwise `mdir` says "non DOS media".
+pub fn mtools_non_dos_media(part: &mut dyn ReadAt) -> Result<bool> {
+    if part.size() < 1024 {
+        return Ok(true);
+    }
+    let s = part.read_vec(0, BOOT_SECTOR_SIZE)?;
+    if s[BPB_BYTS_PER_SEC] == 0 && s[BPB_BYTS_PER_SEC + 1] == 0 {
+        return Ok(true);
+    }
+    let media = s[BPB_MEDIA];
+    if media >= 0xF0 {
+        return Ok(false);
+    }
+    Ok(part.read_vec(512, 1)?[0] <= 0xF0)
+}
+
+/// The mtools reader's outcome: refused where its media check fails,
+/// none where dosfstools dies on the boot sector but mtools' check passes
+/// (mdir then fails in many ways, from "Error reading FAT" to a crash,
+/// none modelled), else it reads the volume.
+fn reader(part: &mut dyn ReadAt, f: &FsckFat, role: Role) -> Result<Option<Outcome>> {
+    const MDIR: &str = "mdir -i PART ::";
+    Ok(if mtools_non_dos_media(part)? {
+        Some(Outcome::new(
             role,
             "mtools",
-            "mdir -i PART ::",
+            MDIR,
             Verdict::Refused,
             1,
             "non DOS media",
-        )
+        ))
+    } else if f.fatal.is_some() {
+        None
     } else {
-        Outcome::new(role, "mtools", "mdir -i PART ::", Verdict::ReadWrite, 0, "")
-    }
+        Some(Outcome::new(role, "mtools", MDIR, Verdict::Reads, 0, ""))
+    })
 }
 
 /// `fsck.fat -n PART` on the volume as `f` describes it.
@@ -231,11 +259,9 @@ fn case(f: &FsckFat) -> Case {
 pub fn fat32_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     let identified = crate::fs::probe(part)?;
     let f = check_fat32(part)?;
-    let mut outcomes = vec![
-        Outcome::blkid(identified.as_ref().map(|i| i.fstype)),
-        reader(&f, Role::Mount),
-        check_outcome(&f, Role::Check),
-    ];
+    let mut outcomes = vec![Outcome::blkid(identified.as_ref().map(|i| i.fstype))];
+    outcomes.extend(reader(part, &f, Role::Mount)?);
+    outcomes.push(check_outcome(&f, Role::Check));
     let mut notes = Vec::new();
     let c = case(&f);
     let fsck_a = |verdict, message: &str| {
@@ -353,6 +379,49 @@ pub fn fat32_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     })
 }
 
+/// The writes of the repair [`fat32_prediction`] predicts as restoring
+/// the volume `part` (offsets in the volume): `fsck.fat -a` copying the
+/// first FAT's compared bytes over the second (`read_fat`), clearing the
+/// primary boot sector's dirty flag (`read_boot`), or `fsck.fat -r`'s
+/// "Copy original to backup" writing the boot sector over its backup
+/// (`check_backup_boot`). `None` when no such repair is predicted.
+pub fn repair_writes(part: &mut dyn ReadAt) -> Result<Option<Vec<Patch>>> {
+    let f = check_fat32(part)?;
+    let Some(b) = f.boot.clone() else {
+        return Ok(None);
+    };
+    let patches = match case(&f) {
+        Case::FatsDiffer => vec![Patch::Data {
+            offset: b.fat_offset(1),
+            bytes: part.read_vec(b.fat_offset(0), to_usize(b.fat32_compared_bytes())?)?,
+        }],
+        Case::Dirty => {
+            let flags = part.read_vec(BS_RESERVED1_32 as u64, 1)?[0];
+            vec![Patch::Data {
+                offset: BS_RESERVED1_32 as u64,
+                bytes: vec![flags & !FAT_STATE_DIRTY],
+            }]
+        }
+        Case::BackupDiffers => match b.backup_boot_offset() {
+            Some(at) => vec![Patch::Data {
+                offset: at,
+                bytes: part.read_vec(0, BOOT_SECTOR_SIZE)?,
+            }],
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(patches))
+}
+
+fn to_usize(n: u64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| Error::Guest(format!("{n} bytes do not fit in memory")))
+}
+
+/// The note of a verified overlay whose predicted repair does not bring
+/// the backing chain's bytes back.
+pub const NOT_THE_BASE_NOTE: &str = "the predicted repair does not write back the backing      chain's bytes (it restores the volume's consistency from the damaged copy)";
+
 /// [`fat32_prediction`] for a target's partition on the damaged guest.
 pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
     let Some(p) = &target.partition else {
@@ -367,15 +436,21 @@ pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Resul
 
 /// What `verify` predicts for a partition that held FAT32 in the backing
 /// chain, as it reads now through the overlay; `None` for anything else.
+/// Its byte identity is the damaged bytes' alone: `verify` confirms it with
+/// [`repair_writes`] against the backing chain.
 pub fn verify_fat32(partition: &Found, now: &mut dyn ReadAt) -> Result<Option<Prediction>> {
-    let fat32 = partition
-        .filesystem
-        .as_ref()
-        .is_some_and(|fs| fs.fstype == "vfat" && fs.version.as_deref() == Some("FAT32"));
-    if !fat32 {
+    if !held_fat32(partition) {
         return Ok(None);
     }
     let p = &partition.partition;
     let mut view = Window::new(now, p.start, p.size)?;
     fat32_prediction(&mut view).map(Some)
+}
+
+/// Whether `partition` held FAT32 (as blkid reads it) in the backing chain.
+pub fn held_fat32(partition: &Found) -> bool {
+    partition
+        .filesystem
+        .as_ref()
+        .is_some_and(|fs| fs.fstype == "vfat" && fs.version.as_deref() == Some("FAT32"))
 }

@@ -41,7 +41,7 @@ impl Recipe for Fat32BackupBoot {
             damage: "the 4 bytes of BS_VolID (0x43) in the backup boot sector (sector BPB_BkBootSec) inverted",
             outcomes: vec![
                 Outcome::blkid(Some("vfat")),
-                Outcome::new(Role::Mount, "mtools", "mdir -i PART ::", Verdict::ReadWrite, 0, ""),
+                Outcome::new(Role::Mount, "mtools", "mdir -i PART ::", Verdict::Reads, 0, ""),
                 Outcome::new(
                     Role::Check,
                     "fsck.fat",

@@ -39,7 +39,7 @@ impl Recipe for Fat32Dirty {
             damage: "bit 0 of byte 0x41 (BS_Reserved1) of the boot sector set; the backup boot sector unchanged",
             outcomes: vec![
                 Outcome::blkid(Some("vfat")),
-                Outcome::new(Role::Mount, "mtools", "mdir -i PART ::", Verdict::ReadWrite, 0, ""),
+                Outcome::new(Role::Mount, "mtools", "mdir -i PART ::", Verdict::Reads, 0, ""),
                 Outcome::new(
                     Role::Check,
                     "fsck.fat",

@@ -44,7 +44,7 @@ impl Recipe for Fat32FatMismatch {
             damage: "the second FAT's 4-byte entry of an in-use cluster reads 0 (free)",
             outcomes: vec![
                 Outcome::blkid(Some("vfat")),
-                Outcome::new(Role::Mount, "mtools", "mdir -i PART ::", Verdict::ReadWrite, 0, ""),
+                Outcome::new(Role::Mount, "mtools", "mdir -i PART ::", Verdict::Reads, 0, ""),
                 Outcome::new(
                     Role::Check,
                     "fsck.fat",

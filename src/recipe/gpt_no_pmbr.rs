@@ -35,7 +35,11 @@ impl Recipe for GptNoPmbr {
             repair: Some(
                 "sgdisk -e PART (byte-identical where the base's protective MBR is sgdisk's)",
             ),
-            preconditions: ptable::GPT_PRECONDITIONS.to_vec(),
+            preconditions: [
+                &ptable::GPT_PRECONDITIONS[..],
+                &["sector 0 is the plain protective MBR the table's maker writes (what sgdisk -e writes back), without boot code or disk signature"],
+            ]
+            .concat(),
         }
     }
 

@@ -121,6 +121,7 @@ impl Recipe for MbrEbrLoop {
     }
 
     fn plan(_: &MbrEbrLoopParams, disk: &mut dyn ReadAt) -> Result<Plan> {
+        ptable::require_512_byte_mbr(disk)?;
         let ebr = first_ebr(disk)?;
         if ebr.link_start == 0 {
             return Err(Error::Refused(

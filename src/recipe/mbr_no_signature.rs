@@ -44,6 +44,7 @@ impl Recipe for MbrNoSignature {
     }
 
     fn plan(_: &MbrNoSignatureParams, disk: &mut dyn ReadAt) -> Result<Plan> {
+        ptable::require_512_byte_mbr(disk)?;
         let table = ptable::layout_of(disk)?.map(|l| l.table);
         match table {
             Some(TableKind::Dos) => {}

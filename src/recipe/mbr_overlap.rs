@@ -73,6 +73,7 @@ impl Recipe for MbrOverlap {
     }
 
     fn plan(p: &MbrOverlapParams, disk: &mut dyn ReadAt) -> Result<Plan> {
+        ptable::require_512_byte_mbr(disk)?;
         match ptable::layout_of(disk)?.map(|l| l.table) {
             Some(TableKind::Dos) => {}
             Some(TableKind::Gpt) => {
@@ -149,6 +150,9 @@ impl Recipe for MbrOverlap {
     }
 }
 
+/// sfdisk --verify when libfdisk finds nothing wrong.
+const NO_ERRORS: &str = "No errors detected.";
+
 /// The tools on an MBR disk with overlapping partitions.
 fn prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     let identified = identify_disk(disk)?;
@@ -159,21 +163,58 @@ fn prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
         .filter(|p| !p.is_extended() && p.size > 0 && p.number != 0)
         .collect();
     data.sort_by_key(|p| p.number);
+    // parted refuses any overlap (its geometry test).
+    let overlapping = data.iter().enumerate().any(|(i, a)| {
+        data[i + 1..]
+            .iter()
+            .any(|b| a.start < b.end() && b.start < a.end())
+    });
+    if !overlapping {
+        return Err(Error::Guest("no partitions overlap".into()));
+    }
+    // libfdisk's dos_verify_disklabel (util-linux 2.38): for each partition
+    // i and each earlier j, an overlap only when i's first or last sector
+    // falls inside j; a later partition holding an earlier one goes unseen.
     let mut pairs = Vec::new();
-    for (i, a) in data.iter().enumerate() {
-        for b in &data[i + 1..] {
-            if a.start < b.end() && b.start < a.end() {
-                pairs.push((a.number, b.number));
+    for (i, later) in data.iter().enumerate() {
+        for earlier in &data[..i] {
+            let inside = |x: u64| earlier.start <= x && x < earlier.end();
+            if inside(later.start) || inside(later.end() - 1) {
+                pairs.push((earlier.number, later.number));
             }
         }
     }
-    let Some(&(a, b)) = pairs.first() else {
-        return Err(Error::Guest("no partitions overlap".into()));
+    let check = match pairs.first() {
+        Some(&(a, b)) => outcome(
+            Role::Check,
+            "sfdisk",
+            ptable::SFDISK_VERIFY,
+            Verdict::ReportsDamage,
+            0,
+            &format!("Partition {a}: overlaps partition {b}."),
+        ),
+        None => outcome(
+            Role::Check,
+            "sfdisk",
+            ptable::SFDISK_VERIFY,
+            Verdict::Clean,
+            0,
+            NO_ERRORS,
+        ),
     };
-    let errors = if pairs.len() == 1 {
-        "1 error detected.".to_string()
-    } else {
-        format!("{} errors detected.", pairs.len())
+    let note = match pairs.first() {
+        Some(&(a, _)) => format!(
+            "sfdisk --verify says \"{}\" yet exits 0; no standard tool repairs the overlap (setting partition {a}'s size back restores the base)",
+            if pairs.len() == 1 {
+                "1 error detected.".to_string()
+            } else {
+                format!("{} errors detected.", pairs.len())
+            }
+        ),
+        None => "sfdisk --verify misses the overlap (libfdisk only tests whether a later \
+                 partition's first or last sector falls inside an earlier one, not whether it \
+                 holds it); no standard tool repairs it"
+            .into(),
     };
     Ok(Prediction {
         outcomes: vec![
@@ -187,18 +228,9 @@ fn prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
                 1,
                 ptable::PARTED_OVERLAP,
             ),
-            outcome(
-                Role::Check,
-                "sfdisk",
-                ptable::SFDISK_VERIFY,
-                Verdict::ReportsDamage,
-                0,
-                &format!("Partition {a}: overlaps partition {b}."),
-            ),
+            check,
         ],
         byte_identical_after_repair: false,
-        notes: vec![format!(
-            "sfdisk --verify says \"{errors}\" yet exits 0; no standard tool repairs the overlap (setting partition {a}'s size back restores the base)"
-        )],
+        notes: vec![note],
     })
 }

@@ -57,6 +57,9 @@ pub enum Verdict {
     CannotRepair,
     /// `repair`: nothing needs repairing.
     NotNeeded,
+    /// `mount`/`after-repair`: a reader that does not mount (`sfdisk -d`,
+    /// `parted print`, `mdir`) reads it.
+    Reads,
 }
 
 impl Verdict {
@@ -72,6 +75,7 @@ impl Verdict {
             Verdict::Repairs => "repairs",
             Verdict::CannotRepair => "cannot-repair",
             Verdict::NotNeeded => "not-needed",
+            Verdict::Reads => "reads",
         })
     }
 }

@@ -45,6 +45,10 @@ pub const BACKUP_CORRUPT: &str =
 pub const MAIN_HEADER_ERROR: &str = "Main header: ERROR";
 /// sgdisk -v (exit 0) on a bad backup header.
 pub const BACKUP_HEADER_ERROR: &str = "Backup header: ERROR";
+/// sgdisk -v (exit 0) on a valid primary header whose entry array's CRC32 is wrong.
+pub const MAIN_TABLE_ERROR: &str = "Main partition table: ERROR";
+/// sgdisk -v (exit 0) on a valid backup header whose entry array's CRC32 is wrong.
+pub const BACKUP_TABLE_ERROR: &str = "Backup partition table: ERROR";
 /// sgdisk on a GPT whose protective MBR is gone.
 pub const CORRUPT_MBR: &str = "Found valid GPT with corrupt MBR";
 /// sgdisk -v on a sound GPT.
@@ -86,6 +90,23 @@ pub fn layout_of(disk: &mut dyn ReadAt) -> Result<Option<DiskLayout>> {
         Ok(l) => Ok(Some(l)),
         Err(Error::Guest(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Refuses (exit 3) an MBR that `read_layout` reads with sectors larger
+/// than 512 bytes: sfdisk, parted and blkid on an image file assume 512,
+/// so they would not see the partitions (nor the damage) as predicted. The
+/// `mbr-*` recipes model 512-byte sectors only.
+pub fn require_512_byte_mbr(disk: &mut dyn ReadAt) -> Result<()> {
+    match layout_of(disk)? {
+        Some(l) if l.table == TableKind::Dos && l.sector_size != SECTOR_512 => {
+            Err(Error::Refused(format!(
+                "the MBR's partitions hold filesystems only when read with {}-byte sectors: \
+                 the mbr-* recipes model 512-byte sectors (the tools on an image file read 512)",
+                l.sector_size
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -140,8 +161,7 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     } else {
         ""
     };
-    let read =
-        |tool: &str, cmd: &str| outcome(Role::Mount, tool, cmd, Verdict::ReadWrite, 0, warning);
+    let read = |tool: &str, cmd: &str| outcome(Role::Mount, tool, cmd, Verdict::Reads, 0, warning);
     if !pmbr {
         outcomes.extend(no_table_readers());
     } else {
@@ -155,8 +175,12 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
     }
     let (check, found) = if !pmbr {
         (Verdict::ReportsDamage, CORRUPT_MBR)
+    } else if !primary_ok && state.primary_header_ok {
+        (Verdict::ReportsDamage, MAIN_TABLE_ERROR)
     } else if !primary_ok {
         (Verdict::ReportsDamage, MAIN_HEADER_ERROR)
+    } else if !backup_ok && state.backup_header_ok {
+        (Verdict::ReportsDamage, BACKUP_TABLE_ERROR)
     } else if !backup_ok {
         (Verdict::ReportsDamage, BACKUP_HEADER_ERROR)
     } else {
@@ -236,7 +260,7 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
                 e.overlap
             )
         } else {
-            "sgdisk -e would repair it but not byte for byte (it moves the backup array to sectors − first usable LBA and writes its own protective MBR)".into()
+            "sgdisk -e would repair it but not byte for byte (on a layout not its own it moves the backup array to sectors − first usable LBA and writes its own protective MBR)".into()
         });
     }
     notes.push(format!(
@@ -269,7 +293,7 @@ pub fn gpt_prediction(disk: &mut dyn ReadAt) -> Result<Prediction> {
             Role::AfterRepair,
             "parted",
             PARTED_PRINT,
-            Verdict::ReadWrite,
+            Verdict::Reads,
             0,
             "",
         ));
@@ -362,7 +386,7 @@ pub fn gpt_plan(
         if disk.read_vec(offset, bytes.len())? != bytes {
             return Err(Error::Refused(format!(
                 "the base's {what} (bytes {offset}..{}) is not what the surviving copy implies \
-                 (the two GPT copies disagree, or sector 0 is not the plain protective MBR the table's maker writes): \
+                 (the two GPT copies disagree, or the protective MBR to be rebuilt is not the plain one the table's maker writes): \
                  what the repair restores cannot be predicted",
                 offset + bytes.len() as u64
             )));
@@ -405,7 +429,7 @@ pub fn typical_gpt(readers: [Outcome; 2], check: &str) -> Vec<Outcome> {
             Role::AfterRepair,
             "parted",
             PARTED_PRINT,
-            Verdict::ReadWrite,
+            Verdict::Reads,
             0,
             "",
         ),
@@ -415,13 +439,13 @@ pub fn typical_gpt(readers: [Outcome; 2], check: &str) -> Vec<Outcome> {
 
 /// A table reader that reads the table (exit 0) with `msg`.
 pub fn reads(tool: &str, command: &str, msg: &str) -> Outcome {
-    outcome(Role::Mount, tool, command, Verdict::ReadWrite, 0, msg)
+    outcome(Role::Mount, tool, command, Verdict::Reads, 0, msg)
 }
 
 /// The preconditions every GPT recipe shares.
 pub const GPT_PRECONDITIONS: [&str; 3] = [
     "the disk holds a GPT (512- or 4096-byte sectors) with a protective MBR and both copies valid",
-    "the two copies agree and sector 0 is the plain protective MBR the table's maker writes, so the repair's result is known",
+    "the two copies agree, so the repair's result is known",
     "the table is addressed as the whole disk (no --partition)",
 ];
 

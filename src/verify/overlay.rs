@@ -6,8 +6,10 @@
 use super::diff::changed_ranges;
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::image::{self, LayerInfo, OpenOptions, Window};
+use crate::image::{self, LayerInfo, OpenOptions, ReadAt, Window};
+use crate::overlay::{Patch, Preview};
 use crate::recipe::select;
+use crate::recipe::{exfat_boot_checksum, fat};
 use crate::recipe::{Outcome, PartitionRef, Prediction, Range, Role, RECIPES};
 use serde::Serialize;
 use std::path::Path;
@@ -115,10 +117,34 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
                 break;
             }
         }
-        let prediction = prediction.unwrap_or_else(|| Prediction {
+        let mut prediction = prediction.unwrap_or_else(|| Prediction {
             outcomes: vec![Outcome::blkid(filesystem_now)],
             ..Prediction::default()
         });
+        // The FAT32 and exFAT models know the repair's writes from the
+        // damaged bytes; whether they bring the base back needs the base.
+        let fat32 = fat::held_fat32(&found);
+        if fat32 || found.fstype() == Some("exfat") {
+            let writes = {
+                let mut now = Window::new(&mut top, p.start, p.size)?;
+                if fat32 {
+                    fat::repair_writes(&mut now)?
+                } else {
+                    exfat_boot_checksum::repair_writes(&mut now)?
+                }
+            };
+            let restores = match (writes, base_bytes(&mut top, p.start, p.end(), &inside)?) {
+                (Some(writes), Some(base)) => {
+                    let mut now = Window::new(&mut top, p.start, p.size)?;
+                    writes_restore(&mut now, writes, &base)?
+                }
+                _ => false,
+            };
+            if prediction.byte_identical_after_repair && !restores {
+                prediction.notes.push(fat::NOT_THE_BASE_NOTE.into());
+            }
+            prediction.byte_identical_after_repair = restores;
+        }
         partitions.push(PartitionVerdict {
             partition: PartitionRef::from_found(&found),
             changes: inside,
@@ -128,17 +154,29 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
     }
     if !outside.is_empty() {
         let disk = select::whole_disk(&mut top.below_top())?;
+        let mut prediction = None;
         for r in RECIPES {
-            if let Some(prediction) = r.verify(&disk, &mut top)? {
-                partitions.push(PartitionVerdict {
-                    partition: PartitionRef::from_found(&disk),
-                    changes: outside,
-                    filesystem_now: fs::probe(&mut top)?.map(|f| f.fstype),
-                    prediction,
-                });
+            if let Some(p) = r.verify(&disk, &mut top)? {
+                prediction = Some(p);
                 break;
             }
         }
+        // Bytes no model claims: the whole disk is reported with what blkid
+        // sees and no repair, so the overlay is not called repairable.
+        let prediction = match prediction {
+            Some(p) => p,
+            None => Prediction {
+                outcomes: vec![crate::recipe::ptable::identify_disk(&mut top)?],
+                notes: vec![UNCLAIMED_NOTE.into()],
+                ..Prediction::default()
+            },
+        };
+        partitions.push(PartitionVerdict {
+            partition: PartitionRef::from_found(&disk),
+            changes: outside,
+            filesystem_now: fs::probe(&mut top)?.map(|f| f.fstype),
+            prediction,
+        });
     }
     let verdict = if changes.is_empty() {
         Expectation::Unchanged
@@ -157,4 +195,65 @@ pub fn verify_overlay(path: &Path, opts: &OpenOptions) -> Result<OverlayVerifica
         partitions,
         verdict,
     })
+}
+
+/// The note of changes outside every partition that no model claims.
+pub const UNCLAIMED_NOTE: &str = "changes outside every partition that no recipe's model      knows: no repair is predicted to bring them back";
+
+/// Bytes of the backing chain: `(offset in a partition, bytes)`.
+type BaseBytes = Vec<(u64, Vec<u8>)>;
+
+/// Most bytes [`base_bytes`] reads to confirm a repair's byte identity.
+const BASE_BYTES_LIMIT: u64 = 64 << 20;
+
+/// The backing chain's bytes of `ranges` clipped to `start..end`, as
+/// `(offset from start, bytes)`; `None` beyond [`BASE_BYTES_LIMIT`].
+fn base_bytes(
+    top: &mut image::Image,
+    start: u64,
+    end: u64,
+    ranges: &[Range],
+) -> Result<Option<BaseBytes>> {
+    let clipped: Vec<(u64, u64)> = ranges
+        .iter()
+        .map(|r| (r.offset.max(start), r.end().min(end)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    if clipped.iter().map(|(a, b)| b - a).sum::<u64>() > BASE_BYTES_LIMIT {
+        return Ok(None);
+    }
+    let mut below = top.below_top();
+    let mut out = Vec::with_capacity(clipped.len());
+    for (a, b) in clipped {
+        out.push((a - start, below.read_vec(a, (b - a) as usize)?));
+    }
+    Ok(Some(out))
+}
+
+/// Whether `writes` (a repair's, on the partition `part` as it reads now)
+/// bring back `base`: the backing chain's bytes of every range the overlay
+/// changed. Outside those ranges the partition is the base's, so a write
+/// that changes a byte there leaves something the base did not hold.
+fn writes_restore(part: &mut dyn ReadAt, writes: Vec<Patch>, base: &BaseBytes) -> Result<bool> {
+    let changed = |at: u64| {
+        base.iter()
+            .any(|(o, b)| *o <= at && at < o + b.len() as u64)
+    };
+    for w in &writes {
+        if let Patch::Data { offset, bytes } = w {
+            let now = part.read_vec(*offset, bytes.len())?;
+            let spreads =
+                (0..bytes.len()).any(|i| bytes[i] != now[i] && !changed(offset + i as u64));
+            if spreads {
+                return Ok(false);
+            }
+        }
+    }
+    let mut repaired = Preview::new(part, writes);
+    for (offset, bytes) in base {
+        if repaired.read_vec(*offset, bytes.len())? != *bytes {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
