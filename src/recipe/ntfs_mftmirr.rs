@@ -61,7 +61,7 @@ impl Recipe for NtfsMftmirr {
                     "ntfsfix -n PART",
                     Verdict::ReportsDamage,
                     1,
-                    "",
+                    "Correcting differences in $MFTMirr record 0...OK",
                 ),
                 Outcome::new(
                     Role::Repair,

@@ -195,8 +195,17 @@ pub fn ntfsfix_check(s: &NtfsState) -> Option<Outcome> {
     if s.corrupt.is_some() {
         return None;
     }
-    Some(if s.mirror_mismatch.is_some() {
-        Outcome::new(Role::Check, "ntfsfix", cmd, Verdict::ReportsDamage, 1, "")
+    // With -n ntfsfix still goes through fix_mount: it prints the mirror
+    // correction (writing nothing), then fails to mount again.
+    Some(if let Some(r) = s.mirror_mismatch {
+        Outcome::new(
+            Role::Check,
+            "ntfsfix",
+            cmd,
+            Verdict::ReportsDamage,
+            1,
+            &format!("Correcting differences in $MFTMirr record {r}...OK"),
+        )
     } else {
         match s.alt_boot {
             AltBoot::Matches => Outcome::new(Role::Check, "ntfsfix", cmd, Verdict::Clean, 0, ""),
