@@ -664,3 +664,35 @@ fn the_readme_lists_the_recipes_as_qfault_recipes_prints_them() {
         "README.md's recipe list is stale: paste `qfault recipes` between the markers"
     );
 }
+
+#[test]
+fn a_zero_length_change_is_a_usage_error_not_an_empty_overlay() {
+    let (dir, base, guard) = work();
+    let out = dir.path().join("z.qcow2");
+    let empty = dir.path().join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    for args in [
+        vec!["--offset", "0", "--length", "0"],
+        vec!["--offset", "0", "--from", empty.to_str().unwrap()],
+    ] {
+        let recipe = if args.contains(&"--from") {
+            "write"
+        } else {
+            "zero"
+        };
+        let mut a = vec![
+            "inject",
+            recipe,
+            base.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        a.extend(args);
+        let o = qfault_expect(a, 2);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.starts_with("qfault: error: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!out.exists(), "{recipe}: an output was written");
+    }
+    guard.assert_unchanged();
+}

@@ -63,6 +63,13 @@ impl Recipe for Write {
         }
         let bytes = std::fs::read(&p.from).map_err(|e| Error::io(&p.from, e).context("from"))?;
         let len = bytes.len() as u64;
+        if len == 0 {
+            return Err(Error::Usage(format!(
+                "{} is empty: there is nothing to write",
+                p.from.display()
+            ))
+            .context("from"));
+        }
         range_plan(Self::NAME, disk, p.partition, p.offset, len, |offset| {
             Patch::Data { offset, bytes }
         })

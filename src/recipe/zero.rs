@@ -44,6 +44,13 @@ impl Recipe for Zero {
     }
 
     fn plan(p: &ZeroParams, disk: &mut dyn ReadAt) -> Result<Plan> {
+        if p.length == 0 {
+            // An overlay that changes nothing is `empty`'s job.
+            return Err(Error::Usage(
+                "must be at least 1 byte (for no change, use the empty recipe)".into(),
+            )
+            .context("length"));
+        }
         let patch = |offset| Patch::Zero {
             offset,
             len: p.length,
