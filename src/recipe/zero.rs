@@ -18,7 +18,7 @@ pub struct ZeroParams {
     /// the partition's start with --partition.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes_arg)]
     pub offset: u64,
-    /// Number of bytes to zero (suffixes as for --offset).
+    /// Number of bytes to zero, at least 1 (suffixes as for --offset).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes_arg)]
     pub length: u64,
     /// Address this partition (as `inspect` numbers them; 0 = the whole
