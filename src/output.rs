@@ -48,7 +48,7 @@ impl AtomicFile {
             .create_new(true)
             .mode(0o644)
             .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(target, e))?;
         Ok(AtomicFile {
             file: Some(file),
             tmp,
@@ -62,9 +62,16 @@ impl AtomicFile {
         self.file.as_ref().expect("file is present until commit")
     }
 
-    /// Path of the temporary file (for error messages).
+    /// Path of the temporary file, to reopen what was written. Error
+    /// messages name [`AtomicFile::target`] instead: the user knows that
+    /// path, not the temporary one.
     pub fn tmp_path(&self) -> &Path {
         &self.tmp
+    }
+
+    /// The path the file appears at on commit (the one to name in errors).
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// Fsyncs the data, moves it to the target and fsyncs the directory.
@@ -74,7 +81,7 @@ impl AtomicFile {
     pub fn commit(mut self) -> Result<()> {
         self.file()
             .sync_all()
-            .map_err(|e| Error::io(&self.tmp, e))?;
+            .map_err(|e| Error::io(&self.target, e))?;
         if self.overwrite {
             std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         } else {
