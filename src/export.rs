@@ -31,8 +31,9 @@ pub fn export_raw(
     image.refuse_as_output(out)?;
     let target = AtomicFile::create(out, overwrite)?;
     let file = target.file();
-    let tmp = target.tmp_path().to_path_buf();
-    file.set_len(len).map_err(|e| Error::io(&tmp, e))?;
+    // Errors name the target: the temporary file's name means nothing to
+    // the user.
+    file.set_len(len).map_err(|e| Error::io(out, e))?;
     // Read in this thread (the image is not Send) while a writer thread
     // writes the previous chunks: BUFFERS chunks in flight at most.
     std::thread::scope(|scope| -> Result<()> {
@@ -43,10 +44,9 @@ pub fn export_raw(
                 .send(Vec::with_capacity(CHUNK as usize))
                 .expect("receiver alive");
         }
-        let tmp = &tmp;
         let writer = scope.spawn(move || -> Result<()> {
             for (pos, buf) in full_rx {
-                write_nonzero(file, tmp, pos, &buf)?;
+                write_nonzero(file, out, pos, &buf)?;
                 // The reader may have stopped already; then the buffer is dropped.
                 let _ = free_tx.send(buf);
             }

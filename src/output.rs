@@ -2,16 +2,44 @@
 //! then move it into place and fsync the directory.
 //!
 //! Until [`AtomicFile::commit`] succeeds the target is untouched, and the
-//! temporary file is removed when the [`AtomicFile`] is dropped. Temporary
-//! files are named `.NAME.qfault-tmp.PID` so they are recognisable.
+//! temporary file is removed when the [`AtomicFile`] is dropped.
+//!
+//! Temporary files are named `.PREFIX.qfault-tmp.HASH.HOST.PID` (see
+//! [`temporary_name`]): PREFIX is the target's name, cut to at most
+//! [`MAX_PREFIX`] bytes, HASH identifies the full name, HOST is this host's
+//! name and PID this process, so the name fits NAME_MAX (255 bytes) whatever
+//! the target's length and says who may judge whether its writer still runs.
+//! Before writing, a temporary left by a killed run for the same target is
+//! removed only when it names this host and its PID no longer runs here;
+//! another host's temporaries (a directory shared over NFS) are never
+//! touched. The older form `.NAME.qfault-tmp.PID` records no host: it is
+//! judged the same way only in a directory on a local filesystem
+//! ([`on_local_filesystem`]) and kept anywhere else.
 
 use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Marker in the names of qfault's temporary files.
 pub const TMP_MARKER: &str = ".qfault-tmp.";
+
+/// Longest part of the target's name kept in a temporary name, in bytes.
+pub const MAX_PREFIX: usize = 150;
+
+/// Longest host name kept in a temporary name, in bytes (Linux's
+/// HOST_NAME_MAX).
+pub const MAX_HOST: usize = 64;
+
+/// Hex digits of the hash of the target's full name.
+const HASH_DIGITS: usize = 16;
+
+/// The longest file name a filesystem accepts (Linux's NAME_MAX).
+pub const NAME_MAX: usize = 255;
 
 /// A file being written that appears at its target path only on commit.
 #[derive(Debug)]
@@ -36,19 +64,15 @@ impl AtomicFile {
             .file_name()
             .ok_or_else(|| Error::Usage(format!("{} does not name a file", target.display())))?;
         let dir = parent_dir(target);
-        let tmp = dir.join(format!(
-            ".{}{TMP_MARKER}{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        remove_stale_temporaries(&dir, &name.to_string_lossy());
+        let tmp = dir.join(temporary_name(name, this_host(), std::process::id()));
+        remove_stale_temporaries(&dir, name);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(target, e))?;
         Ok(AtomicFile {
             file: Some(file),
             tmp,
@@ -62,9 +86,16 @@ impl AtomicFile {
         self.file.as_ref().expect("file is present until commit")
     }
 
-    /// Path of the temporary file (for error messages).
+    /// Path of the temporary file, to reopen what was written. Error
+    /// messages name [`AtomicFile::target`] instead: the user knows that
+    /// path, not the temporary one.
     pub fn tmp_path(&self) -> &Path {
         &self.tmp
+    }
+
+    /// The path the file appears at on commit (the one to name in errors).
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// Fsyncs the data, moves it to the target and fsyncs the directory.
@@ -74,7 +105,7 @@ impl AtomicFile {
     pub fn commit(mut self) -> Result<()> {
         self.file()
             .sync_all()
-            .map_err(|e| Error::io(&self.tmp, e))?;
+            .map_err(|e| Error::io(&self.target, e))?;
         if self.overwrite {
             std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         } else {
@@ -140,30 +171,220 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes temporary files a killed qfault left for this target: those named
-/// `.NAME.qfault-tmp.PID` whose process no longer runs (or is this one).
-fn remove_stale_temporaries(dir: &Path, name: &str) {
-    let prefix = format!(".{name}{TMP_MARKER}");
+/// The name of the temporary file process `pid` on `host` writes for the
+/// target named `name`: `.PREFIX.qfault-tmp.HASH.HOST.PID`.
+///
+/// PREFIX is `name` cut to at most [`MAX_PREFIX`] bytes, never inside a
+/// UTF-8 sequence; HASH is 16 hex digits of the SHA-256 of the full `name`,
+/// so targets that share a long prefix get distinct names; HOST is `host`
+/// with bytes other than ASCII letters, digits, `-` and `.` replaced by `_`,
+/// cut to [`MAX_HOST`] bytes. The result is at most [`NAME_MAX`] bytes.
+pub fn temporary_name(name: &OsStr, host: &str, pid: u32) -> OsString {
+    let mut out = temporary_stem(name);
+    out.extend_from_slice(sanitize_host(host).as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(pid.to_string().as_bytes());
+    OsString::from_vec(out)
+}
+
+/// `.PREFIX.qfault-tmp.HASH.`: what every temporary name for the target
+/// named `name` starts with, whoever writes it.
+fn temporary_stem(name: &OsStr) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    let hash = Sha256::digest(bytes);
+    let mut out = Vec::with_capacity(NAME_MAX);
+    out.push(b'.');
+    out.extend_from_slice(&bytes[..prefix_len(bytes, MAX_PREFIX)]);
+    out.extend_from_slice(TMP_MARKER.as_bytes());
+    for b in &hash[..HASH_DIGITS / 2] {
+        out.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    out.push(b'.');
+    out
+}
+
+/// The length of the longest prefix of `bytes` of at most `max` bytes that
+/// does not end inside a UTF-8 sequence (a cut before a continuation byte
+/// backs off to the sequence's start), so a valid UTF-8 name keeps a valid
+/// UTF-8 prefix.
+fn prefix_len(bytes: &[u8], max: usize) -> usize {
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    let mut end = max;
+    // A UTF-8 sequence has at most 3 continuation bytes.
+    for _ in 0..3 {
+        if end > 0 && bytes[end] & 0xC0 == 0x80 {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
+/// `host` made safe and bounded for a file name: ASCII letters, digits, `-`
+/// and `.` kept, any other byte replaced by `_`, at most [`MAX_HOST`] bytes;
+/// `unknown` when empty.
+fn sanitize_host(host: &str) -> String {
+    let s: String = host
+        .bytes()
+        .take(MAX_HOST)
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "unknown".to_string()
+    } else {
+        s
+    }
+}
+
+/// This host's name as it appears in temporary names (see
+/// [`temporary_name`]): `gethostname(2)`, sanitized and bounded.
+pub fn this_host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for buf.len() bytes; gethostname
+        // writes at most that many.
+        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        let raw = if r == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            String::new()
+        };
+        sanitize_host(&raw)
+    })
+}
+
+/// Who wrote a temporary file, read from its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TempOwner {
+    /// `.PREFIX.qfault-tmp.HASH.HOST.PID`: the (sanitized) host and PID.
+    Host {
+        /// The host name as written in the temporary name.
+        host: String,
+        /// The writer's process id on that host.
+        pid: u32,
+    },
+    /// `.NAME.qfault-tmp.PID`, the form of qfault before host names were
+    /// recorded: the PID, on a host nobody knows.
+    Legacy {
+        /// The writer's process id.
+        pid: u32,
+    },
+}
+
+/// Whether `file_name` is a temporary file for the target named `name`, and
+/// whose: `None` when it is not one.
+pub fn temporary_owner(name: &OsStr, file_name: &OsStr) -> Option<TempOwner> {
+    let file_name = file_name.as_bytes();
+    if let Some(rest) = file_name.strip_prefix(temporary_stem(name).as_slice()) {
+        let dot = rest.iter().rposition(|&b| b == b'.')?;
+        let (host, pid) = (&rest[..dot], &rest[dot + 1..]);
+        let host = std::str::from_utf8(host).ok()?;
+        if host.is_empty() || sanitize_host(host) != host {
+            return None;
+        }
+        return Some(TempOwner::Host {
+            host: host.to_string(),
+            pid: parse_pid(pid)?,
+        });
+    }
+    let mut legacy = Vec::with_capacity(name.len() + TMP_MARKER.len() + 1);
+    legacy.push(b'.');
+    legacy.extend_from_slice(name.as_bytes());
+    legacy.extend_from_slice(TMP_MARKER.as_bytes());
+    let pid = file_name.strip_prefix(legacy.as_slice())?;
+    Some(TempOwner::Legacy {
+        pid: parse_pid(pid)?,
+    })
+}
+
+/// A PID written in decimal: digits only, fitting a u32.
+fn parse_pid(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Removes temporary files a killed qfault left for the target named `name`
+/// in `dir`, judging only what this host can judge:
+///
+/// - `.PREFIX.qfault-tmp.HASH.HOST.PID` is removed when HOST is this host
+///   and PID no longer runs (or is this process: a leftover of an earlier
+///   process that had the same PID). Another host's temporary is kept: its
+///   PID means nothing here and its writer may be running.
+/// - `.NAME.qfault-tmp.PID` (older qfault, no host recorded) is removed
+///   under the same PID rule only when `dir` is on a local filesystem
+///   ([`on_local_filesystem`]), where no other host can have written it; on
+///   NFS, CIFS, FUSE or an unknown filesystem it is kept, since it might be
+///   a live writer's on another host, and is for the user to delete.
+fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let mut local = None;
     for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
+        let pid = match temporary_owner(name, &entry.file_name()) {
+            Some(TempOwner::Host { host, pid }) if host == this_host() => pid,
+            Some(TempOwner::Legacy { pid })
+                if *local.get_or_insert_with(|| on_local_filesystem(dir)) =>
+            {
+                pid
+            }
+            _ => continue,
         };
-        if pid == std::process::id() as i32 || !process_alive(pid) {
+        if pid == std::process::id() || !process_alive(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-/// Whether a process with this PID exists.
-fn process_alive(pid: i32) -> bool {
+/// Whether `dir` is on a filesystem only this host writes: one of the
+/// usual local filesystems (ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs, ramfs,
+/// overlayfs). Network, cluster and FUSE filesystems, and any filesystem
+/// not listed, count as shared.
+pub fn on_local_filesystem(dir: &Path) -> bool {
+    const LOCAL: [u64; 8] = [
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // XFS
+        0x9123_683E, // Btrfs
+        0xF2F5_2010, // F2FS
+        0x2FC1_2FC1, // ZFS
+        0x0102_1994, // tmpfs
+        0x8584_58F6, // ramfs
+        0x794C_7630, // overlayfs
+    ];
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain data; an all-zero value is valid.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a valid statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    // f_type's integer type differs between targets; the magic fits 32 bits.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as u64 & 0xFFFF_FFFF;
+    LOCAL.contains(&magic)
+}
+
+/// Whether a process with this PID exists on this host.
+fn process_alive(pid: u32) -> bool {
+    // 0 and values over i32::MAX would address process groups.
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     if pid <= 0 {
         return false;
     }
@@ -242,10 +463,11 @@ mod tests {
     }
 
     #[test]
-    fn stale_temporaries_of_dead_processes_are_removed() {
+    fn legacy_temporaries_of_dead_processes_are_removed_on_local_filesystems() {
         let dir = std::env::temp_dir().join(format!("qfault-stale-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // PID 0x7fff_fff0 does not exist; PID 1 (init) does.
+        // Old names carry no host; on a local filesystem they are judged
+        // as before. PID 0x7fff_fff0 does not exist; PID 1 (init) does.
         let dead = dir.join(format!(".t.img{TMP_MARKER}{}", 0x7fff_fff0));
         let alive = dir.join(format!(".t.img{TMP_MARKER}1"));
         let other = dir.join(format!(".u.img{TMP_MARKER}{}", 0x7fff_fff0));
@@ -261,5 +483,177 @@ mod tests {
         );
         assert!(other.exists(), "another target's temporary is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A PID no process has (over any pid_max Linux allows).
+    const DEAD: u32 = 0x7fff_fff0;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    #[test]
+    fn temporary_names_fit_name_max_for_the_longest_names() {
+        let long_host = "h".repeat(300);
+        for name in [
+            "a".repeat(255),
+            "é".repeat(127) + "a",
+            "€".repeat(85),
+            "𝄞".repeat(63) + "abc",
+        ] {
+            assert_eq!(name.len(), 255);
+            for host in ["vm", long_host.as_str()] {
+                let t = temporary_name(os(&name), host, u32::MAX);
+                assert!(t.len() <= NAME_MAX, "{} bytes: {t:?}", t.len());
+                assert_eq!(
+                    temporary_owner(os(&name), &t),
+                    Some(TempOwner::Host {
+                        host: sanitize_host(host),
+                        pid: u32::MAX
+                    })
+                );
+            }
+        }
+        // The bound is reached exactly: longest prefix, host and PID.
+        let t = temporary_name(os(&"a".repeat(255)), &long_host, u32::MAX);
+        assert_eq!(t.len(), NAME_MAX);
+    }
+
+    #[test]
+    fn short_names_are_kept_whole_and_readable() {
+        let t = temporary_name(os("disk.qcow2"), "node1.example", 4242);
+        let t = t.to_str().unwrap();
+        let rest = t.strip_prefix(".disk.qcow2.qfault-tmp.").unwrap();
+        let (hash, owner) = rest.split_at(HASH_DIGITS);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        assert_eq!(owner, ".node1.example.4242");
+        assert!(t.contains(TMP_MARKER));
+    }
+
+    #[test]
+    fn distinct_long_targets_get_distinct_names() {
+        let common = "x".repeat(200);
+        let a = format!("{common}-first.qcow2");
+        let b = format!("{common}-second.qcow2");
+        let (ta, tb) = (
+            temporary_name(os(&a), "vm", 7),
+            temporary_name(os(&b), "vm", 7),
+        );
+        assert_ne!(ta, tb);
+        // Each is recognised as its own target's only.
+        assert!(temporary_owner(os(&a), &ta).is_some());
+        assert!(temporary_owner(os(&a), &tb).is_none());
+        assert!(temporary_owner(os(&b), &ta).is_none());
+    }
+
+    #[test]
+    fn cuts_never_split_a_utf8_sequence() {
+        for (ch, extra) in [("é", 0), ("€", 0), ("€", 1), ("𝄞", 0), ("𝄞", 2)] {
+            let name = "a".repeat(extra) + &ch.repeat(100);
+            let t = temporary_name(os(&name), "vm", 1);
+            let t = t
+                .to_str()
+                .expect("a UTF-8 name keeps a UTF-8 temporary name");
+            let prefix = t[1..].split(TMP_MARKER).next().unwrap();
+            assert!(name.starts_with(prefix));
+            assert!(prefix.len() <= MAX_PREFIX && prefix.len() > MAX_PREFIX - 4);
+        }
+        // Bytes that are not UTF-8 are cut as bytes.
+        let raw = OsStr::from_bytes(&[0xff; 200]);
+        let t = temporary_name(raw, "vm", 1);
+        assert!(t.len() <= NAME_MAX);
+        assert!(temporary_owner(raw, &t).is_some());
+    }
+
+    #[test]
+    fn hosts_are_sanitized_and_bounded() {
+        assert_eq!(sanitize_host("node-1.lab"), "node-1.lab");
+        assert_eq!(sanitize_host("a b/c\u{e9}"), "a_b_c__");
+        assert_eq!(sanitize_host(""), "unknown");
+        assert_eq!(sanitize_host(&"h".repeat(100)).len(), MAX_HOST);
+        let me = this_host();
+        assert!(!me.is_empty() && me.len() <= MAX_HOST);
+        assert_eq!(sanitize_host(me), me);
+    }
+
+    #[test]
+    fn owners_are_parsed_strictly() {
+        let name = os("t.img");
+        let owner = |f: &str| temporary_owner(name, os(f));
+        let stem = String::from_utf8(temporary_stem(name)).unwrap();
+        assert_eq!(
+            owner(&format!("{stem}node1.lab.123")),
+            Some(TempOwner::Host {
+                host: "node1.lab".into(),
+                pid: 123
+            })
+        );
+        assert_eq!(
+            owner(".t.img.qfault-tmp.77"),
+            Some(TempOwner::Legacy { pid: 77 })
+        );
+        for not_ours in [
+            format!("{stem}node1.+5"),
+            format!("{stem}node1."),
+            format!("{stem}.5"),
+            format!("{stem}no dot"),
+            format!("{stem}bad host.5"),
+            format!("{stem}node1.99999999999"),
+            ".t.img.qfault-tmp.".to_string(),
+            ".t.img.qfault-tmp.12a".to_string(),
+            ".u.img.qfault-tmp.12".to_string(),
+            "t.img".to_string(),
+        ] {
+            assert_eq!(owner(&not_ours), None, "{not_ours}");
+        }
+    }
+
+    #[test]
+    fn a_255_byte_target_is_written() {
+        let dir = std::env::temp_dir().join(format!("qfault-long-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("é".repeat(120) + &"b".repeat(15));
+        assert_eq!(target.file_name().unwrap().len(), 255);
+        let a = AtomicFile::create(&target, false).unwrap();
+        a.file().write_all(b"long").unwrap();
+        a.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"long");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.as_bytes().windows(12).any(|w| w == TMP_MARKER.as_bytes()))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_this_hosts_dead_temporaries_are_removed() {
+        let dir = std::env::temp_dir().join(format!("qfault-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = os("t.img");
+        let other_host = if this_host() == "elsewhere" {
+            "away"
+        } else {
+            "elsewhere"
+        };
+        let dead_here = dir.join(temporary_name(name, this_host(), DEAD));
+        let alive_here = dir.join(temporary_name(name, this_host(), 1));
+        let dead_elsewhere = dir.join(temporary_name(name, other_host, DEAD));
+        for p in [&dead_here, &alive_here, &dead_elsewhere] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        drop(AtomicFile::create(&dir.join("t.img"), false).unwrap());
+        assert!(!dead_here.exists(), "this host's dead writer: removed");
+        assert!(alive_here.exists(), "this host's live writer: kept");
+        assert!(dead_elsewhere.exists(), "another host's: never judged");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_temporary_dir_is_local() {
+        // The legacy-name test relies on it (ext4 or tmpfs here).
+        assert!(on_local_filesystem(&std::env::temp_dir()));
+        assert!(!on_local_filesystem(Path::new("/nonexistent/dir")));
     }
 }

@@ -425,12 +425,13 @@ impl Image {
     /// naming it `path` (where it will be once renamed into place). The
     /// caller vouches that its backing file is this image's top: a link
     /// being built, whose backing name refers to files not yet in place.
+    /// Errors name `path`: `file` is a temporary name the user never chose.
     pub fn push_staged(&mut self, file: &Path, path: &Path, opts: &OpenOptions) -> Result<()> {
-        let f = File::open(file).map_err(|e| Error::io(file, e))?;
+        let f = File::open(file).map_err(|e| Error::io(path, e))?;
         if !opts.force_share {
-            lock::lock_for_reading(&f, file)?;
+            lock::lock_for_reading(&f, path)?;
         }
-        let meta = f.metadata().map_err(|e| Error::io(file, e))?;
+        let meta = f.metadata().map_err(|e| Error::io(path, e))?;
         let q = Qcow2Image::open(Box::new(FileStorage::new(f, path)?))?;
         self.files.insert((meta.dev(), meta.ino()));
         self.layers.insert(0, Layer::Qcow2(Box::new(q)));

@@ -286,7 +286,7 @@ pub fn stage_overlay(
     }
     let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
     let target = AtomicFile::create(out, status == Status::Replaced)?;
-    let mut writer = layout::Writer::new(target.file(), target.tmp_path());
+    let mut writer = layout::Writer::new(target.file(), target.target());
     let file_size = emit(base, patches, &touched, &mut layout, &mut writer)?;
     Ok(Staged {
         report: report(layout.data_clusters(), layout.zero_clusters(), file_size),
