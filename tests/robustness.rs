@@ -195,24 +195,31 @@ fn full_filesystem_gives_a_clear_error_and_no_file() {
 
 /// Starts `qemu-io` holding `image` open read-write until its stdin closes.
 fn qemu_io_holding(image: &Path) -> std::process::Child {
-    let mut child = Command::new("qemu-io")
-        .args(["-f", "raw", image.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until its write lock (byte 101) is visible. A loaded CI machine
-    // can take seconds to start qemu-io: wait long, report what was seen.
+    let spawn = || {
+        Command::new("qemu-io")
+            .args(["-f", "raw", image.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    // Wait until its write lock (byte 101) is visible. The probe itself
+    // (`qfault info`) briefly takes a shared lock, so a qemu-io starting at
+    // that moment fails to get its write lock and exits: start it again.
+    // A loaded CI machine can take seconds: wait long, report what was seen.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = None;
+    let mut restarts = 0;
     while Instant::now() < deadline {
         let o = qfault(["info", image.to_str().unwrap()]);
         if o.status.code() == Some(3) {
             return child;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("qemu-io exited ({status}) before taking its locks");
+        if let Ok(Some(_)) = child.try_wait() {
+            restarts += 1;
+            child = spawn();
         }
         last = Some(o);
         std::thread::sleep(Duration::from_millis(20));
@@ -220,7 +227,7 @@ fn qemu_io_holding(image: &Path) -> std::process::Child {
     let _ = child.kill();
     let _ = child.wait();
     panic!(
-        "qemu-io never took its locks on {}; qfault info last said {:?}",
+        "qemu-io never took its locks on {} ({restarts} restarts); qfault info last said {:?}",
         image.display(),
         last.map(|o| (o.status, String::from_utf8_lossy(&o.stderr).into_owned()))
     );
