@@ -71,8 +71,8 @@ pub struct BackingOpts {
     #[arg(long)]
     pub probe_backing: bool,
     /// Every file an image names (backing files, through the whole chain)
-    /// must resolve, symlinks and `..` resolved, inside DIR; the top image,
-    /// named on the command line, is not checked. Otherwise refused (exit 3).
+    /// must resolve, symlinks and `..` resolved, inside DIR; the image you
+    /// name (the top of the chain) is not checked. Otherwise refused (exit 3).
     #[arg(long, value_name = "DIR")]
     pub backing_root: Option<std::path::PathBuf>,
 }
