@@ -86,7 +86,9 @@ pub enum Error {
     /// The caller asked for something that cannot be done as asked.
     #[error("{0}")]
     Usage(String),
-    /// A safety check refused the job (e.g. the damage would not be repairable).
+    /// A safety check refused the job (e.g. the damage would not be
+    /// repairable, or the backing gate did not admit a file an image names:
+    /// see [`BackingPolicy`](crate::image::BackingPolicy)).
     #[error("refused: {0}")]
     Refused(String),
     /// Another error, said of a named thing (a manifest entry and field, a

@@ -142,17 +142,21 @@ fn qfault_in(cwd: &Path, args: &[&OsStr]) -> String {
 /// `qfault export IMG -o OUT` (run from `cwd`, with `img` as given) must
 /// produce exactly what `qemu-img convert -O raw` produces.
 fn assert_export_matches(img: &Path, cwd: &Path) {
+    assert_export_matches_with(img, cwd, &[]);
+}
+
+/// [`assert_export_matches`] with `extra` options for qfault.
+fn assert_export_matches_with(img: &Path, cwd: &Path, extra: &[&str]) {
     let outdir = tmpdir();
     let out = outdir.path().join("guest.raw");
-    qfault_in(
-        cwd,
-        &[
-            OsStr::new("export"),
-            img.as_os_str(),
-            OsStr::new("-o"),
-            out.as_os_str(),
-        ],
-    );
+    let mut args = vec![
+        OsStr::new("export"),
+        img.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    qfault_in(cwd, &args);
     let got = std::fs::read(&out).expect("read qfault export output");
     let abs = if img.is_absolute() {
         img.to_path_buf()
@@ -176,11 +180,15 @@ fn resolve(cwd: &Path, p: &str) -> PathBuf {
 
 /// `qfault info --json` must agree with `qemu-img info --output=json --backing-chain`.
 fn assert_info_matches(img: &Path, cwd: &Path) {
-    let ours: Value = serde_json::from_str(&qfault_in(
-        cwd,
-        &[OsStr::new("info"), img.as_os_str(), OsStr::new("--json")],
-    ))
-    .expect("qfault info --json prints JSON");
+    assert_info_matches_with(img, cwd, &[]);
+}
+
+/// [`assert_info_matches`] with `extra` options for qfault.
+fn assert_info_matches_with(img: &Path, cwd: &Path, extra: &[&str]) {
+    let mut args = vec![OsStr::new("info"), img.as_os_str(), OsStr::new("--json")];
+    args.extend(extra.iter().map(OsStr::new));
+    let ours: Value =
+        serde_json::from_str(&qfault_in(cwd, &args)).expect("qfault info --json prints JSON");
     let abs = if img.is_absolute() {
         img.to_path_buf()
     } else {
@@ -972,7 +980,9 @@ fn qcow2_virtual_size_not_multiple_of_512() {
 }
 
 /// Backing format not recorded (the extension renamed to an unknown type,
-/// which must be skipped): the backing file's format is probed, as QEMU does.
+/// which must be skipped): refused by default (exit 3, tests/backing_gate.rs
+/// has the why); with `--probe-backing` the backing file's format is
+/// probed, as QEMU does.
 #[test]
 fn backing_format_not_recorded_is_probed() {
     if !tools() {
@@ -1001,7 +1011,14 @@ fn backing_format_not_recorded_is_probed() {
             qemu_info(&top)["backing-filename-format"].is_null(),
             "fixture: backing format still recorded"
         );
-        verify(&top, &[&top, &raw, &qb]);
+        let guard = BaseGuard::new(&[&top, &raw, &qb]);
+        let o = qfault_expect([OsStr::new("info"), top.as_os_str()], 3);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--probe-backing"), "{err}");
+        let cwd = std::env::temp_dir();
+        assert_export_matches_with(&top, &cwd, &["--probe-backing"]);
+        assert_info_matches_with(&top, &cwd, &["--probe-backing"]);
+        guard.assert_unchanged();
     }
 }
 
@@ -1283,8 +1300,12 @@ fn v2_backing_name_right_after_the_header() {
     write_at(&top, 16, &(name.len() as u32).to_be_bytes());
     let guard = BaseGuard::new(&[&top, &base]);
     let out = d.path().join("out.raw");
+    // Such an image has no room for a recorded backing format: the gate
+    // refuses it unless probing is allowed.
+    qfault_expect(["info", top.to_str().unwrap()], 3);
     qfault_ok([
         "export",
+        "--probe-backing",
         "-f",
         "qcow2",
         top.to_str().unwrap(),

@@ -33,6 +33,8 @@ pub struct Args {
     /// Read bases even while another process writes them (like `qemu-img -U`).
     #[arg(short = 'U', long)]
     pub force_share: bool,
+    #[command(flatten)]
+    pub backing: super::common::BackingOpts,
 }
 
 /// Runs `qfault batch`.
@@ -42,6 +44,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .overwrite(args.overwrite)
         .open_options(qfault::image::OpenOptions {
             force_share: args.force_share,
+            backing: args.backing.policy(),
             ..Default::default()
         });
     if let Some(j) = args.jobs {

@@ -63,11 +63,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .cluster_size(args.cluster_size)
         .absolute_base(args.absolute_base)
         .overwrite(args.overwrite)
-        .open_options(qfault::image::OpenOptions {
-            format: args.open.format,
-            max_depth: args.open.max_depth,
-            force_share: args.open.force_share,
-        });
+        .open_options(args.open.options());
     let progress = std::io::stderr().is_terminal() && args.depth >= 50;
     let report = builder.build_with(&mut |i, _| {
         if progress && (i % 10 == 0 || i == args.depth) {

@@ -56,6 +56,35 @@ pub struct ImageOpts {
     /// like `qemu-img -U`; by default such an image is refused (exit 3).
     #[arg(short = 'U', long)]
     pub force_share: bool,
+    #[command(flatten)]
+    pub backing: BackingOpts,
+}
+
+/// The gate for files named inside images (see
+/// [`qfault::image::BackingPolicy`]); every command that opens images has it.
+#[derive(Debug, clap::Args)]
+pub struct BackingOpts {
+    /// Probe a backing file that has no recorded format (qcow2 magic, else
+    /// raw) instead of refusing it (exit 3). Only for trusted images: a raw
+    /// guest disk that holds a qcow2 header would be read as qcow2 and the
+    /// backing file it names (any host file) followed.
+    #[arg(long)]
+    pub probe_backing: bool,
+    /// Every file an image names (backing files, through the whole chain)
+    /// must resolve, symlinks and `..` resolved, inside DIR; the image you
+    /// name (the top of the chain) is not checked. Otherwise refused (exit 3).
+    #[arg(long, value_name = "DIR")]
+    pub backing_root: Option<std::path::PathBuf>,
+}
+
+impl BackingOpts {
+    /// The library's backing policy for these arguments.
+    pub fn policy(&self) -> qfault::image::BackingPolicy {
+        qfault::image::BackingPolicy {
+            probe: self.probe_backing,
+            root: self.backing_root.clone(),
+        }
+    }
 }
 
 impl ImageOpts {
@@ -65,6 +94,7 @@ impl ImageOpts {
             format: self.format,
             max_depth: self.max_depth,
             force_share: self.force_share,
+            backing: self.backing.policy(),
         }
     }
 

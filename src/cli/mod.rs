@@ -19,7 +19,8 @@ Exit codes:
   0  done
   1  error (I/O, malformed or unsupported image, ...)
   2  usage error (bad arguments, a range past the end of the disk, an ambiguous choice)
-  3  refused: a check said no (e.g. the damage would not be repairable)";
+  3  refused: a check said no (e.g. the damage would not be repairable, or a backing
+     file has no recorded format or lies outside --backing-root)";
 
 /// Make disk images with precise, known, repairable damage.
 ///

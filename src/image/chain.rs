@@ -7,10 +7,11 @@
 //! and ranges past a layer's end read as zeros.
 
 use crate::error::{Error, Result};
+use crate::image::backing::{self, BackingPolicy};
 use crate::image::qcow2::{header::MAGIC, Extent, Mapping, Qcow2Image};
 use crate::image::raw::{read_exact_at, RawImage};
 use crate::image::storage::FileStorage;
-use crate::image::{backing, check_range, lock, ReadAt};
+use crate::image::{check_range, lock, ReadAt};
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -61,6 +62,10 @@ pub struct OpenOptions {
     /// Skip QEMU's image locks (like `qemu-img -U`): read even while
     /// another process writes the image.
     pub force_share: bool,
+    /// What may be opened because an image names it: by default a backing
+    /// file must have a recorded format and may be anywhere (see
+    /// [`BackingPolicy`]).
+    pub backing: BackingPolicy,
 }
 
 impl Default for OpenOptions {
@@ -69,6 +74,7 @@ impl Default for OpenOptions {
             format: None,
             max_depth: DEFAULT_MAX_DEPTH,
             force_share: false,
+            backing: BackingPolicy::default(),
         }
     }
 }
@@ -251,17 +257,30 @@ pub struct Image {
 }
 
 /// Opens `path` and its whole backing chain, read-only.
+///
+/// Every backing file passes the gate of [`OpenOptions::backing`] before it
+/// is opened; `path` itself, named by the caller, does not.
 pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let mut layers = Vec::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    let mut next: Option<(PathBuf, Option<Format>)> = Some((path.to_path_buf(), opts.format));
+    let root = opts.backing.resolved_root()?;
+    // (path as named and shown, path to open, format).
+    let mut next: Option<(PathBuf, PathBuf, Option<Format>)> =
+        Some((path.to_path_buf(), path.to_path_buf(), opts.format));
     let mut l1_bytes = 0u64;
-    while let Some((p, format)) = next.take() {
+    while let Some((p, open_at, format)) = next.take() {
         // O_NONBLOCK: a FIFO named by an image must not hang the open.
+        // O_NOFOLLOW on a confined (canonical) path: a symlink swapped in
+        // after the check is not followed out of the root.
+        let nofollow = if root.is_some() && !layers.is_empty() {
+            libc::O_NOFOLLOW
+        } else {
+            0
+        };
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&p)
+            .custom_flags(libc::O_NONBLOCK | nofollow)
+            .open(&open_at)
             .map_err(|e| {
                 if layers.is_empty() {
                     Error::io(&p, e)
@@ -323,16 +342,11 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                     });
                 }
                 let backing_path = backing::resolve(name, &p)?;
-                let backing_format = match &q.header().backing_format {
-                    Some(f) => Some(Format::from_name(f).ok_or_else(|| {
-                        Error::unsupported(
-                            &p,
-                            format!("backing format '{f}' (qfault reads raw and qcow2)"),
-                        )
-                    })?),
-                    None => None,
-                };
-                next = Some((backing_path, backing_format));
+                let backing_format =
+                    opts.backing
+                        .format(name, &p, q.header().backing_format.as_deref())?;
+                let open_at = BackingPolicy::confine(root.as_deref(), name, &backing_path, &p)?;
+                next = Some((backing_path, open_at, backing_format));
             }
         }
         if let Layer::Qcow2(q) = &layer {

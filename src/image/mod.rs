@@ -2,8 +2,8 @@
 //!
 //! [`open`] follows the chain and returns an [`Image`] that implements
 //! [`ReadAt`]; wrap it in a [`Cursor`] for `Read + Seek`. Every file is opened
-//! read-only; names found inside images are resolved by the policy in
-//! [`backing`].
+//! read-only; names found inside images are resolved and gated by the policy
+//! in [`backing`] ([`BackingPolicy`], set in [`OpenOptions::backing`]).
 
 pub mod backing;
 mod chain;
@@ -13,6 +13,7 @@ pub mod raw;
 mod read_at;
 pub mod storage;
 
+pub use backing::BackingPolicy;
 pub use chain::{
     open, BelowTop, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,
 };
