@@ -380,3 +380,33 @@ pub fn range_patches(ranges: &[(u64, usize)], bytes: &[u8]) -> Result<Vec<Patch>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::Spec;
+
+    /// The NTFS state recipes' parameters (shared [`super::NtfsTarget`])
+    /// round-trip through `describe`, and `--partition` excludes `--all`.
+    #[test]
+    fn every_ntfs_state_recipe_describes_itself_back() {
+        for name in [
+            "ntfs-fast-startup",
+            "ntfs-unclean-journal",
+            "ntfs-hibernated",
+            "ntfs-dirty",
+            "ntfs-mftmirr",
+            "ntfs-boot-both",
+            "ntfs-backup-boot",
+        ] {
+            for text in [
+                name.to_string(),
+                format!("{name} --partition 2"),
+                format!("{name} --all"),
+            ] {
+                let s = Spec::parse(&text).unwrap();
+                assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
+            }
+            assert!(Spec::parse(&format!("{name} --partition 2 --all")).is_err());
+        }
+    }
+}

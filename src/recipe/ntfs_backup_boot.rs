@@ -103,21 +103,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
         _ => Err("ntfsfix -n would not notice".into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in [
-            "ntfs-backup-boot",
-            "ntfs-backup-boot --partition 2",
-            "ntfs-backup-boot --all",
-        ] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-backup-boot --partition 2 --all").is_err());
-    }
-}

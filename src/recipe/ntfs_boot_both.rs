@@ -111,21 +111,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in [
-            "ntfs-boot-both",
-            "ntfs-boot-both --partition 2",
-            "ntfs-boot-both --all",
-        ] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-boot-both --partition 2 --all").is_err());
-    }
-}

@@ -126,17 +126,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
         _ => Err("ntfsresize would not see the dirty flag".into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in ["ntfs-dirty", "ntfs-dirty --partition 2", "ntfs-dirty --all"] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-dirty --partition 2 --all").is_err());
-    }
-}

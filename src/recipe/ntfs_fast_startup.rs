@@ -81,21 +81,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
         _ => Err("the mount would not fall back to read-only for the Windows cache".into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in [
-            "ntfs-fast-startup",
-            "ntfs-fast-startup --partition 2",
-            "ntfs-fast-startup --all",
-        ] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-fast-startup --partition 2 --all").is_err());
-    }
-}

@@ -150,21 +150,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
         _ => Err("the mount would not see a hibernated Windows".into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in [
-            "ntfs-hibernated",
-            "ntfs-hibernated --partition 2",
-            "ntfs-hibernated --all",
-        ] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-hibernated --partition 2 --all").is_err());
-    }
-}

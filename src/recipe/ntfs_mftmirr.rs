@@ -132,21 +132,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
         _ => Err("ntfs-3g would not see the mismatch".into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in [
-            "ntfs-mftmirr",
-            "ntfs-mftmirr --partition 2",
-            "ntfs-mftmirr --all",
-        ] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-mftmirr --partition 2 --all").is_err());
-    }
-}

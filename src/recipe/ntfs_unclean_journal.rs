@@ -109,21 +109,3 @@ fn expect(p: &Prediction) -> std::result::Result<(), String> {
         _ => Err("the read-write mount would not reset the journal".into()),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::recipe::Spec;
-
-    #[test]
-    fn describe_round_trips() {
-        for text in [
-            "ntfs-unclean-journal",
-            "ntfs-unclean-journal --partition 2",
-            "ntfs-unclean-journal --all",
-        ] {
-            let s = Spec::parse(text).unwrap();
-            assert_eq!(Spec::parse(&s.describe()).unwrap(), s, "{text}");
-        }
-        assert!(Spec::parse("ntfs-unclean-journal --partition 2 --all").is_err());
-    }
-}
