@@ -757,3 +757,23 @@ fn readme_shows_the_shipped_example_manifest() {
         "README.md's manifest example differs from testdata/manifest-example.toml"
     );
 }
+
+#[test]
+fn batch_jobs_0_is_a_usage_error() {
+    let dir = tmpdir();
+    let m = dir.path().join("m.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "[[image]]\nbase = \"{}\"\noutput = \"x.qcow2\"\nrecipe = \"empty\"\n",
+            sample_image().display()
+        ),
+    )
+    .unwrap();
+    let o = qfault_expect(["batch", m.to_str().unwrap(), "--jobs", "0"], 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("must be at least 1"),
+        "{o:?}"
+    );
+    assert!(!dir.path().join("x.qcow2").exists());
+}

@@ -732,3 +732,25 @@ fn the_library_checks_a_whole_chain_before_writing() {
         .all(|l| l.status == qfault::overlay::Status::Unchanged));
     guard.assert_unchanged();
 }
+
+#[test]
+fn chain_depth_0_is_a_usage_error_and_creates_nothing() {
+    let dir = tmpdir();
+    let out = dir.path().join("links");
+    let o = qfault_expect(
+        [
+            "chain",
+            sample_image().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--depth",
+            "0",
+        ],
+        2,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("must be at least 1"),
+        "{o:?}"
+    );
+    assert!(!out.exists(), "chain --depth 0 created its directory");
+}

@@ -940,6 +940,11 @@ fn info_max_depth_limits_the_chain() {
             stderr.contains(&format!("deeper than the limit of {n} backing files")),
             "stderr must name the depth limit: {stderr}"
         );
+        assert!(
+            stderr.contains("--max-depth"),
+            "stderr must name the option that raises it: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
         assert!(!stderr.contains("panicked"), "stderr: {stderr}");
         assert!(o.stdout.is_empty());
     }

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Args {
     /// The manifest (TOML); relative paths in it resolve against its directory.
     pub manifest: PathBuf,
-    /// Entries produced at a time (default: the number of cores).
-    #[arg(long, short = 'j', value_name = "N")]
+    /// Entries produced at a time, at least 1 (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N", value_parser = super::common::at_least_one)]
     pub jobs: Option<usize>,
     /// Produce only slice I of N (0-based): entry k when k % N == I, entries
     /// counted in manifest order, every [[image]] then every [[chain]].

@@ -26,8 +26,8 @@ pub struct Args {
     /// Directory for the links (created if missing).
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub dir: PathBuf,
-    /// Number of links.
-    #[arg(long, value_name = "N")]
+    /// Number of links (at least 1).
+    #[arg(long, value_name = "N", value_parser = super::common::at_least_one)]
     pub depth: usize,
     /// Recipe each link applies, written like `qfault inject NAME` without
     /// the overlay arguments: "zero --offset 1M --length 512",

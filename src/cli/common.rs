@@ -198,6 +198,16 @@ pub fn raise_open_file_limit() {
     }
 }
 
+/// A count of at least 1 (`--depth`, `--jobs`): 0 would do nothing and
+/// exit 0, which hides a mistake.
+pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -335,7 +335,8 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                 if layers.len() >= opts.max_depth {
                     return Err(Error::Chain {
                         reason: format!(
-                            "the chain is deeper than the limit of {} backing files (at {})",
+                            "the chain is deeper than the limit of {} backing files (at {}); \
+                             raise it with --max-depth (OpenOptions::max_depth)",
                             opts.max_depth,
                             p.display()
                         ),
