@@ -696,3 +696,42 @@ fn a_zero_length_change_is_a_usage_error_not_an_empty_overlay() {
     }
     guard.assert_unchanged();
 }
+
+/// qemu-img's `--output=json` habit: `-o json` (or `human`) is refused with
+/// a hint instead of silently writing a file named `json`; `./json` works.
+#[test]
+fn output_json_like_qemu_img_is_refused_with_a_hint() {
+    let (dir, base, guard) = work();
+    let d = dir.path();
+    for args in [
+        vec!["export", base.to_str().unwrap(), "--output=json"],
+        vec!["inject", "empty", base.to_str().unwrap(), "-o", "human"],
+        vec![
+            "chain",
+            base.to_str().unwrap(),
+            "--output",
+            "json",
+            "--depth",
+            "1",
+        ],
+    ] {
+        let o = std::process::Command::new(qfault_bin())
+            .args(&args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("looks like qemu-img's --output="), "{err}");
+        assert!(err.contains("pass ./"), "{err}");
+        assert!(!d.join("json").exists() && !d.join("human").exists());
+    }
+    let o = std::process::Command::new(qfault_bin())
+        .args(["inject", "empty", base.to_str().unwrap(), "-o", "./json"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(d.join("json").exists());
+    guard.assert_unchanged();
+}

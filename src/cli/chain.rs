@@ -24,7 +24,7 @@ pub struct Args {
     /// The base image (raw or qcow2, with its backing chain); never written.
     pub base: PathBuf,
     /// Directory for the links (created if missing).
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    #[arg(short = 'o', long = "output", value_name = "DIR", value_parser = super::common::OutputPath)]
     pub dir: PathBuf,
     /// Number of links (at least 1).
     #[arg(long, value_name = "N", value_parser = super::common::at_least_one)]

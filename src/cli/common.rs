@@ -208,6 +208,47 @@ pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// The parser of output paths (`-o`, `--output`): any path (non-UTF-8
+/// too), except exactly `json` or `human`, which is what qemu-img's habit
+/// `--output=json` leaves there (qfault's `-o` is the file written): that
+/// is refused with a hint; `./json` writes such a file.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputPath;
+
+impl clap::builder::TypedValueParser for OutputPath {
+    type Value = std::path::PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<Self::Value, clap::Error> {
+        let why = if value == "json" || value == "human" {
+            Some(format!(
+                "'{0}' looks like qemu-img's --output={0}: -o/--output names the file to write \
+                 (use --json for JSON); to write a file named {0}, pass ./{0}",
+                value.to_string_lossy()
+            ))
+        } else if value.is_empty() {
+            Some("the path is empty".to_string())
+        } else {
+            None
+        };
+        match why {
+            None => Ok(std::path::PathBuf::from(value)),
+            Some(why) => {
+                let name = arg.map_or_else(|| "-o".to_string(), |a| a.to_string());
+                Err(clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("invalid value for {name}: {why}\n"),
+                )
+                .with_cmd(cmd))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,
     /// Where to write the raw file.
-    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    #[arg(short = 'o', long = "output", value_name = "OUT", value_parser = super::common::OutputPath)]
     pub output: PathBuf,
     /// Export only this partition (as `inspect` numbers them).
     #[arg(long, value_name = "N")]

@@ -38,7 +38,7 @@ pub struct OverlayArgs {
     pub base: PathBuf,
     /// The overlay to create. An existing file with exactly the bytes it
     /// would get is left alone ("unchanged"); one with other bytes needs --overwrite.
-    #[arg(short = 'o', long = "output", value_name = "OVERLAY")]
+    #[arg(short = 'o', long = "output", value_name = "OVERLAY", value_parser = super::common::OutputPath)]
     pub output: PathBuf,
     /// Overlay cluster size, a power of two from 512 to 2M.
     #[arg(long, value_parser = parse_bytes, default_value = "64K")]
