@@ -933,6 +933,29 @@ fn luks2_primary_header_refuses_a_corrupt_secondary_and_cryptsetup_agrees() {
     assert_ne!(code, 0, "{text}");
 }
 
+/// A second LUKS2 geometry: a 64 KiB metadata area puts the secondary
+/// header at 64 KiB instead of 16 KiB, on an MBR partition.
+#[test]
+fn luks2_primary_header_with_a_64k_metadata_area() {
+    if !require_tools(&["cryptsetup", "losetup", "blkid", "sfdisk", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "qfault").unwrap();
+    let disk = linux_disk(dir.path(), "luks64", Table::Mbr, 32 << 20, |vol| {
+        common::run(
+            tool("cryptsetup")
+                .args(["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2"])
+                .args(["--luks2-metadata-size", "64k"])
+                .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+                .arg(&key)
+                .arg(vol),
+        );
+    });
+    prove("luks2-primary-header", &disk, &[]);
+}
+
 #[test]
 fn luks2_primary_header() {
     if !require_tools(&["cryptsetup", "losetup", "blkid", "sfdisk", "qemu-img"]) {

@@ -435,6 +435,18 @@ recipe_test!(
     ]
 );
 recipe_test!(
+    hibernated_gpt_64k,
+    "ntfs-hibernated",
+    Table::Gpt,
+    65536,
+    true,
+    [
+        ("mount", "read-only"),
+        ("repair", "cannot-repair"),
+        ("repair", "repairs")
+    ]
+);
+recipe_test!(
     dirty_mbr_64k,
     "ntfs-dirty",
     Table::Mbr,
