@@ -521,20 +521,7 @@ fn ext4_sb_primary_refuses_one_group_and_e2fsck_agrees() {
         mkfs_ext4(&["-b", "1024"]),
     );
     let guard = BaseGuard::new(&[&disk.base, &disk.top]);
-    let out = dir.path().join("o.qcow2");
-    let r = qfault_expect(
-        [
-            "inject",
-            "ext4-sb-primary",
-            disk.top.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        3,
-    );
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("one block group"), "{err}");
-    assert!(!out.exists());
+    assert_refused("ext4-sb-primary", &disk, "one block group");
     // The real e2fsck indeed cannot repair that damage.
     let part = dir.path().join("one.part");
     qemu_extract(&disk.top, disk.start, disk.size, &part);
@@ -558,19 +545,11 @@ fn ext4_sb_primary_refuses_groups_e2fsck_does_not_look_in_and_e2fsck_agrees() {
         24 << 20,
         mkfs_ext4(&["-b", "1024", "-g", "4096"]),
     );
-    let out = dir.path().join("o.qcow2");
-    let r = qfault_expect(
-        [
-            "inject",
-            "ext4-sb-primary",
-            disk.top.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        3,
+    assert_refused(
+        "ext4-sb-primary",
+        &disk,
+        "e2fsck finds no backup superblock",
     );
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("e2fsck finds no backup superblock"), "{err}");
     let part = dir.path().join("g4k.part");
     qemu_extract(&disk.top, disk.start, disk.size, &part);
     common::write_at(&part, 1024, &[0u8; 1024]);
@@ -651,19 +630,7 @@ fn ext4_gdt_csum_refuses_without_descriptor_checksums() {
         24 << 20,
         mkfs_ext4(&["-b", "1024", "-O", "^metadata_csum,^uninit_bg"]),
     );
-    let out = dir.path().join("o.qcow2");
-    let r = qfault_expect(
-        [
-            "inject",
-            "ext4-gdt-csum",
-            disk.top.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        3,
-    );
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("neither metadata_csum nor gdt_csum"), "{err}");
+    assert_refused("ext4-gdt-csum", &disk, "neither metadata_csum nor gdt_csum");
 }
 
 #[test]
@@ -870,20 +837,7 @@ fn btrfs_sb_primary_refuses_a_device_without_mirror_and_btrfs_agrees() {
         common::run(tool("mkfs.btrfs").args(["-q", "-f", "--mixed"]).arg(vol));
     });
     let guard = BaseGuard::new(&[&disk.base, &disk.top]);
-    let out = dir.path().join("o.qcow2");
-    let r = qfault_expect(
-        [
-            "inject",
-            "btrfs-sb-primary",
-            disk.top.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        3,
-    );
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("no mirror superblock"), "{err}");
-    assert!(!out.exists());
+    assert_refused("btrfs-sb-primary", &disk, "no mirror superblock");
     // The real super-recover has nothing to recover from: exit 1, not 2.
     let part = dir.path().join("small.part");
     qemu_extract(&disk.top, disk.start, disk.size, &part);
