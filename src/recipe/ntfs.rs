@@ -325,23 +325,11 @@ pub fn stream_patches(
     let mut out: Vec<Patch> = Vec::new();
     let mut pos = 0u64;
     while pos < bytes.len() as u64 {
-        let vcn = pos / cs;
-        let run = runs
-            .iter()
-            .find(|r| vcn >= r.vcn && vcn - r.vcn < r.length)
-            .ok_or_else(|| Error::Refused(format!("the stream has no cluster at byte {pos}")))?;
-        let lcn = run
-            .lcn
-            .ok_or_else(|| Error::Refused(format!("the stream is sparse at byte {pos}")))?;
-        let at = lcn
-            .checked_add(vcn - run.vcn)
-            .and_then(|c| c.checked_mul(cs))
-            .and_then(|b| b.checked_add(pos % cs))
-            .ok_or_else(|| {
-                Error::Refused(format!(
-                    "the stream's cluster at byte {pos} is out of range"
-                ))
-            })?;
+        let at = crate::fs::ntfs::record::run_offset(runs, cs, pos).ok_or_else(|| {
+            Error::Refused(format!(
+                "the stream has no stored cluster at byte {pos} (sparse, or past its runs)"
+            ))
+        })?;
         let n = (cs - pos % cs).min(bytes.len() as u64 - pos);
         let piece = bytes[pos as usize..(pos + n) as usize].to_vec();
         match out.last_mut() {

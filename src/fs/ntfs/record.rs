@@ -82,6 +82,20 @@ pub struct Run {
     pub lcn: Option<u64>,
 }
 
+/// The volume offset of byte `pos` of a stream stored in `runs` with
+/// `cluster_size`-byte clusters; `None` where the stream has no stored
+/// cluster (past its runs, or sparse) or the offset overflows.
+pub fn run_offset(runs: &[Run], cluster_size: u64, pos: u64) -> Option<u64> {
+    let vcn = pos / cluster_size;
+    let run = runs
+        .iter()
+        .find(|r| vcn >= r.vcn && vcn - r.vcn < r.length)?;
+    run.lcn?
+        .checked_add(vcn - run.vcn)?
+        .checked_mul(cluster_size)?
+        .checked_add(pos % cluster_size)
+}
+
 /// An attribute header inside a record (offsets relative to the record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
@@ -401,13 +415,7 @@ impl<'a> MftReader<'a> {
 
     /// The volume offset of byte `pos` of a stream with `runs`.
     pub fn stream_offset(&self, runs: &[Run], pos: u64) -> Option<u64> {
-        let cs = self.cluster_size();
-        let vcn = pos / cs;
-        let run = runs
-            .iter()
-            .find(|r| vcn >= r.vcn && vcn - r.vcn < r.length)?;
-        let lcn = run.lcn? + (vcn - run.vcn);
-        lcn.checked_mul(cs)?.checked_add(pos % cs)
+        run_offset(runs, self.cluster_size(), pos)
     }
 
     /// Reads MFT record `n` through `$MFT`'s data runs.
