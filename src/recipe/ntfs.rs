@@ -164,6 +164,42 @@ fn plan_one(
     ))
 }
 
+/// The two outcomes every NTFS catalogue entry ends with after a working
+/// repair: a read-write mount, and `ntfsresize -i` refusing the volume when
+/// the repair leaves the dirty flag set (`dirty`), accepting it otherwise.
+pub(crate) fn after_repair(dirty: bool) -> [Outcome; 2] {
+    let resize = if dirty {
+        Outcome::new(
+            Role::AfterRepair,
+            "ntfsresize",
+            "ntfsresize -i PART",
+            Verdict::Refused,
+            1,
+            tools::SCHEDULED_FOR_CHECK,
+        )
+    } else {
+        Outcome::new(
+            Role::AfterRepair,
+            "ntfsresize",
+            "ntfsresize -i PART",
+            Verdict::Clean,
+            0,
+            "",
+        )
+    };
+    [
+        Outcome::new(
+            Role::AfterRepair,
+            "ntfs-3g",
+            "ntfs-3g PART MNT",
+            Verdict::ReadWrite,
+            0,
+            "",
+        ),
+        resize,
+    ]
+}
+
 /// Refuses a prediction where no repair works (for the recipes that promise
 /// one).
 pub fn repairable(p: &Prediction) -> std::result::Result<(), String> {

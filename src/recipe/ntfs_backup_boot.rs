@@ -43,9 +43,10 @@ impl Recipe for NtfsBackupBoot {
                 Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadWrite, 0, ""),
                 Outcome::new(Role::Check, "ntfsfix", "ntfsfix -n PART", Verdict::ReportsDamage, 1, tools::ALT_BOOT_BAD),
                 Outcome::new(Role::Repair, "ntfsfix", "ntfsfix PART", Verdict::Repairs, 0, tools::ALT_BOOT_FIXED),
-                Outcome::new(Role::AfterRepair, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadWrite, 0, ""),
-                Outcome::new(Role::AfterRepair, "ntfsresize", "ntfsresize -i PART", Verdict::Refused, 1, tools::SCHEDULED_FOR_CHECK),
-            ],
+            ]
+            .into_iter()
+            .chain(ntfs::after_repair(true))
+            .collect(),
             repair: Some("ntfsfix PART"),
             preconditions: vec![
                 "the partition holds NTFS with 512-byte sectors and is larger than the volume (the backup lies past it)",

@@ -64,12 +64,7 @@ impl NtfsBootParams {
     }
 }
 
-/// ntfs-3g's message when sector 0 is not NTFS (exit 12).
-const NO_SIGNATURE: &str = "NTFS signature is missing";
-/// ntfsfix's message when it accepts the backup boot sector.
-const BACKUP_USABLE: &str = "The alternate bootsector is usable";
-/// ntfsfix's message when the volume does not load (exit 1).
-const VOLUME_CORRUPT: &str = "Volume is corrupt. You should run chkdsk.";
+use tools::{BACKUP_USABLE, NO_SIGNATURE, VOLUME_CORRUPT};
 
 impl Recipe for NtfsBoot {
     type Params = NtfsBootParams;
@@ -94,23 +89,10 @@ impl Recipe for NtfsBoot {
                     0,
                     BACKUP_USABLE,
                 ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfs-3g",
-                    "ntfs-3g PART MNT",
-                    Verdict::ReadWrite,
-                    0,
-                    "",
-                ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfsresize",
-                    "ntfsresize -i PART",
-                    Verdict::Refused,
-                    1,
-                    tools::SCHEDULED_FOR_CHECK,
-                ),
-            ],
+            ]
+            .into_iter()
+            .chain(super::ntfs::after_repair(true))
+            .collect(),
             repair: Some("ntfsfix PART"),
             preconditions: vec![
                 "the partition holds NTFS",
@@ -238,7 +220,7 @@ pub fn ntfs_prediction(part: &mut dyn ReadAt) -> Result<Prediction> {
     Ok(outcomes(identified.as_ref().map(|f| f.fstype), &ntfs))
 }
 
-fn mount_refused() -> Outcome {
+pub(crate) fn mount_refused() -> Outcome {
     Outcome::new(
         Role::Mount,
         "ntfs-3g",

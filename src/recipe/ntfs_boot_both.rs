@@ -47,14 +47,7 @@ impl Recipe for NtfsBootBoth {
                     2,
                     "",
                 ),
-                Outcome::new(
-                    Role::Mount,
-                    "ntfs-3g",
-                    "ntfs-3g PART MNT",
-                    Verdict::Refused,
-                    12,
-                    "NTFS signature is missing",
-                ),
+                super::ntfs_boot::mount_refused(),
                 super::ntfs_boot::util_linux_mount_refused(),
                 Outcome::new(
                     Role::Repair,
@@ -64,14 +57,10 @@ impl Recipe for NtfsBootBoth {
                     1,
                     tools::VOLUME_CORRUPT,
                 ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfs-3g",
-                    "ntfs-3g PART MNT",
-                    Verdict::Refused,
-                    12,
-                    "NTFS signature is missing",
-                ),
+                Outcome {
+                    role: Role::AfterRepair,
+                    ..super::ntfs_boot::mount_refused()
+                },
             ],
             repair: None,
             preconditions: vec!["the partition holds NTFS with 512-byte sectors"],

@@ -71,23 +71,10 @@ impl Recipe for NtfsDirty {
                     0,
                     "",
                 ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfs-3g",
-                    "ntfs-3g PART MNT",
-                    Verdict::ReadWrite,
-                    0,
-                    "",
-                ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfsresize",
-                    "ntfsresize -i PART",
-                    Verdict::Clean,
-                    0,
-                    "",
-                ),
-            ],
+            ]
+            .into_iter()
+            .chain(ntfs::after_repair(false))
+            .collect(),
             repair: Some("ntfsfix -d PART"),
             preconditions: vec![
                 "the partition holds NTFS with 512-byte sectors",

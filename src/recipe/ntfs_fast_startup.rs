@@ -42,9 +42,10 @@ impl Recipe for NtfsFastStartup {
                 Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadOnly, 0, tools::WINDOWS_CACHE),
                 Outcome::new(Role::Mount, "ntfs-3g", "ntfs-3g -o remove_hiberfile PART MNT", Verdict::Refused, 14, tools::WINDOWS_CACHE),
                 Outcome::new(Role::Repair, "ntfsfix", "ntfsfix PART", Verdict::Repairs, 0, tools::EMPTY_JOURNAL),
-                Outcome::new(Role::AfterRepair, "ntfs-3g", "ntfs-3g PART MNT", Verdict::ReadWrite, 0, ""),
-                Outcome::new(Role::AfterRepair, "ntfsresize", "ntfsresize -i PART", Verdict::Refused, 1, tools::SCHEDULED_FOR_CHECK),
-            ],
+            ]
+            .into_iter()
+            .chain(ntfs::after_repair(true))
+            .collect(),
             repair: Some("ntfsfix PART"),
             preconditions: vec![
                 "the partition holds NTFS with 512-byte sectors and a non-resident $LogFile of at least 200 KiB (as ntfs-3g requires)",

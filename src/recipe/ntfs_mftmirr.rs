@@ -10,7 +10,6 @@
 use super::ntfs::{self, NtfsTarget};
 use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
-use crate::fs::ntfs::tools;
 use crate::fs::ntfs::NtfsState;
 use crate::image::ReadAt;
 use crate::overlay::Patch;
@@ -71,23 +70,10 @@ impl Recipe for NtfsMftmirr {
                     0,
                     "Correcting differences in $MFTMirr record 0...OK",
                 ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfs-3g",
-                    "ntfs-3g PART MNT",
-                    Verdict::ReadWrite,
-                    0,
-                    "",
-                ),
-                Outcome::new(
-                    Role::AfterRepair,
-                    "ntfsresize",
-                    "ntfsresize -i PART",
-                    Verdict::Refused,
-                    1,
-                    tools::SCHEDULED_FOR_CHECK,
-                ),
-            ],
+            ]
+            .into_iter()
+            .chain(ntfs::after_repair(true))
+            .collect(),
             repair: Some("ntfsfix PART"),
             preconditions: vec![
                 "the partition holds NTFS with 512-byte sectors and $MFTMirr matches $MFT",

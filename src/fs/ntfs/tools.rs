@@ -16,6 +16,10 @@ use super::logfile::LogState;
 use super::state::{AltBoot, HiberState, NtfsState};
 use crate::recipe::{Outcome, Role, Verdict};
 
+/// ntfs-3g's message when sector 0 is not NTFS (exit 12).
+pub const NO_SIGNATURE: &str = "NTFS signature is missing";
+/// ntfsfix's message when it accepts the backup boot sector.
+pub const BACKUP_USABLE: &str = "The alternate bootsector is usable";
 /// ntfs-3g's message for a fast-startup journal.
 pub const WINDOWS_CACHE: &str = "Metadata kept in Windows cache, refused to mount.";
 /// ntfs-3g's message for a hibernated volume.
