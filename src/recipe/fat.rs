@@ -422,6 +422,28 @@ fn to_usize(n: u64) -> Result<usize> {
 /// the backing chain's bytes back.
 pub const NOT_THE_BASE_NOTE: &str = "the predicted repair does not write back the backing      chain's bytes (it restores the volume's consistency from the damaged copy)";
 
+/// The plan of a FAT32 recipe whose promise is a byte-identical repair:
+/// one patch on `f`, the prediction on the damaged view, refused (with
+/// `why` after the partition) unless the predicted repair gives the base
+/// back.
+pub fn identity_plan(
+    name: &'static str,
+    f: &Found,
+    disk: &mut dyn ReadAt,
+    patch: Patch,
+    why: &str,
+) -> Result<super::Plan> {
+    let partition = Some(super::PartitionRef::from_found(f));
+    let mut plan = super::Plan::single(name, partition, vec![patch.clone()], Prediction::default());
+    let mut preview = crate::overlay::Preview::new(&mut *disk, vec![patch]);
+    let prediction = predict_target(&plan.targets[0], &mut preview)?;
+    if !prediction.byte_identical_after_repair {
+        return Err(Error::Refused(format!("{}: {why}", f.describe())));
+    }
+    plan.targets[0].prediction = prediction;
+    Ok(plan)
+}
+
 /// [`fat32_prediction`] for a target's partition on the damaged guest.
 pub fn predict_target(target: &super::Target, damaged: &mut dyn ReadAt) -> Result<Prediction> {
     let Some(p) = &target.partition else {

@@ -7,14 +7,16 @@
 //! byte. Verified in `shared/catalogue/fat32-backup-boot.sh` and
 //! `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32, BACKUP_ANSWERS_COMMAND};
+use super::fat::{
+    choose_fat32, clean_base, identity_plan, predict_target, verify_fat32, BACKUP_ANSWERS_COMMAND,
+};
 use super::select::Found;
-use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
+use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::fat::boot::BS_VOL_ID_32;
 use crate::fs::fat::fsck::{MSG_BACKUP_DIFFERS, MSG_NOT_FIXING};
 use crate::image::ReadAt;
-use crate::overlay::{Patch, Preview};
+use crate::overlay::Patch;
 
 /// `fat32-backup-boot`: the backup boot sector's volume serial inverted.
 pub struct Fat32BackupBoot;
@@ -98,23 +100,13 @@ impl Recipe for Fat32BackupBoot {
             offset,
             bytes: serial.iter().map(|b| !b).collect(),
         };
-        let partition = Some(PartitionRef::from_found(&f));
-        let mut plan = Plan::single(
+        identity_plan(
             Self::NAME,
-            partition,
-            vec![patch.clone()],
-            Prediction::default(),
-        );
-        let mut preview = Preview::new(&mut *disk, vec![patch]);
-        let prediction = predict_target(&plan.targets[0], &mut preview)?;
-        if !prediction.byte_identical_after_repair {
-            return Err(Error::Refused(format!(
-                "{}: after the damage fsck.fat -r would do more than copy the boot sector",
-                f.describe()
-            )));
-        }
-        plan.targets[0].prediction = prediction;
-        Ok(plan)
+            &f,
+            disk,
+            patch,
+            "after the damage fsck.fat -r would do more than copy the boot sector",
+        )
     }
 
     fn predict(

@@ -5,14 +5,16 @@
 //! -a` clears it (exit 1), restoring the volume byte for byte. Verified in
 //! `shared/catalogue/fat32-dirty.sh` and `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32, DIRTY_ANSWERS_COMMAND};
+use super::fat::{
+    choose_fat32, clean_base, identity_plan, predict_target, verify_fat32, DIRTY_ANSWERS_COMMAND,
+};
 use super::select::Found;
-use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
-use crate::error::{Error, Result};
+use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
+use crate::error::Result;
 use crate::fs::fat::boot::{BS_RESERVED1_32, FAT_STATE_DIRTY};
 use crate::fs::fat::fsck::{MSG_DIRTY, MSG_REMOVING_DIRTY};
 use crate::image::ReadAt;
-use crate::overlay::{Patch, Preview};
+use crate::overlay::Patch;
 
 /// `fat32-dirty`: the FAT32 dirty bit set in the primary boot sector.
 pub struct Fat32Dirty;
@@ -89,23 +91,13 @@ impl Recipe for Fat32Dirty {
             offset,
             bytes: vec![boot.boot_flags | FAT_STATE_DIRTY],
         };
-        let partition = Some(PartitionRef::from_found(&f));
-        let mut plan = Plan::single(
+        identity_plan(
             Self::NAME,
-            partition,
-            vec![patch.clone()],
-            Prediction::default(),
-        );
-        let mut preview = Preview::new(&mut *disk, vec![patch]);
-        let prediction = predict_target(&plan.targets[0], &mut preview)?;
-        if !prediction.byte_identical_after_repair {
-            return Err(Error::Refused(format!(
-                "{}: after the damage fsck.fat would do more than clear the dirty bit",
-                f.describe()
-            )));
-        }
-        plan.targets[0].prediction = prediction;
-        Ok(plan)
+            &f,
+            disk,
+            patch,
+            "after the damage fsck.fat would do more than clear the dirty bit",
+        )
     }
 
     fn predict(

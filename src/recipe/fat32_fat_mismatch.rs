@@ -5,15 +5,15 @@
 //! for byte. Verified in `shared/catalogue/fat32-fat-mismatch.sh` and
 //! `tests/fat_recipes.rs`.
 
-use super::fat::{choose_fat32, clean_base, predict_target, verify_fat32};
+use super::fat::{choose_fat32, clean_base, identity_plan, predict_target, verify_fat32};
 use super::select::Found;
-use super::{Catalogue, Outcome, PartitionRef, Plan, Prediction, Recipe, Role, Target, Verdict};
+use super::{Catalogue, Outcome, Plan, Prediction, Recipe, Role, Target, Verdict};
 use crate::error::{Error, Result};
 use crate::fs::bytes::le32;
 use crate::fs::fat::boot::{FAT32_ENTRY_MASK, FAT32_ENTRY_SIZE, FIRST_DATA_CLUSTER};
 use crate::fs::fat::fsck::{MSG_FATS_DIFFER, MSG_USING_FIRST};
 use crate::image::ReadAt;
-use crate::overlay::{Patch, Preview};
+use crate::overlay::Patch;
 
 /// `fat32-fat-mismatch`: one in-use entry of the second FAT marked free.
 pub struct Fat32FatMismatch;
@@ -116,23 +116,13 @@ impl Recipe for Fat32FatMismatch {
             offset: part.start + boot.fat_offset(1) + entry,
             bytes: vec![0; FAT32_ENTRY_SIZE as usize],
         };
-        let partition = Some(PartitionRef::from_found(&f));
-        let mut plan = Plan::single(
+        identity_plan(
             Self::NAME,
-            partition,
-            vec![patch.clone()],
-            Prediction::default(),
-        );
-        let mut preview = Preview::new(&mut *disk, vec![patch]);
-        let prediction = predict_target(&plan.targets[0], &mut preview)?;
-        if !prediction.byte_identical_after_repair {
-            return Err(Error::Refused(format!(
-                "{}: after the damage fsck.fat would not simply copy the first FAT back",
-                f.describe()
-            )));
-        }
-        plan.targets[0].prediction = prediction;
-        Ok(plan)
+            &f,
+            disk,
+            patch,
+            "after the damage fsck.fat would not simply copy the first FAT back",
+        )
     }
 
     fn predict(
