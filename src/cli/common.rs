@@ -46,7 +46,9 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// Options every subcommand that reads an image accepts.
 #[derive(Debug, clap::Args)]
 pub struct ImageOpts {
-    /// Force the top image's format instead of probing it (qcow2 magic, else raw).
+    /// Force the top image's format instead of probing it by its magic
+    /// (raw when no known format's magic is found; a format qfault recognises
+    /// but cannot read, such as QED or Parallels, is refused with exit 1).
     #[arg(short = 'f', long = "format", value_name = "FORMAT")]
     pub format: Option<qfault::image::Format>,
     /// Most backing files to follow before giving up (loops are always refused).

@@ -74,14 +74,18 @@ impl BackingPolicy {
             Some(f) => Format::from_name(f).map(Some).ok_or_else(|| {
                 Error::unsupported(
                     referrer,
-                    format!("backing format '{f}' (qfault reads raw and qcow2)"),
+                    format!(
+                        "backing format '{f}' (qfault reads {}); convert the backing file \
+                         with `qemu-img convert -O qcow2` and rebase onto it",
+                        READABLE_FORMATS
+                    ),
                 )
             }),
             None if self.probe => Ok(None),
             None => Err(Error::Refused(format!(
                 "{} names backing file '{}' without recording its format, and qfault does not \
                  probe backing files (a guest can write any header into its disk): record it \
-                 with `qemu-img rebase -u -F FMT -b {} {}` (FMT raw or qcow2), or allow probing \
+                 with `qemu-img rebase -u -F FMT -b {} {}` (FMT raw, qcow2, …), or allow probing \
                  with --probe-backing",
                 referrer.display(),
                 shorten(name),
@@ -121,7 +125,7 @@ impl BackingPolicy {
 }
 
 /// `s` quoted for a POSIX shell when it holds anything but plain characters.
-fn shell_word(s: &str) -> String {
+pub(crate) fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c));
@@ -135,6 +139,9 @@ fn shell_word(s: &str) -> String {
 /// How every refusal of a protocol or JSON backing name ends; [`Error::kind`]
 /// tells these (unsupported) from other chain errors (malformed) by it.
 pub(crate) const PLAIN_FILES_ONLY: &str = "qfault opens plain files only";
+
+/// The format names a recorded backing format may have, for messages.
+const READABLE_FORMATS: &str = "raw, qcow2, vmdk, vhdx, vpc and vdi";
 
 /// Resolves `name`, found in `referrer`'s header, to a path to open.
 pub fn resolve(name: &str, referrer: &Path) -> Result<PathBuf> {
@@ -246,7 +253,11 @@ mod tests {
             strict.format("b", r, Some("qcow2")).unwrap(),
             Some(Format::Qcow2)
         );
-        let e = strict.format("b", r, Some("vmdk")).unwrap_err();
+        assert_eq!(
+            strict.format("b", r, Some("vpc")).unwrap(),
+            Some(Format::Vpc)
+        );
+        let e = strict.format("b", r, Some("qed")).unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::Unsupported, "{e}");
         let probing = BackingPolicy {
             probe: true,

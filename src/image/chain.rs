@@ -8,9 +8,10 @@
 
 use crate::error::{Error, Result};
 use crate::image::backing::{self, BackingPolicy};
+use crate::image::driver::{self, Driver};
 use crate::image::qcow2::{header::MAGIC, Extent, Mapping, Qcow2Image};
 use crate::image::raw::{read_exact_at, RawImage};
-use crate::image::storage::FileStorage;
+use crate::image::storage::{FileStorage, Storage};
 use crate::image::{check_range, lock, ReadAt};
 use std::collections::HashSet;
 use std::fs::File;
@@ -31,6 +32,15 @@ pub enum Format {
     Raw,
     /// QEMU copy-on-write version 2 or 3.
     Qcow2,
+    /// VMware's virtual disk (sparse, streamOptimized, flat, split).
+    Vmdk,
+    /// Hyper-V's virtual hard disk v2.
+    Vhdx,
+    /// Virtual PC / Azure VHD (QEMU calls it `vpc`).
+    #[value(alias = "vhd")]
+    Vpc,
+    /// VirtualBox's disk image.
+    Vdi,
 }
 
 impl Format {
@@ -39,6 +49,10 @@ impl Format {
         match self {
             Format::Raw => "raw",
             Format::Qcow2 => "qcow2",
+            Format::Vmdk => "vmdk",
+            Format::Vhdx => "vhdx",
+            Format::Vpc => "vpc",
+            Format::Vdi => "vdi",
         }
     }
 
@@ -47,6 +61,10 @@ impl Format {
         match name {
             "raw" => Some(Format::Raw),
             "qcow2" => Some(Format::Qcow2),
+            "vmdk" => Some(Format::Vmdk),
+            "vhdx" => Some(Format::Vhdx),
+            "vpc" => Some(Format::Vpc),
+            "vdi" => Some(Format::Vdi),
             _ => None,
         }
     }
@@ -113,6 +131,8 @@ pub enum Layer {
     Raw(RawImage),
     /// A qcow2 file.
     Qcow2(Box<Qcow2Image>),
+    /// A file of another format, read by its driver.
+    Driver(Box<dyn Driver>),
 }
 
 impl Layer {
@@ -121,6 +141,37 @@ impl Layer {
         match self {
             Layer::Raw(r) => r.size(),
             Layer::Qcow2(q) => q.size(),
+            Layer::Driver(d) => d.size(),
+        }
+    }
+
+    /// The layer's format.
+    pub fn format(&self) -> Format {
+        match self {
+            Layer::Raw(_) => Format::Raw,
+            Layer::Qcow2(_) => Format::Qcow2,
+            Layer::Driver(d) => d.format(),
+        }
+    }
+
+    /// The path the layer was opened at.
+    pub fn path(&self) -> &Path {
+        match self {
+            Layer::Raw(r) => r.path(),
+            Layer::Qcow2(q) => q.path(),
+            Layer::Driver(d) => d.path(),
+        }
+    }
+
+    /// The backing file this layer names: (name as stored, recorded format).
+    fn backing(&self) -> Option<(String, Option<String>)> {
+        match self {
+            Layer::Raw(_) => None,
+            Layer::Qcow2(q) => {
+                let h = q.header();
+                Some((h.backing_file.clone()?, h.backing_format.clone()))
+            }
+            Layer::Driver(d) => d.backing().map(|b| (b.name, b.format)),
         }
     }
 
@@ -130,6 +181,7 @@ impl Layer {
     pub fn map(&mut self, offset: u64, max_len: u64, holes: bool) -> Result<Extent> {
         match self {
             Layer::Qcow2(q) => q.map(offset, max_len),
+            Layer::Driver(d) => d.map(offset, max_len),
             Layer::Raw(r) => {
                 let len = max_len.min(r.size() - offset);
                 if holes {
@@ -157,6 +209,9 @@ impl Layer {
                     in_cluster,
                 },
             ) => q.read_compressed(descriptor, in_cluster, guest, buf),
+            (Layer::Driver(d), m @ (Mapping::Data { .. } | Mapping::Compressed { .. })) => {
+                d.read_mapped(m, guest, buf)
+            }
             _ => {
                 buf.fill(0);
                 Ok(())
@@ -195,6 +250,7 @@ impl Layer {
                     backing_format: h.backing_format.clone(),
                 }
             }
+            Layer::Driver(d) => d.info(),
         }
     }
 }
@@ -269,57 +325,20 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         Some((path.to_path_buf(), path.to_path_buf(), opts.format));
     let mut l1_bytes = 0u64;
     while let Some((p, open_at, format)) = next.take() {
-        // O_NONBLOCK: a FIFO named by an image must not hang the open.
-        // O_NOFOLLOW on a confined (canonical) path: a symlink swapped in
-        // after the check is not followed out of the root.
-        let nofollow = if root.is_some() && !layers.is_empty() {
-            libc::O_NOFOLLOW
-        } else {
-            0
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | nofollow)
-            .open(&open_at)
-            .map_err(|e| {
-                if layers.is_empty() {
-                    Error::io(&p, e)
-                } else {
-                    Error::Chain {
-                        reason: format!("cannot open backing file {}: {e}", p.display()),
-                    }
+        let nofollow = root.is_some() && !layers.is_empty();
+        let file =
+            open_image_file(&p, &open_at, nofollow, opts.force_share, &mut seen).map_err(|e| {
+                match e {
+                    Error::Io { .. } if !layers.is_empty() => Error::Chain {
+                        reason: format!(
+                            "cannot open backing file {}: {}",
+                            p.display(),
+                            io_reason(&e)
+                        ),
+                    },
+                    e => e,
                 }
             })?;
-        let meta = file.metadata().map_err(|e| Error::io(&p, e))?;
-        if !seen.insert((meta.dev(), meta.ino())) {
-            return Err(Error::Chain {
-                reason: format!(
-                    "loop: {} is its own backing file (directly or through other images)",
-                    p.display()
-                ),
-            });
-        }
-        if meta.is_dir() {
-            return Err(Error::io(
-                &p,
-                std::io::Error::from(std::io::ErrorKind::IsADirectory),
-            ));
-        }
-        if !meta.is_file() {
-            return Err(Error::unsupported(
-                &p,
-                "not a regular file (qfault reads image files, not devices, FIFOs or sockets)",
-            ));
-        }
-        if meta.len() == 0 {
-            return Err(Error::malformed(
-                &p,
-                "the file is empty (0 bytes): not a disk image",
-            ));
-        }
-        if !opts.force_share {
-            lock::lock_for_reading(&file, &p)?;
-        }
         let format = match format {
             Some(f) => f,
             None => probe(&file, &p)?,
@@ -329,9 +348,22 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
             Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(Box::new(FileStorage::new(
                 file, &p,
             )?))?)),
+            other => {
+                let mut files = ChainFiles {
+                    root: root.as_deref(),
+                    force_share: opts.force_share,
+                    seen: &mut seen,
+                };
+                Layer::Driver(driver::open(
+                    other,
+                    Box::new(FileStorage::new(file, &p)?),
+                    &mut files,
+                )?)
+            }
         };
-        if let Layer::Qcow2(q) = &layer {
-            if let Some(name) = &q.header().backing_file {
+        if let Some((name, recorded)) = layer.backing() {
+            let name = &name;
+            {
                 if layers.len() >= opts.max_depth {
                     return Err(Error::Chain {
                         reason: format!(
@@ -343,9 +375,7 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                     });
                 }
                 let backing_path = backing::resolve(name, &p)?;
-                let backing_format =
-                    opts.backing
-                        .format(name, &p, q.header().backing_format.as_deref())?;
+                let backing_format = opts.backing.format(name, &p, recorded.as_deref())?;
                 let open_at = BackingPolicy::confine(root.as_deref(), name, &backing_path, &p)?;
                 next = Some((backing_path, open_at, backing_format));
             }
@@ -371,19 +401,307 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     Ok(image)
 }
 
-/// qcow2 if the file starts with the qcow2 magic, raw otherwise.
+/// Opens one file of a chain read-only: `p` is the name shown, `open_at`
+/// the path to open (canonical under a backing root, then opened without
+/// following a symlink swapped in after the check). Refuses loops (a file
+/// already in `seen`), directories, non-regular and empty files, and files
+/// another process writes (unless `force_share`).
+fn open_image_file(
+    p: &Path,
+    open_at: &Path,
+    nofollow: bool,
+    force_share: bool,
+    seen: &mut HashSet<(u64, u64)>,
+) -> Result<File> {
+    // O_NONBLOCK: a FIFO named by an image must not hang the open.
+    let flags = libc::O_NONBLOCK | if nofollow { libc::O_NOFOLLOW } else { 0 };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(open_at)
+        .map_err(|e| Error::io(p, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(p, e))?;
+    if meta.is_dir() {
+        return Err(Error::io(
+            p,
+            std::io::Error::from(std::io::ErrorKind::IsADirectory),
+        ));
+    }
+    if !seen.insert((meta.dev(), meta.ino())) {
+        return Err(Error::Chain {
+            reason: format!(
+                "loop: {} is its own backing file (directly or through other images)",
+                p.display()
+            ),
+        });
+    }
+    if !meta.is_file() {
+        return Err(Error::unsupported(
+            p,
+            "not a regular file (qfault reads image files, not devices, FIFOs or sockets)",
+        ));
+    }
+    if meta.len() == 0 {
+        return Err(Error::malformed(
+            p,
+            "the file is empty (0 bytes): not a disk image",
+        ));
+    }
+    if !force_share {
+        lock::lock_for_reading(&file, p)?;
+    }
+    Ok(file)
+}
+
+/// The I/O error's own text, without the path [`Error::Io`] adds.
+fn io_reason(e: &Error) -> String {
+    match e {
+        Error::Io { source, .. } => source.to_string(),
+        e => e.to_string(),
+    }
+}
+
+/// The files a chain's format drivers open by name (VMDK extents), under
+/// the same policy as backing files.
+struct ChainFiles<'a> {
+    root: Option<&'a Path>,
+    force_share: bool,
+    seen: &'a mut HashSet<(u64, u64)>,
+}
+
+impl driver::Files for ChainFiles<'_> {
+    fn open_named(&mut self, name: &str, referrer: &Path) -> Result<Box<dyn Storage>> {
+        let path = backing::resolve(name, referrer)?;
+        let open_at = BackingPolicy::confine(self.root, name, &path, referrer)?;
+        let file = open_image_file(
+            &path,
+            &open_at,
+            self.root.is_some(),
+            self.force_share,
+            self.seen,
+        )
+        .map_err(|e| match e {
+            Error::Io { .. } => Error::Chain {
+                reason: format!(
+                    "cannot open {} (named by {}): {}",
+                    path.display(),
+                    referrer.display(),
+                    io_reason(&e)
+                ),
+            },
+            e => e,
+        })?;
+        Ok(Box::new(FileStorage::new(file, &path)?))
+    }
+}
+
+/// The format of an image file, from its first and last bytes, as QEMU's
+/// probes tell them; raw when no known format's magic is there. A format
+/// qfault recognises but cannot read is refused with the conversion that
+/// makes it readable: treating it as raw would damage its metadata, not the
+/// guest's disk.
 fn probe(file: &File, path: &Path) -> Result<Format> {
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len < 4 {
-        return Ok(Format::Raw);
+    let mut head = vec![0u8; len.min(PROBE_BYTES) as usize];
+    read_exact_at(file, path, 0, &mut head)?;
+    let mut tail = [0u8; 512];
+    if len >= 1024 {
+        read_exact_at(file, path, len - 512, &mut tail)?;
     }
-    let mut magic = [0u8; 4];
-    read_exact_at(file, path, 0, &mut magic)?;
-    Ok(if magic == MAGIC {
-        Format::Qcow2
-    } else {
-        Format::Raw
-    })
+    match probe_bytes(&head, if len >= 1024 { Some(&tail) } else { None }) {
+        Probed::Readable(f) => Ok(f),
+        Probed::NotReadable(what) => Err(driver::not_readable(path, what)),
+    }
+}
+
+/// How many bytes from the start of a file [`probe`] looks at.
+const PROBE_BYTES: u64 = 4096;
+
+/// What [`probe_bytes`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probed {
+    /// A format qfault reads (raw when nothing else matched).
+    Readable(Format),
+    /// A format qfault recognises but does not read (a phrase for messages).
+    NotReadable(&'static str),
+}
+
+/// [`probe`] on bytes: `head` the file's first bytes (up to
+/// [`PROBE_BYTES`]), `tail` its last 512 when the file holds at least 1 KiB.
+fn probe_bytes(head: &[u8], tail: Option<&[u8; 512]>) -> Probed {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    if at(0, &MAGIC) {
+        // The version follows the magic (big-endian): 1 is the old qcow.
+        return match head
+            .get(4..8)
+            .map(|v| u32::from_be_bytes(v.try_into().unwrap_or([0; 4])))
+        {
+            Some(1) => Probed::NotReadable("a qcow (version 1) image"),
+            _ => Probed::Readable(Format::Qcow2),
+        };
+    }
+    // VMDK: sparse extents ("KDMV", VMDK4_MAGIC; "COWD", VMDK3_MAGIC) and
+    // text descriptors (QEMU's vmdk_probe looks for a descriptor line).
+    if at(0, b"KDMV") || at(0, b"COWD") || is_vmdk_descriptor(head) {
+        return Probed::Readable(Format::Vmdk);
+    }
+    if at(0, b"vhdxfile") {
+        return Probed::Readable(Format::Vhdx);
+    }
+    // A dynamic VHD starts with a copy of its footer; a fixed VHD has the
+    // footer only at the end (QEMU's probe misses those and reads them as
+    // raw, footer included).
+    if at(0, b"conectix") || tail.is_some_and(|t| t.starts_with(b"conectix")) {
+        return Probed::Readable(Format::Vpc);
+    }
+    // VDI: the pre-header's signature at 0x40 (little-endian 0xbeda107f).
+    if at(0x40, &[0x7f, 0x10, 0xda, 0xbe]) {
+        return Probed::Readable(Format::Vdi);
+    }
+    let known: [(usize, &[u8], &'static str); 7] = [
+        (0, b"QED\0", "a QED image"),
+        (0, b"WithoutFreeSpace", "a Parallels image"),
+        (0, b"WithouFreSpacExt", "a Parallels image"),
+        (0, b"Bochs Virtual HD Image", "a Bochs image"),
+        (0, b"#!/bin/sh\n#V2.0 Format", "a cloop image"),
+        (0, b"LUKS\xba\xbe", "a LUKS volume (QEMU's luks format)"),
+        (
+            0,
+            b"SAUL\xba\xbe",
+            "a LUKS2 volume with a secondary header first",
+        ),
+    ];
+    for (off, magic, what) in known {
+        if at(off, magic) {
+            return Probed::NotReadable(what);
+        }
+    }
+    // DMG: the "koly" trailer in the last 512 bytes.
+    if tail.is_some_and(|t| t.starts_with(b"koly")) {
+        return Probed::NotReadable("a DMG image");
+    }
+    Probed::Readable(Format::Raw)
+}
+
+/// Whether `head` is a VMDK text descriptor by QEMU's `vmdk_probe`: after
+/// comment lines (`#…`) and lines of spaces, the first line is `version=1`,
+/// `version=2` or `version=3` (ending in LF or CRLF).
+fn is_vmdk_descriptor(head: &[u8]) -> bool {
+    let mut p = 0;
+    while p < head.len() {
+        match head[p] {
+            b'#' => {
+                while p < head.len() && head[p] != b'\n' {
+                    p += 1;
+                }
+                p += 1;
+            }
+            b' ' => {
+                while p < head.len() && head[p] == b' ' {
+                    p += 1;
+                }
+                if head.get(p) == Some(&b'\r') {
+                    p += 1;
+                }
+                if head.get(p) != Some(&b'\n') {
+                    return false;
+                }
+                p += 1;
+            }
+            _ => {
+                let rest = &head[p..];
+                return [b'1', b'2', b'3'].iter().any(|v| {
+                    let line = [b"version=".as_slice(), &[*v]].concat();
+                    rest.starts_with(&line)
+                        && matches!(&rest[line.len()..], [b'\n', ..] | [b'\r', b'\n', ..])
+                });
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    fn tail(magic: &[u8]) -> [u8; 512] {
+        let mut t = [0u8; 512];
+        t[..magic.len()].copy_from_slice(magic);
+        t
+    }
+
+    #[test]
+    fn every_format_qemu_probes_is_named_never_raw() {
+        let mut vdi = vec![0u8; 512];
+        vdi[..4].copy_from_slice(b"<<< ");
+        vdi[0x40..0x44].copy_from_slice(&0xbeda_107f_u32.to_le_bytes());
+        let cases: [(&[u8], Probed); 14] = [
+            (b"QFI\xfb\0\0\0\x03", Probed::Readable(Format::Qcow2)),
+            (
+                b"QFI\xfb\0\0\0\x01",
+                Probed::NotReadable("a qcow (version 1) image"),
+            ),
+            (b"KDMV\x01\0\0\0", Probed::Readable(Format::Vmdk)),
+            (b"COWD", Probed::Readable(Format::Vmdk)),
+            (
+                b"# Disk DescriptorFile\nversion=1\n",
+                Probed::Readable(Format::Vmdk),
+            ),
+            (b"#c\n  \r\nversion=3\r\n", Probed::Readable(Format::Vmdk)),
+            (b"vhdxfile", Probed::Readable(Format::Vhdx)),
+            (b"conectix", Probed::Readable(Format::Vpc)),
+            (&vdi, Probed::Readable(Format::Vdi)),
+            (b"QED\0", Probed::NotReadable("a QED image")),
+            (
+                b"WithoutFreeSpace",
+                Probed::NotReadable("a Parallels image"),
+            ),
+            (
+                b"Bochs Virtual HD Image",
+                Probed::NotReadable("a Bochs image"),
+            ),
+            (
+                b"LUKS\xba\xbe\0\x02",
+                Probed::NotReadable("a LUKS volume (QEMU's luks format)"),
+            ),
+            (b"\xeb\x52\x90NTFS    ", Probed::Readable(Format::Raw)),
+        ];
+        for (head, want) in cases {
+            assert_eq!(
+                probe_bytes(head, None),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        // Footers at the end: a fixed VHD, a DMG.
+        assert_eq!(
+            probe_bytes(&[0; 512], Some(&tail(b"conectix"))),
+            Probed::Readable(Format::Vpc)
+        );
+        assert_eq!(
+            probe_bytes(&[0; 512], Some(&tail(b"koly"))),
+            Probed::NotReadable("a DMG image")
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_a_descriptor_is_raw() {
+        for head in [
+            b"\nversion=1\n".as_slice(), // QEMU accepts no empty line before it
+            b"x\nversion=1\n",
+            b"version=4\n",
+            b"version=1",
+            b"# only a comment\n",
+        ] {
+            assert_eq!(
+                probe_bytes(head, None),
+                Probed::Readable(Format::Raw),
+                "{head:?}"
+            );
+        }
+    }
 }
 
 impl Image {
@@ -513,18 +831,12 @@ impl Image {
 
     /// The top image's format.
     pub fn format(&self) -> Format {
-        match self.layers[0] {
-            Layer::Raw(_) => Format::Raw,
-            Layer::Qcow2(_) => Format::Qcow2,
-        }
+        self.layers[0].format()
     }
 
     /// The top image's path.
     pub fn path(&self) -> &Path {
-        match &self.layers[0] {
-            Layer::Raw(r) => r.path(),
-            Layer::Qcow2(q) => q.path(),
-        }
+        self.layers[0].path()
     }
 
     /// Whether the top image itself provides the guest bytes at `offset`

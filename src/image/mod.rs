@@ -1,4 +1,6 @@
-//! Disk images: raw files and qcow2, through the backing chain, as one guest disk.
+//! Disk images: raw files, qcow2 and the formats read by drivers in
+//! [`driver`] (VMDK, VHDX, VHD, VDI), through the backing chain, as one guest
+//! disk.
 //!
 //! [`open`] follows the chain and returns an [`Image`] that implements
 //! [`ReadAt`]; wrap it in a [`Cursor`] for `Read + Seek`. Every file is opened
@@ -7,11 +9,16 @@
 
 pub mod backing;
 mod chain;
+pub mod driver;
 pub mod lock;
 pub mod qcow2;
 pub mod raw;
 mod read_at;
 pub mod storage;
+pub mod vdi;
+pub mod vhdx;
+pub mod vmdk;
+pub mod vpc;
 
 pub use backing::BackingPolicy;
 pub use chain::{
