@@ -3,7 +3,8 @@
 //! Ranges the chain reports as zeros are never read; data that reads as
 //! zeros is not written either, so the output keeps holes wherever the guest
 //! reads zeros. Reading and writing overlap (a writer thread, a few chunks in
-//! flight), and the output is fsynced once, at the end.
+//! flight), and the output is fsynced once, at the end (unless the caller
+//! asks for no sync, like qemu-img's default output cache mode).
 
 use crate::error::{Error, Result};
 use crate::image::{check_range, Image, ReadAt};
@@ -18,18 +19,21 @@ const CHUNK: u64 = 4 << 20;
 const BUFFERS: usize = 3;
 
 /// Writes guest bytes `[start, start + len)` of `image` to `out` as a sparse
-/// raw file, atomically. `progress(done, total)` is called as bytes are done.
+/// raw file, atomically; with `sync`, flushed to stable storage before this
+/// returns. `progress(done, total)` is called as bytes are done.
 pub fn export_raw(
     image: &mut Image,
     start: u64,
     len: u64,
     out: &Path,
     overwrite: bool,
+    sync: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     check_range(start, len, image.size())?;
     image.refuse_as_output(out)?;
-    let target = AtomicFile::create(out, overwrite)?;
+    let mut target = AtomicFile::create(out, overwrite)?;
+    target.set_sync(sync);
     let file = target.file();
     // Errors name the target: the temporary file's name means nothing to
     // the user.

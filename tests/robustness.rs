@@ -316,3 +316,176 @@ fn while_qfault_reads_a_base_qemu_cannot_take_write_access() {
         "after qfault closed it, qemu-io may write"
     );
 }
+
+/// The sync system calls (`fsync`, `fdatasync`, `syncfs`) a qfault run
+/// makes, counted by strace.
+fn sync_calls(args: &[&str]) -> Vec<String> {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    run(Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs", "-o"])
+        .arg(log.path())
+        .arg(qfault_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()));
+    std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("sync"))
+        .map(|l| l.split('(').next().unwrap_or(l).trim().to_string())
+        .map(|l| l.rsplit(' ').next().unwrap_or(&l).to_string())
+        .collect()
+}
+
+/// Issue 16, goal 2: a chain is flushed once (one syncfs for all its
+/// links, one fsync of their directory), not twice per link; one overlay or
+/// export is one fsync of the file and one of its directory; `--no-sync`
+/// flushes nothing and writes the same bytes.
+#[test]
+fn durability_costs_one_flush_per_run_and_none_with_no_sync() {
+    if !require_tools(&["strace", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, _) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let b = base.to_str().unwrap();
+    let each = "zero --offset 1M --length 512";
+    assert_eq!(
+        sync_calls(&[
+            "chain",
+            b,
+            "-o",
+            &d("synced"),
+            "--depth",
+            "20",
+            "--each",
+            each
+        ]),
+        ["syncfs", "fsync"],
+        "a durable chain"
+    );
+    assert_eq!(
+        sync_calls(&[
+            "chain",
+            b,
+            "-o",
+            &d("fast"),
+            "--depth",
+            "20",
+            "--each",
+            each,
+            "--no-sync"
+        ]),
+        Vec::<String>::new(),
+        "a --no-sync chain"
+    );
+    for i in 1..=20 {
+        let name = format!("link-{i:04}.qcow2");
+        let (a, f) = (
+            dir.path().join("synced").join(&name),
+            dir.path().join("fast").join(&name),
+        );
+        assert!(a.exists(), "{} missing", a.display());
+        assert_eq!(
+            sha256_file(&a),
+            sha256_file(&f),
+            "{name}: --no-sync wrote other bytes"
+        );
+    }
+    assert_qemu_img_check_clean(&dir.path().join("fast/link-0020.qcow2"));
+    let inject = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "inject", "zero", b, "-o", out, "--offset", "0", "--length", "512",
+        ];
+        a.extend(extra);
+        sync_calls(&a)
+    };
+    assert_eq!(
+        inject(&d("one.qcow2"), &[]),
+        ["fsync", "fsync"],
+        "one overlay"
+    );
+    assert_eq!(
+        inject(&d("two.qcow2"), &["--no-sync"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sha256_file(&dir.path().join("one.qcow2")),
+        sha256_file(&dir.path().join("two.qcow2"))
+    );
+    assert_eq!(
+        sync_calls(&["export", b, "-o", &d("e1.raw")]),
+        ["fsync", "fsync"],
+        "export"
+    );
+    assert_eq!(
+        sync_calls(&["export", b, "-o", &d("e2.raw"), "--no-sync"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sha256_file(&dir.path().join("e1.raw")),
+        sha256_file(&dir.path().join("e2.raw"))
+    );
+    guard.assert_unchanged();
+}
+
+/// A chain killed at any moment leaves only complete links: each link in
+/// place is whole (flushed before any was renamed), and a re-run completes
+/// the chain and removes the temporaries.
+#[test]
+fn sigkill_during_a_chain_never_leaves_a_partial_link() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, _) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let out = dir.path().join("chain");
+    let args = |o: &Path| {
+        vec![
+            "chain".to_string(),
+            base.to_str().unwrap().to_string(),
+            "-o".into(),
+            o.to_str().unwrap().to_string(),
+            "--depth".into(),
+            "30".into(),
+        ]
+    };
+    let t = Instant::now();
+    qfault_ok(args(&dir.path().join("reference")));
+    let full = t.elapsed().max(Duration::from_millis(5));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..30 {
+        let _ = std::fs::remove_dir_all(&out);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full.as_micros() as u64 * 3 / 2 + 1));
+        let mut child = Command::new(qfault_bin())
+            .args(args(&out))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        for i in 1..=30 {
+            let name = format!("link-{i:04}.qcow2");
+            let link = out.join(&name);
+            if link.exists() {
+                assert_eq!(
+                    sha256_file(&link),
+                    sha256_file(&dir.path().join("reference").join(&name)),
+                    "{name} is in place but not whole"
+                );
+            }
+        }
+    }
+    qfault_ok(args(&out));
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    assert_qemu_img_check_clean(&out.join("link-0030.qcow2"));
+    guard.assert_unchanged();
+}

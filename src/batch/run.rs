@@ -36,6 +36,7 @@ pub struct Batch {
     jobs: usize,
     shard: Shard,
     overwrite: bool,
+    sync: bool,
     open: OpenOptions,
 }
 
@@ -54,6 +55,7 @@ impl Batch {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard: Shard::ALL,
             overwrite: false,
+            sync: true,
             open: OpenOptions::default(),
         }
     }
@@ -106,6 +108,13 @@ impl Batch {
     /// Replace outputs that exist with other bytes instead of failing.
     pub fn overwrite(mut self, yes: bool) -> Self {
         self.overwrite = yes;
+        self
+    }
+
+    /// Flush every output to stable storage before reporting it (the
+    /// default); `false` is `--no-sync`.
+    pub fn sync(mut self, yes: bool) -> Self {
+        self.sync = yes;
         self
     }
 
@@ -193,6 +202,7 @@ impl Batch {
             Job::Chain(c) => c
                 .clone()
                 .overwrite(self.overwrite)
+                .sync(self.sync)
                 .open_options(self.open.clone())
                 .build()
                 .map(|r| r.links),
@@ -228,6 +238,7 @@ impl Batch {
                 BackingName::Relative
             },
             overwrite: self.overwrite,
+            sync: self.sync,
         };
         apply(&mut base, &j.recipe, &j.output, &opts, &self.open)
     }

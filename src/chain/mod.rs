@@ -7,8 +7,8 @@
 //! link is written. [`ChainBuilder::build`] then writes every link to a
 //! temporary file beside its final name, puts it on top of the open chain
 //! ([`Image::push_staged`]) and checks it ([`crate::apply::check_top`]);
-//! only when every link passed are they renamed into place, so a failure
-//! leaves nothing behind. Links name their backing file relative to their
+//! only when every link passed are they flushed together (one sync for the
+//! whole chain) and renamed into place, so a failure leaves nothing behind. Links name their backing file relative to their
 //! own directory, so the directory can move as a whole.
 
 mod names;
@@ -19,7 +19,7 @@ use crate::apply::{check_top, Output};
 use crate::error::{Error, Result};
 use crate::image::{open, Image, OpenOptions};
 use crate::overlay::{
-    stage_overlay, BackingName, OverlayOptions, Patch, Preview, DEFAULT_CLUSTER_SIZE,
+    stage_overlay, BackingName, OverlayOptions, Patch, Preview, Staged, DEFAULT_CLUSTER_SIZE,
 };
 use crate::recipe::{Plan, Spec};
 use serde::Serialize;
@@ -51,6 +51,7 @@ pub struct ChainBuilder {
     cluster_size: u64,
     absolute_base: bool,
     overwrite: bool,
+    sync: bool,
 }
 
 /// A backing chain built link by link.
@@ -99,6 +100,7 @@ impl ChainBuilder {
             cluster_size: DEFAULT_CLUSTER_SIZE,
             absolute_base: false,
             overwrite: false,
+            sync: true,
         }
     }
 
@@ -147,6 +149,14 @@ impl ChainBuilder {
     /// (equal ones are always left alone); otherwise such a link is an error.
     pub fn overwrite(mut self, yes: bool) -> Self {
         self.overwrite = yes;
+        self
+    }
+
+    /// Flush the links to stable storage before reporting the chain built
+    /// (the default: one flush for the whole chain, not one per link);
+    /// `false` is `--no-sync`.
+    pub fn sync(mut self, yes: bool) -> Self {
+        self.sync = yes;
         self
     }
 
@@ -336,6 +346,7 @@ impl ChainBuilder {
                     BackingName::Relative
                 },
                 overwrite: self.overwrite,
+                sync: self.sync,
             };
             let s = stage_overlay(image, &plan.patches, &out, &opts).map_err(link_err)?;
             image
@@ -344,10 +355,20 @@ impl ChainBuilder {
             check_top(image, spec, plan).map_err(link_err)?;
             staged.push((s, spec, out, t.elapsed().as_secs_f64()));
         }
-        let mut links = Vec::with_capacity(staged.len());
-        for (k, (s, spec, out, seconds)) in staged.into_iter().enumerate() {
-            let t = Instant::now();
-            let (overlay, status) = s.commit()?;
+        // One flush for every link, then all are moved into place.
+        let t = Instant::now();
+        let mut files = Vec::with_capacity(staged.len());
+        let mut rest = Vec::with_capacity(staged.len());
+        for (s, spec, out, seconds) in staged {
+            files.push(s);
+            rest.push((spec, out, seconds));
+        }
+        let committed = Staged::commit_all(files)?;
+        let commit_share = t.elapsed().as_secs_f64() / committed.len().max(1) as f64;
+        let mut links = Vec::with_capacity(committed.len());
+        for (k, ((overlay, status), (spec, out, seconds))) in
+            committed.into_iter().zip(rest).enumerate()
+        {
             let plan = &plans[k];
             let link = Output {
                 path: out,
@@ -356,7 +377,7 @@ impl ChainBuilder {
                 overlay,
                 targets: plan.targets.clone(),
                 skipped: plan.skipped.clone(),
-                seconds: seconds + t.elapsed().as_secs_f64(),
+                seconds: seconds + commit_share,
             };
             on_link(k + 1, &link);
             links.push(link);

@@ -27,6 +27,11 @@ pub struct Args {
     /// Replace outputs that exist with other bytes (by default that is an error).
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not flush the output to stable storage before reporting it done
+    /// (like qemu-img's default output cache mode): faster, still complete or
+    /// absent if qfault dies, but possibly lost or torn after a power loss.
+    #[arg(long)]
+    pub no_sync: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -42,6 +47,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut batch = Batch::from_manifest(&args.manifest)?
         .shard(args.shard)
         .overwrite(args.overwrite)
+        .sync(!args.no_sync)
         .open_options(qfault::image::OpenOptions {
             force_share: args.force_share,
             backing: args.backing.policy(),

@@ -46,6 +46,11 @@ pub struct Args {
     /// Replace links that exist with other bytes (by default that is an error).
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not flush the output to stable storage before reporting it done
+    /// (like qemu-img's default output cache mode): faster, still complete or
+    /// absent if qfault dies, but possibly lost or torn after a power loss.
+    #[arg(long)]
+    pub no_sync: bool,
     /// Print the report as JSON (every link).
     #[arg(long)]
     pub json: bool,
@@ -63,6 +68,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .cluster_size(args.cluster_size)
         .absolute_base(args.absolute_base)
         .overwrite(args.overwrite)
+        .sync(!args.no_sync)
         .open_options(args.open.options());
     let progress = std::io::stderr().is_terminal() && args.depth >= 50;
     let report = builder.build_with(&mut |i, _| {

@@ -22,6 +22,11 @@ pub struct Args {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not flush the output to stable storage before reporting it done
+    /// (like qemu-img's default output cache mode): faster, still complete or
+    /// absent if qfault dies, but possibly lost or torn after a power loss.
+    #[arg(long)]
+    pub no_sync: bool,
     #[command(flatten)]
     pub open: ImageOpts,
 }
@@ -43,6 +48,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         len,
         &args.output,
         args.overwrite,
+        !args.no_sync,
         &mut |d, t| progress.update(d, t),
     )?;
     Ok(())

@@ -49,6 +49,11 @@ pub struct OverlayArgs {
     /// Replace OVERLAY if it exists with other bytes.
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not flush the output to stable storage before reporting it done
+    /// (like qemu-img's default output cache mode): faster, still complete or
+    /// absent if qfault dies, but possibly lost or torn after a power loss.
+    #[arg(long)]
+    pub no_sync: bool,
     /// Print the report as JSON (schema: docs/json.md).
     #[arg(long)]
     pub json: bool,
@@ -105,6 +110,7 @@ impl OverlayArgs {
                 BackingName::Relative
             },
             overwrite: self.overwrite,
+            sync: !self.no_sync,
         }
     }
 }

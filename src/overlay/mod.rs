@@ -92,6 +92,9 @@ pub struct OverlayOptions {
     /// Replace an existing output file whose bytes differ from the planned
     /// ones (an identical one is always left alone).
     pub overwrite: bool,
+    /// Flush the overlay and its directory to stable storage before
+    /// reporting it written (the default); `false` is `--no-sync`.
+    pub sync: bool,
 }
 
 impl Default for OverlayOptions {
@@ -100,6 +103,7 @@ impl Default for OverlayOptions {
             cluster_size: DEFAULT_CLUSTER_SIZE,
             backing_name: BackingName::Relative,
             overwrite: false,
+            sync: true,
         }
     }
 }
@@ -179,22 +183,31 @@ impl Staged {
     /// Fsyncs the overlay and moves it into place (nothing to do when
     /// unchanged), and reports it.
     pub fn commit(self) -> Result<(OverlayReport, Status)> {
-        let Staged {
-            file,
-            mut report,
-            status,
-        } = self;
-        if let Some(f) = file {
-            f.commit()?;
+        let mut all = Staged::commit_all(vec![self])?;
+        Ok(all.remove(0))
+    }
+
+    /// Commits overlays written together (a chain's links) with one flush
+    /// for all of them ([`crate::output::commit_all`]) and reports each, in
+    /// order.
+    pub fn commit_all(staged: Vec<Staged>) -> Result<Vec<(OverlayReport, Status)>> {
+        let mut files = Vec::new();
+        let mut done = Vec::with_capacity(staged.len());
+        for s in staged {
+            files.extend(s.file);
+            done.push((s.report, s.status));
         }
+        crate::output::commit_all(files)?;
         // Stat after the sync: some filesystems allocate extent-tree blocks
-        // only at writeback. The overlay is in place: a failing stat must not
-        // turn that into an error.
-        report.allocated_size = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(&report.path).map_or(0, |m| m.blocks() * 512)
-        };
-        Ok((report, status))
+        // only at writeback. The overlays are in place: a failing stat must
+        // not turn that into an error.
+        for (report, _) in &mut done {
+            report.allocated_size = {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(&report.path).map_or(0, |m| m.blocks() * 512)
+            };
+        }
+        Ok(done)
     }
 }
 
@@ -285,7 +298,8 @@ pub fn stage_overlay(
         status = Status::Replaced;
     }
     let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
-    let target = AtomicFile::create(out, status == Status::Replaced)?;
+    let mut target = AtomicFile::create(out, status == Status::Replaced)?;
+    target.set_sync(opts.sync);
     let mut writer = layout::Writer::new(target.file(), target.target());
     let file_size = emit(base, patches, &touched, &mut layout, &mut writer)?;
     Ok(Staged {
