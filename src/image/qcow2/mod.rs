@@ -70,9 +70,16 @@ pub struct Qcow2Image {
     l1: Vec<u64>,
     l2_cache: L2Cache,
     metadata: Vec<(u64, u64, &'static str)>,
-    /// The last inflated cluster, by descriptor offset.
-    inflated: Option<(u64, Vec<u8>)>,
+    /// The clusters inflated last, by descriptor offset, most recent last
+    /// (at most [`INFLATED_BYTES`] of them, and at least one).
+    inflated: Vec<(u64, Vec<u8>)>,
 }
+
+/// Bytes of inflated clusters an image keeps: planning and checking read
+/// the same few metadata clusters (an NTFS boot sector, `$MFT`, the root
+/// index) again and again, and each would otherwise be read and inflated
+/// every time.
+pub const INFLATED_BYTES: usize = 256 << 10;
 
 impl Qcow2Image {
     /// Parses the header of the image in `storage` and loads the active L1 table.
@@ -106,7 +113,7 @@ impl Qcow2Image {
             metadata: header.metadata_ranges(),
             header,
             l1,
-            inflated: None,
+            inflated: Vec::new(),
         })
     }
 
@@ -385,23 +392,37 @@ impl Qcow2Image {
         buf: &mut [u8],
     ) -> Result<()> {
         let cs = self.header.cluster_size() as usize;
-        let cached = matches!(&self.inflated, Some((off, _)) if *off == descriptor.offset);
-        if !cached {
-            let avail = self.file_len - descriptor.offset;
-            let mut input = vec![0u8; descriptor.len.min(avail) as usize];
-            self.storage.read_at(descriptor.offset, &mut input)?;
-            let mut out = self.inflated.take().map(|(_, v)| v).unwrap_or_default();
-            compressed::decompress(
-                &self.path,
-                self.header.compression_type,
-                &input,
-                cs,
-                &mut out,
-                guest_offset - in_cluster,
-            )?;
-            self.inflated = Some((descriptor.offset, out));
+        match self
+            .inflated
+            .iter()
+            .position(|(off, _)| *off == descriptor.offset)
+        {
+            Some(i) => {
+                let hit = self.inflated.remove(i);
+                self.inflated.push(hit);
+            }
+            None => {
+                let avail = self.file_len - descriptor.offset;
+                let mut input = vec![0u8; descriptor.len.min(avail) as usize];
+                self.storage.read_at(descriptor.offset, &mut input)?;
+                let keep = (INFLATED_BYTES / cs).max(1);
+                let mut out = if self.inflated.len() >= keep {
+                    self.inflated.remove(0).1
+                } else {
+                    Vec::new()
+                };
+                compressed::decompress(
+                    &self.path,
+                    self.header.compression_type,
+                    &input,
+                    cs,
+                    &mut out,
+                    guest_offset - in_cluster,
+                )?;
+                self.inflated.push((descriptor.offset, out));
+            }
         }
-        let (_, data) = self.inflated.as_ref().expect("just inflated");
+        let (_, data) = self.inflated.last().expect("just inflated");
         let start = in_cluster as usize;
         buf.copy_from_slice(&data[start..start + buf.len()]);
         Ok(())
