@@ -24,6 +24,7 @@ pub mod ntfs;
 pub mod swap;
 mod text;
 pub mod udf;
+pub mod ufs;
 pub mod xfs;
 
 use crate::error::{Error, Result};
@@ -79,6 +80,7 @@ const PROBES: &[Probe] = &[
     ext::probe,
     udf::probe,
     iso9660::probe,
+    ufs::probe,
     ntfs::probe,
     btrfs::probe,
     exfat::probe,

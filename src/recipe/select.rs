@@ -222,7 +222,7 @@ pub fn select_named(
                         list(found.iter())
                     ))
                 })?;
-            if f.fstype() != Some(fstype) && !f.ambivalent.is_empty() {
+            if f.fstype() != Some(fstype) && f.ambivalent.iter().any(|s| s.fstype == fstype) {
                 return Err(Error::Refused(f.ambivalent_reason(fstype)));
             }
             if f.fstype() != Some(fstype) {
