@@ -289,8 +289,29 @@ def blkid_export(path, offset=None, size=None):
     kv = {}
     for line in out.splitlines():
         k, _, v = line.partition("=")
-        kv[k] = re.sub(r"\\(.)", r"\1", v)
+        kv[k] = unmangle(v)
     return rc, kv
+
+
+def unmangle(v):
+    """Undoes blkid's export encoding: `\\c` for shell specials, and
+    `cat -v` style `M-c` (byte | 0x80) and `^c` (control) for other bytes;
+    the bytes are then read as UTF-8, invalid ones as U+FFFD (as qfault
+    prints labels that are not UTF-8)."""
+    out = bytearray()
+    i = 0
+    while i < len(v):
+        meta = 0
+        if v.startswith("M-", i) and i + 2 < len(v):
+            meta, i = 0x80, i + 2
+        if v[i] == "\\" and i + 1 < len(v):
+            c, i = ord(v[i + 1]), i + 2
+        elif v[i] == "^" and i + 1 < len(v) and (meta or v[i + 1] in "@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_?"):
+            c, i = ord(v[i + 1]) ^ 0x40, i + 2
+        else:
+            c, i = ord(v[i]), i + 1
+        out += (c | meta).to_bytes(1, "little") if c < 0x80 or meta == 0 and c < 0x100 else chr(c).encode()
+    return out.decode("utf-8", "replace")
 
 
 def copy_range(src, offset, length, dest):

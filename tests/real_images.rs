@@ -35,7 +35,9 @@ fn blkid_probe(file: &Path) -> (i32, String) {
 /// pass blkid's checks, as on the DFTT images.
 fn ntfs_plus_ext2(dir: &Path) -> common::linux::LinuxDisk {
     linux_disk(dir, "amb", Table::Mbr, 24 * MIB, |vol| {
-        run(tool("mkntfs").args(["-Q", "-F", "-q", "-L", "BOTH"]).arg(vol));
+        run(tool("mkntfs")
+            .args(["-Q", "-F", "-q", "-L", "BOTH"])
+            .arg(vol));
         let ext = vol.with_extension("ext2");
         sparse_file(&ext, 24 * MIB);
         run(tool("mkfs.ext2").args(["-q", "-F", "-L", "side"]).arg(&ext));
@@ -75,7 +77,14 @@ fn ambivalent_signatures_are_reported_as_blkid_reports_them() {
 
 #[test]
 fn recipes_refuse_an_ambivalent_partition_unless_fs_names_it() {
-    if !require_tools(&["mkntfs", "mkfs.ext2", "ntfsfix", "ntfs-3g", "blkid", "qemu-img"]) {
+    if !require_tools(&[
+        "mkntfs",
+        "mkfs.ext2",
+        "ntfsfix",
+        "ntfs-3g",
+        "blkid",
+        "qemu-img",
+    ]) {
         return;
     }
     let dir = tmpdir();
@@ -100,16 +109,38 @@ fn recipes_refuse_an_ambivalent_partition_unless_fs_names_it() {
     }
     // A recipe for a filesystem that is not among the signatures: refused
     // as any partition without it.
-    let r = qfault_expect(["inject", "ext4-unclean", base, "-o", o, "--partition", "1"], 3);
+    let r = qfault_expect(
+        ["inject", "ext4-unclean", base, "-o", o, "--partition", "1"],
+        3,
+    );
     assert!(String::from_utf8_lossy(&r.stderr).contains("does not hold ext4"));
     // --fs naming another filesystem than the recipe's: a usage error.
     qfault_expect(
-        ["inject", "ntfs-boot", base, "-o", o, "--partition", "1", "--fs", "ext2"],
+        [
+            "inject",
+            "ntfs-boot",
+            base,
+            "-o",
+            o,
+            "--partition",
+            "1",
+            "--fs",
+            "ext2",
+        ],
         2,
     );
     // --fs ntfs: the recipe acts, and its prediction holds.
     let r = qfault_ok([
-        "inject", "ntfs-boot", base, "-o", o, "--partition", "1", "--fs", "ntfs", "--json",
+        "inject",
+        "ntfs-boot",
+        base,
+        "-o",
+        o,
+        "--partition",
+        "1",
+        "--fs",
+        "ntfs",
+        "--json",
     ]);
     let j: Value = serde_json::from_str(&r).unwrap();
     let outcomes = j["output"]["targets"][0]["prediction"]["outcomes"]
@@ -127,7 +158,11 @@ fn recipes_refuse_an_ambivalent_partition_unless_fs_names_it() {
     assert!(text.contains("TYPE=\"ext2\""), "{text}");
     let repair = outcomes.iter().find(|o| o["role"] == "repair").unwrap();
     let (code, text) = code_and_text(tool("ntfsfix").arg(&part));
-    assert_eq!(i64::from(code), repair["exit_code"].as_i64().unwrap(), "{text}");
+    assert_eq!(
+        i64::from(code),
+        repair["exit_code"].as_i64().unwrap(),
+        "{text}"
+    );
     assert!(text.contains(repair["message"].as_str().unwrap()), "{text}");
     // After the repair ntfs-3g mounts it (read-only here; the prediction
     // says read-write, which `ntfs_boot.rs` checks on its own fixtures).
@@ -158,9 +193,15 @@ fn udf_bridge_disc_is_udf_as_blkid_says() {
     let j = inspect_json(&iso);
     let p0 = &j["partitions"][0];
     assert_eq!(p0["filesystem"], "udf");
-    assert_eq!(p0["label"].as_str(), oracle.get("LABEL").map(String::as_str));
+    assert_eq!(
+        p0["label"].as_str(),
+        oracle.get("LABEL").map(String::as_str)
+    );
     assert_eq!(p0["uuid"].as_str(), oracle.get("UUID").map(String::as_str));
-    assert_eq!(p0["version"].as_str(), oracle.get("VERSION").map(String::as_str));
+    assert_eq!(
+        p0["version"].as_str(),
+        oracle.get("VERSION").map(String::as_str)
+    );
     assert_eq!(p0["ambivalent"], serde_json::json!([]));
 }
 
@@ -172,7 +213,9 @@ fn gpt_cut_short_falls_back_to_the_mbr_view_as_sfdisk_does() {
     let dir = tmpdir();
     let raw = dir.path().join("gpt.raw");
     sparse_file(&raw, 16 * MIB);
-    run(tool("sgdisk").args(["-n", "1:2048:+4M", "-n", "2:0:+4M"]).arg(&raw));
+    run(tool("sgdisk")
+        .args(["-n", "1:2048:+4M", "-n", "2:0:+4M"])
+        .arg(&raw));
     // Cut at 6 MiB: the backup header is gone and the primary's last usable
     // LBA lies past the end.
     std::fs::OpenOptions::new()
@@ -199,8 +242,14 @@ fn gpt_cut_short_falls_back_to_the_mbr_view_as_sfdisk_does() {
     let theirs = t["partitions"].as_array().unwrap();
     assert_eq!(mine.len(), theirs.len());
     for (m, s) in mine.iter().zip(theirs) {
-        assert_eq!(m["offset"].as_u64().unwrap(), s["start"].as_u64().unwrap() * 512);
-        assert_eq!(m["length"].as_u64().unwrap(), s["size"].as_u64().unwrap() * 512);
+        assert_eq!(
+            m["offset"].as_u64().unwrap(),
+            s["start"].as_u64().unwrap() * 512
+        );
+        assert_eq!(
+            m["length"].as_u64().unwrap(),
+            s["size"].as_u64().unwrap() * 512
+        );
         assert_eq!(m["type"], "0xee");
         assert_eq!(s["type"], "ee");
     }

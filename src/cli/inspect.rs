@@ -47,7 +47,11 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new(p: &'a Partition, sig: &'a Signatures) -> Self {
-        let ambivalent = if sig.ambivalent() { sig.types() } else { Vec::new() };
+        let ambivalent = if sig.ambivalent() {
+            sig.types()
+        } else {
+            Vec::new()
+        };
         let fs = sig.found.first().filter(|_| ambivalent.is_empty());
         Row {
             number: p.number,
@@ -71,10 +75,7 @@ impl<'a> Row<'a> {
 
 /// Identifies the filesystem of every partition that lies on the disk;
 /// extended partitions are containers and are not probed.
-fn probe_all(
-    disk: &mut dyn ReadAt,
-    layout: &mut DiskLayout,
-) -> anyhow::Result<Vec<Signatures>> {
+fn probe_all(disk: &mut dyn ReadAt, layout: &mut DiskLayout) -> anyhow::Result<Vec<Signatures>> {
     let mut out = Vec::with_capacity(layout.partitions.len());
     for p in &layout.partitions {
         if p.is_extended() {

@@ -12,6 +12,7 @@
 //! Reads past the end of a partition mean "not this filesystem", never an
 //! error; real I/O errors are passed on.
 
+pub mod bitlocker;
 pub mod btrfs;
 pub mod exfat;
 pub mod ext;
@@ -36,7 +37,8 @@ pub use ntfs::{read_volume, VolumeSummary};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FsInfo {
     /// blkid's TYPE: `ntfs`, `vfat`, `exfat`, `ext2`, `ext3`, `ext4`, `xfs`,
-    /// `btrfs`, `swap`, `crypto_LUKS`, `LVM2_member`, `iso9660`, ...
+    /// `btrfs`, `swap`, `crypto_LUKS`, `LVM2_member`, `BitLocker`, `iso9660`,
+    /// `udf`, `ufs`, ...
     pub fstype: &'static str,
     /// blkid's LABEL (trailing whitespace removed; absent when empty).
     pub label: Option<String>,
@@ -74,6 +76,7 @@ type Probe = fn(&mut dyn ReadAt) -> Result<Option<FsInfo>>;
 const PROBES: &[Probe] = &[
     lvm::probe,
     luks::probe,
+    bitlocker::probe,
     fat::probe,
     swap::probe,
     xfs::probe,
@@ -92,7 +95,7 @@ const PROBES: &[Probe] = &[
 const TOLERANT: &[&str] = &["udf", "iso9660"];
 /// Containers (libblkid's RAID and crypto usage): the first one found ends
 /// the probing, nothing beside it is looked for.
-const CONTAINERS: &[&str] = &["LVM2_member", "crypto_LUKS"];
+const CONTAINERS: &[&str] = &["LVM2_member", "crypto_LUKS", "BitLocker"];
 /// libblkid's "tiny" device (`BLKID_FL_TINY_DEV`, at most 1440 KiB, a
 /// floppy): the first signature is the answer, no ambivalence check.
 const TINY_DEVICE: u64 = 1440 * 1024;

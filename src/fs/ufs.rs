@@ -39,10 +39,11 @@ pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
         };
         let raw = [sb[MAGIC], sb[MAGIC + 1], sb[MAGIC + 2], sb[MAGIC + 3]];
         let (le, be) = (u32::from_le_bytes(raw), u32::from_be_bytes(raw));
-        let Some((magic, big)) = MAGICS
-            .iter()
-            .find_map(|&m| (m == le).then_some((m, false)).or((m == be).then_some((m, true))))
-        else {
+        let Some((magic, big)) = MAGICS.iter().find_map(|&m| {
+            (m == le)
+                .then_some((m, false))
+                .or((m == be).then_some((m, true)))
+        }) else {
             continue;
         };
         let word = |off: usize| {

@@ -2,7 +2,6 @@
 //! Real-tool comparisons (sfdisk, sgdisk, blkid) live in `tests/inspect.rs`.
 
 use super::*;
-use crate::error::Error;
 use crate::image::MemDisk;
 
 const MIB: usize = 1 << 20;
@@ -316,7 +315,9 @@ fn gpt_cut_short_falls_back_and_clamps_the_protective_partition() {
     let p = &l.partitions[0];
     assert_eq!((p.number, p.start, p.size), (1, 512, (MIB - 512) as u64));
     assert!(
-        l.warnings.iter().any(|w| w.contains("listed as 2047 sectors")),
+        l.warnings
+            .iter()
+            .any(|w| w.contains("listed as 2047 sectors")),
         "{:?}",
         l.warnings
     );

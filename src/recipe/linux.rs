@@ -36,10 +36,11 @@ pub const MOUNT_FAILURE: i32 = 32;
 /// The one partition holding `fstype` that `params` selects on `disk`.
 pub fn choose(params: &PartitionParams, disk: &mut dyn ReadAt, fstype: &str) -> Result<Found> {
     let sel = params.partition.map_or(Selection::Only, Selection::Number);
-    let mut found = select::choose_named(disk, fstype, sel, params.fs.as_deref()).map_err(|e| match e {
-        Error::Usage(_) => e.context("partition"),
-        e => e,
-    })?;
+    let mut found =
+        select::choose_named(disk, fstype, sel, params.fs.as_deref()).map_err(|e| match e {
+            Error::Usage(_) => e.context("partition"),
+            e => e,
+        })?;
     found
         .pop()
         .ok_or_else(|| Error::Refused(format!("no {fstype} partition chosen")))

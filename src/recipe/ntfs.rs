@@ -58,10 +58,12 @@ pub fn plan(
     expect: &dyn Fn(&Prediction) -> std::result::Result<(), String>,
 ) -> Result<Plan> {
     let selection = target.selection();
-    let chosen = select::choose_named(disk, "ntfs", selection, target.fs.as_deref()).map_err(|e| match e {
-        Error::Usage(_) => e.context("partition"),
-        e => e,
-    })?;
+    let chosen = select::choose_named(disk, "ntfs", selection, target.fs.as_deref()).map_err(
+        |e| match e {
+            Error::Usage(_) => e.context("partition"),
+            e => e,
+        },
+    )?;
     let mut plan = Plan {
         targets: Vec::new(),
         skipped: Vec::new(),

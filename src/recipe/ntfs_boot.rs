@@ -113,10 +113,12 @@ impl Recipe for NtfsBoot {
             return Err(Error::Usage("must be at least 1".into()).context("sectors"));
         }
         let selection = p.selection();
-        let chosen = select::choose_named(disk, "ntfs", selection, p.fs.as_deref()).map_err(|e| match e {
-            Error::Usage(_) => e.context("partition"),
-            e => e,
-        })?;
+        let chosen = select::choose_named(disk, "ntfs", selection, p.fs.as_deref()).map_err(
+            |e| match e {
+                Error::Usage(_) => e.context("partition"),
+                e => e,
+            },
+        )?;
         let mut plan = Plan {
             targets: Vec::new(),
             skipped: Vec::new(),

@@ -233,9 +233,13 @@ pub fn select_named(
             }
             Ok(vec![f.clone()])
         }
-        Selection::Only | Selection::All if matching.is_empty() && ambivalent.is_some() => Err(
-            Error::Refused(ambivalent.map(|f| f.ambivalent_reason(fstype)).unwrap_or_default()),
-        ),
+        Selection::Only | Selection::All if matching.is_empty() && ambivalent.is_some() => {
+            Err(Error::Refused(
+                ambivalent
+                    .map(|f| f.ambivalent_reason(fstype))
+                    .unwrap_or_default(),
+            ))
+        }
         Selection::Only | Selection::All if matching.is_empty() => Err(Error::Refused(format!(
             "no {fstype} partition on this disk; it has: {}",
             list(found.iter())
