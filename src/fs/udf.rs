@@ -11,7 +11,6 @@
 //! A UDF bridge disc also holds an ISO 9660 volume; libblkid probes UDF
 //! first and both are "tolerant", so `blkid -p` reports `udf`.
 
-use super::text::{label_utf16, Utf16};
 use super::{bytes::le16, bytes::le32, read_opt, FsInfo};
 use crate::error::Result;
 use crate::image::ReadAt;
@@ -82,7 +81,14 @@ fn decode(cid: u8, c: &[u8], max: usize) -> Option<String> {
             .take_while(|&&b| b != 0)
             .map(|&b| char::from(b))
             .collect(),
-        16 => label_utf16(c, Utf16::Be).unwrap_or_default(),
+        16 => {
+            let units: Vec<u16> = c
+                .chunks_exact(2)
+                .map(|u| u16::from_be_bytes([u[0], u[1]]))
+                .take_while(|&u| u != 0)
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
         _ => return None,
     };
     let mut out = String::new();
