@@ -16,7 +16,7 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	genisoimage:genisoimage \
 	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
 
-.PHONY: help deps test demo lint fixtures bench fuzz check-clean
+.PHONY: help deps test demo lint fixtures bench fuzz corpus check-clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,10 @@ bench: deps ## qfault vs QEMU's tools, same jobs; writes bench/RESULTS.md (BENCH
 
 fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fuzz/artifacts/
 	fuzz/run.sh
+
+corpus: deps ## compare qfault with blkid, sfdisk, qemu-img, ntfs-3g and ntfsfix on real images (downloaded to ~/.cache/qfault-corpus)
+	$(CARGO) build
+	python3 scripts/corpus.py --qfault $(TARGET_DIR)/debug/qfault
 
 check-clean: ## fail if the work tree has uncommitted or untracked files
 	@git status --porcelain | grep . && { echo "check-clean: work tree not clean" >&2; exit 1; } || true

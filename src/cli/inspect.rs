@@ -2,7 +2,7 @@
 
 use super::common::{human_size, print_chain, ImageOpts};
 use super::report::print_document;
-use qfault::fs::{FsInfo, NtfsGeometry};
+use qfault::fs::{NtfsGeometry, Signatures};
 use qfault::image::{ReadAt, Window};
 use qfault::layout::{read_layout, DiskLayout, Partition};
 use std::path::PathBuf;
@@ -40,10 +40,19 @@ struct Row<'a> {
     uuid: Option<&'a str>,
     version: Option<&'a str>,
     ntfs: Option<&'a NtfsGeometry>,
+    /// Every signature found when blkid's result is ambivalent (then
+    /// `filesystem`, `label` and `uuid` are null, as blkid reports none).
+    ambivalent: Vec<&'static str>,
 }
 
 impl<'a> Row<'a> {
-    fn new(p: &'a Partition, fs: Option<&'a FsInfo>) -> Self {
+    fn new(p: &'a Partition, sig: &'a Signatures) -> Self {
+        let ambivalent = if sig.ambivalent() {
+            sig.types()
+        } else {
+            Vec::new()
+        };
+        let fs = sig.found.first().filter(|_| ambivalent.is_empty());
         Row {
             number: p.number,
             start: p.start,
@@ -59,30 +68,39 @@ impl<'a> Row<'a> {
             uuid: fs.and_then(|f| f.uuid.as_deref()),
             version: fs.and_then(|f| f.version.as_deref()),
             ntfs: fs.and_then(|f| f.ntfs.as_ref()),
+            ambivalent,
         }
     }
 }
 
 /// Identifies the filesystem of every partition that lies on the disk;
 /// extended partitions are containers and are not probed.
-fn probe_all(
-    disk: &mut dyn ReadAt,
-    layout: &mut DiskLayout,
-) -> anyhow::Result<Vec<Option<FsInfo>>> {
+fn probe_all(disk: &mut dyn ReadAt, layout: &mut DiskLayout) -> anyhow::Result<Vec<Signatures>> {
     let mut out = Vec::with_capacity(layout.partitions.len());
     for p in &layout.partitions {
         if p.is_extended() {
-            out.push(None);
+            out.push(Signatures::default());
             continue;
         }
         match Window::new(&mut *disk, p.start, p.size) {
-            Ok(mut w) => out.push(qfault::fs::probe(&mut w)?),
+            Ok(mut w) => {
+                let sig = qfault::fs::probe_all(&mut w)?;
+                if sig.ambivalent() {
+                    layout.warnings.push(format!(
+                        "partition {} holds several filesystem signatures ({}): blkid -p reports \"ambivalent result\" (exit 8) and no type; \
+                         recipes act on it only when the filesystem is named with --fs",
+                        p.number,
+                        sig.types().join(", ")
+                    ));
+                }
+                out.push(sig);
+            }
             Err(_) => {
                 layout.warnings.push(format!(
                     "partition {} is not probed: it does not lie within the disk",
                     p.number
                 ));
-                out.push(None);
+                out.push(Signatures::default());
             }
         }
     }
@@ -99,7 +117,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .partitions
         .iter()
         .zip(&fs)
-        .map(|(p, f)| Row::new(p, f.as_ref()))
+        .map(|(p, f)| Row::new(p, f))
         .collect();
     if args.json {
         return print_document(
@@ -172,7 +190,11 @@ fn print_rows(rows: &[Row]) {
                 c.push(r.name.unwrap_or("").to_string());
             }
             c.extend([
-                r.filesystem.unwrap_or("-").to_string(),
+                if r.ambivalent.is_empty() {
+                    r.filesystem.unwrap_or("-").to_string()
+                } else {
+                    format!("ambivalent: {}", r.ambivalent.join("+"))
+                },
                 r.label.unwrap_or("").to_string(),
                 r.uuid.unwrap_or("").to_string(),
             ]);

@@ -3,7 +3,8 @@
 //! [`probe`] looks for each known signature in libblkid's order
 //! (`libblkid/src/superblocks/superblocks.c`, util-linux 2.38) and returns the
 //! first match with blkid's TYPE name and its label and UUID formatted as
-//! blkid formats them. One file per filesystem family, or a folder for a
+//! blkid formats them, or nothing when two signatures make blkid's result
+//! ambivalent ([`probe_all`] lists them). One file per filesystem family, or a folder for a
 //! filesystem qfault models in full ([`ntfs`]); each exposes a
 //! `probe(&mut dyn ReadAt) -> Result<Option<FsInfo>>` that returns `Ok(None)`
 //! when the signature is absent or the superblock fails blkid's checks.
@@ -11,6 +12,7 @@
 //! Reads past the end of a partition mean "not this filesystem", never an
 //! error; real I/O errors are passed on.
 
+pub mod bitlocker;
 pub mod btrfs;
 pub mod exfat;
 pub mod ext;
@@ -22,6 +24,8 @@ pub mod lvm;
 pub mod ntfs;
 pub mod swap;
 mod text;
+pub mod udf;
+pub mod ufs;
 pub mod xfs;
 
 use crate::error::{Error, Result};
@@ -33,7 +37,8 @@ pub use ntfs::{read_volume, VolumeSummary};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FsInfo {
     /// blkid's TYPE: `ntfs`, `vfat`, `exfat`, `ext2`, `ext3`, `ext4`, `xfs`,
-    /// `btrfs`, `swap`, `crypto_LUKS`, `LVM2_member`, `iso9660`, ...
+    /// `btrfs`, `swap`, `crypto_LUKS`, `LVM2_member`, `BitLocker`, `iso9660`,
+    /// `udf`, `ufs`, ...
     pub fstype: &'static str,
     /// blkid's LABEL (trailing whitespace removed; absent when empty).
     pub label: Option<String>,
@@ -71,24 +76,85 @@ type Probe = fn(&mut dyn ReadAt) -> Result<Option<FsInfo>>;
 const PROBES: &[Probe] = &[
     lvm::probe,
     luks::probe,
+    bitlocker::probe,
     fat::probe,
     swap::probe,
     xfs::probe,
     ext::probe,
+    udf::probe,
     iso9660::probe,
+    ufs::probe,
     ntfs::probe,
     btrfs::probe,
     exfat::probe,
 ];
 
-/// Identifies the filesystem (or container) in `part`, as `blkid -p` would.
-pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
-    for p in PROBES {
-        if let Some(info) = p(part)? {
-            return Ok(Some(info));
+/// Types libblkid flags `BLKID_IDINFO_TOLERANT`: found beside another
+/// signature they do not make the result ambivalent (a UDF bridge disc is
+/// UDF and ISO 9660 at once; `superblocks.c`, util-linux 2.38).
+const TOLERANT: &[&str] = &["udf", "iso9660"];
+/// Containers (libblkid's RAID and crypto usage): the first one found ends
+/// the probing, nothing beside it is looked for.
+const CONTAINERS: &[&str] = &["LVM2_member", "crypto_LUKS", "BitLocker"];
+/// libblkid's "tiny" device (`BLKID_FL_TINY_DEV`, at most 1440 KiB, a
+/// floppy): the first signature is the answer, no ambivalence check.
+const TINY_DEVICE: u64 = 1440 * 1024;
+
+/// Every signature [`probe_all`] found, in libblkid's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signatures {
+    /// The signatures found (at most one unless [`Signatures::ambivalent`]
+    /// or all but one are tolerant).
+    pub found: Vec<FsInfo>,
+}
+
+impl Signatures {
+    /// True when `blkid -p` reports "ambivalent result" (exit 8) and no
+    /// TYPE: two or more signatures, at least one of them not tolerant
+    /// (libblkid's `superblocks_safeprobe`).
+    pub fn ambivalent(&self) -> bool {
+        self.found.len() > 1 && self.found.iter().any(|f| !TOLERANT.contains(&f.fstype))
+    }
+
+    /// What `blkid -p` reports: the first signature, or `None` for no
+    /// signature or an ambivalent result.
+    pub fn blkid(self) -> Option<FsInfo> {
+        if self.ambivalent() {
+            None
+        } else {
+            self.found.into_iter().next()
         }
     }
-    Ok(None)
+
+    /// The types found, in probing order (for messages).
+    pub fn types(&self) -> Vec<&'static str> {
+        self.found.iter().map(|f| f.fstype).collect()
+    }
+}
+
+/// Every filesystem (or container) signature in `part`, as libblkid's
+/// `superblocks_safeprobe` collects them: all probes run unless the device
+/// is tiny or a container is found first.
+pub fn probe_all(part: &mut dyn ReadAt) -> Result<Signatures> {
+    let mut found: Vec<FsInfo> = Vec::new();
+    for p in PROBES {
+        if let Some(info) = p(part)? {
+            let last = (found.is_empty() && part.size() <= TINY_DEVICE)
+                || CONTAINERS.contains(&info.fstype);
+            found.push(info);
+            if last {
+                break;
+            }
+        }
+    }
+    Ok(Signatures { found })
+}
+
+/// Identifies the filesystem (or container) in `part`, as `blkid -p` would:
+/// `None` when nothing is found or when the result is ambivalent (see
+/// [`probe_all`] for every signature).
+pub fn probe(part: &mut dyn ReadAt) -> Result<Option<FsInfo>> {
+    Ok(probe_all(part)?.blkid())
 }
 
 /// True when sector 0 of `disk` is a FAT or NTFS boot sector that blkid

@@ -261,3 +261,75 @@ fn boot_sector_filesystems_are_not_mbrs() {
     assert!(is_boot_sector_filesystem(&mut d).unwrap());
     assert!(!is_boot_sector_filesystem(&mut MemDisk(disk())).unwrap());
 }
+
+/// UFS2 (superblock at 64 KiB, little-endian): version, label and the
+/// 16-hex-digit UUID from `fs_id`; big-endian UFS1 at 8 KiB too.
+#[test]
+fn ufs_both_byte_orders() {
+    let mut d = disk();
+    let sb = 64 * 1024;
+    d[sb + 1372..sb + 1376].copy_from_slice(&0x1954_0119u32.to_le_bytes());
+    d[sb + 680..sb + 685].copy_from_slice(b"UFS2V");
+    d[sb + 144..sb + 148].copy_from_slice(&0x41eb_0093u32.to_le_bytes());
+    d[sb + 148..sb + 152].copy_from_slice(&7u32.to_le_bytes());
+    let i = probe_vec(d).unwrap();
+    assert_eq!(
+        (
+            i.fstype,
+            i.version.as_deref(),
+            i.label.as_deref(),
+            i.uuid.as_deref()
+        ),
+        ("ufs", Some("2"), Some("UFS2V"), Some("41eb009300000007"))
+    );
+    let mut d = disk();
+    let sb = 8 * 1024;
+    d[sb + 1372..sb + 1376].copy_from_slice(&0x0001_1954u32.to_be_bytes());
+    let i = probe_vec(d).unwrap();
+    assert_eq!(
+        (i.fstype, i.version.as_deref(), i.uuid),
+        ("ufs", Some("1"), None)
+    );
+}
+
+/// BitLocker (Windows 7 header, metadata at 64 KiB): a crypto container
+/// whose VERSION is the metadata version; without the metadata header it
+/// is nothing.
+#[test]
+fn bitlocker_needs_its_metadata_header() {
+    let mut d = disk();
+    d[..11].copy_from_slice(b"\xeb\x58\x90-FVE-FS-");
+    d[176..184].copy_from_slice(&65536u64.to_le_bytes());
+    d[510] = 0x55;
+    d[511] = 0xAA;
+    assert_eq!(probe_vec(d.clone()), None);
+    d[65536..65544].copy_from_slice(b"-FVE-FS-");
+    d[65546..65548].copy_from_slice(&2u16.to_le_bytes());
+    let i = probe_vec(d).unwrap();
+    assert_eq!(
+        (i.fstype, i.version.as_deref(), i.uuid),
+        ("BitLocker", Some("2"), None)
+    );
+}
+
+/// Two intolerant signatures are ambivalent (blkid names neither); UDF
+/// and ISO 9660 are tolerant; on a tiny device the first one wins.
+#[test]
+fn ambivalence_follows_libblkid_safeprobe() {
+    let mut d = ext(0, 0, 0, 0);
+    let sb = 64 * 1024;
+    d[sb + 1372..sb + 1376].copy_from_slice(&0x0001_1954u32.to_le_bytes());
+    let all = probe_all(&mut MemDisk(d.clone())).unwrap();
+    assert!(all.ambivalent());
+    assert_eq!(all.types(), ["ext2", "ufs"]);
+    assert_eq!(probe_vec(d.clone()), None);
+    d.truncate(1440 * 1024);
+    let all = probe_all(&mut MemDisk(d)).unwrap();
+    assert!(!all.ambivalent());
+    assert_eq!(all.types(), ["ext2"]);
+    let tolerant = Signatures {
+        found: vec![FsInfo::new("udf"), FsInfo::new("iso9660")],
+    };
+    assert!(!tolerant.ambivalent());
+    assert_eq!(tolerant.blkid().map(|f| f.fstype), Some("udf"));
+}

@@ -142,7 +142,7 @@ pub fn guess_sector_size(disk: &mut dyn ReadAt, sector0: &[u8]) -> Result<u32> {
                 has_signature(&disk.read_vec(start, SECTOR_512 as usize)?)
             } else {
                 let mut w = crate::image::Window::new(&mut *disk, start, size)?;
-                crate::fs::probe(&mut w)?.is_some()
+                !crate::fs::probe_all(&mut w)?.found.is_empty()
             };
             score += usize::from(found);
         }

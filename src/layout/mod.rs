@@ -20,7 +20,7 @@ pub mod guid;
 pub mod mbr;
 mod types;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::ReadAt;
 pub use guid::Guid;
 pub use types::{gpt_type_name, is_mbr_extended, mbr_type_name};
@@ -230,11 +230,29 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     let sector0 = disk.read_vec(0, SECTOR_512 as usize)?;
 
     if mbr::is_protective(&sector0) {
-        let table = gpt::read_gpt(disk, &mut layout.warnings)?;
-        layout.table = TableKind::Gpt;
-        layout.sector_size = table.sector_size;
-        layout.gpt = Some(table.info);
-        layout.partitions = table.partitions;
+        match gpt::read_gpt(disk, &mut layout.warnings) {
+            Ok(table) => {
+                layout.table = TableKind::Gpt;
+                layout.sector_size = table.sector_size;
+                layout.gpt = Some(table.info);
+                layout.partitions = table.partitions;
+            }
+            // A GPT cut short (or with both headers gone): libfdisk's GPT
+            // probe fails and its DOS probe takes the protective MBR as an
+            // MBR holding one 0xEE partition, clamped to the disk ("GPT
+            // PMBR size mismatch ... will be corrected"); blkid reports
+            // PTTYPE "PMBR" and no partitions (util-linux 2.38).
+            Err(Error::Guest(why)) => {
+                layout.warnings.push(format!(
+                    "{why}: read as the MBR it is, as sfdisk does (blkid reports PTTYPE \"PMBR\")"
+                ));
+                layout.table = TableKind::Dos;
+                layout.partitions =
+                    mbr::read_mbr_with(disk, &sector0, SECTOR_512, &mut layout.warnings)?;
+                clamp_protective(&mut layout.partitions, disk_size, &mut layout.warnings);
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         if let Some(ss) = gpt::signature_without_protective_mbr(disk)? {
             layout.warnings.push(format!(
@@ -260,11 +278,13 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     // MBR; with no partitions in it, the filesystem at offset 0 wins.
     if layout.table == TableKind::Dos
         && layout.partitions.is_empty()
-        && crate::fs::probe(disk)?.is_some()
+        && !crate::fs::probe_all(disk)?.found.is_empty()
     {
         layout.table = TableKind::None;
     }
-    if let Some(fs) = crate::fs::probe(disk)? {
+    // Any signature counts, an ambivalent pair too (blkid then names none,
+    // but the disk is still a filesystem, not empty).
+    if let Some(fs) = crate::fs::probe_all(disk)?.found.first() {
         if layout.table != TableKind::None {
             // A hybrid image (an ISO 9660 with an MBR or GPT in its system
             // area), or any filesystem that leaves sector 0 to a table:
@@ -288,6 +308,26 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     }
     check_overlaps(&layout.partitions, &mut layout.warnings);
     Ok(layout)
+}
+
+/// Clamps a protective (0xEE) partition that runs past the end of the disk
+/// to the disk, as libfdisk's DOS label does for a protective MBR read as an
+/// MBR (`sfdisk -d` then lists it ending at the disk's last sector).
+fn clamp_protective(parts: &mut [Partition], disk_size: u64, warnings: &mut Vec<String>) {
+    for p in parts
+        .iter_mut()
+        .filter(|p| p.ptype == PartitionType::Mbr(types::MBR_GPT_PROTECTIVE))
+    {
+        if p.end() > disk_size && p.start < disk_size {
+            let sectors = (disk_size - p.start) / u64::from(SECTOR_512);
+            warnings.push(format!(
+                "the protective partition records {} sectors, the disk holds {sectors} after its start: \
+                 listed as {sectors} sectors, as sfdisk lists it",
+                p.size / u64::from(SECTOR_512)
+            ));
+            p.size = sectors * u64::from(SECTOR_512);
+        }
+    }
 }
 
 /// At most this many overlap warnings are listed; a hostile table could

@@ -2,7 +2,6 @@
 //! Real-tool comparisons (sfdisk, sgdisk, blkid) live in `tests/inspect.rs`.
 
 use super::*;
-use crate::error::Error;
 use crate::image::MemDisk;
 
 const MIB: usize = 1 << 20;
@@ -284,13 +283,44 @@ fn gpt_without_protective_mbr_is_ignored_with_a_warning() {
     );
 }
 
+/// Both GPT headers gone: sfdisk falls back to the protective MBR read as
+/// an MBR (one 0xEE partition), and so does qfault, with a warning.
 #[test]
-fn gpt_both_headers_bad_is_an_error() {
+fn gpt_both_headers_bad_falls_back_to_the_mbr_view() {
     let mut d = gpt_disk(&spec(512));
     d[512..1024].fill(0);
     let last = d.len() - 512;
     d[last..].fill(0);
-    assert!(matches!(read_layout(&mut MemDisk(d)), Err(Error::Guest(_))));
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.table, TableKind::Dos);
+    assert!(l.gpt.is_none());
+    assert_eq!(l.partitions.len(), 1);
+    assert_eq!(l.partitions[0].ptype, PartitionType::Mbr(0xEE));
+    assert!(
+        l.warnings[0].contains("no valid GPT header") && l.warnings[0].contains("PMBR"),
+        "{:?}",
+        l.warnings
+    );
+}
+
+/// A GPT disk cut short (the util-linux gpt.img sample truncated): the
+/// primary header's last usable LBA is past the end, the backup is gone;
+/// sfdisk lists the protective partition clamped to the disk.
+#[test]
+fn gpt_cut_short_falls_back_and_clamps_the_protective_partition() {
+    let mut d = gpt_disk(&spec(512));
+    d.truncate(MIB);
+    let l = read_layout(&mut MemDisk(d)).unwrap();
+    assert_eq!(l.table, TableKind::Dos);
+    let p = &l.partitions[0];
+    assert_eq!((p.number, p.start, p.size), (1, 512, (MIB - 512) as u64));
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("listed as 2047 sectors")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]

@@ -17,6 +17,11 @@ pub struct PartitionParams {
     /// 0 = the whole disk). Default: the disk's only partition holding it.
     #[arg(long, value_name = "N")]
     pub partition: Option<u32>,
+    /// Where the partition holds several filesystem signatures (blkid:
+    /// "ambivalent result"), act on this one (FS: the recipe's filesystem).
+    #[arg(long = "fs", value_name = "FS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs: Option<String>,
 }
 
 /// The kernel mount, read-write, through a loop device.
@@ -31,10 +36,11 @@ pub const MOUNT_FAILURE: i32 = 32;
 /// The one partition holding `fstype` that `params` selects on `disk`.
 pub fn choose(params: &PartitionParams, disk: &mut dyn ReadAt, fstype: &str) -> Result<Found> {
     let sel = params.partition.map_or(Selection::Only, Selection::Number);
-    let mut found = select::choose(disk, fstype, sel).map_err(|e| match e {
-        Error::Usage(_) => e.context("partition"),
-        e => e,
-    })?;
+    let mut found =
+        select::choose_named(disk, fstype, sel, params.fs.as_deref()).map_err(|e| match e {
+            Error::Usage(_) => e.context("partition"),
+            e => e,
+        })?;
     found
         .pop()
         .ok_or_else(|| Error::Refused(format!("no {fstype} partition chosen")))

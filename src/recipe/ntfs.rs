@@ -20,6 +20,11 @@ pub struct NtfsTarget {
     /// whole disk). Default: the disk's only NTFS partition.
     #[arg(long, value_name = "N", conflicts_with = "all")]
     pub partition: Option<u32>,
+    /// Where the partition holds several filesystem signatures (blkid:
+    /// "ambivalent result"), act on this one (FS: the recipe's filesystem).
+    #[arg(long = "fs", value_name = "FS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs: Option<String>,
     /// Damage every NTFS partition where the recipe applies (others are
     /// skipped and listed).
     #[arg(long)]
@@ -53,10 +58,12 @@ pub fn plan(
     expect: &dyn Fn(&Prediction) -> std::result::Result<(), String>,
 ) -> Result<Plan> {
     let selection = target.selection();
-    let chosen = select::choose(disk, "ntfs", selection).map_err(|e| match e {
-        Error::Usage(_) => e.context("partition"),
-        e => e,
-    })?;
+    let chosen = select::choose_named(disk, "ntfs", selection, target.fs.as_deref()).map_err(
+        |e| match e {
+            Error::Usage(_) => e.context("partition"),
+            e => e,
+        },
+    )?;
     let mut plan = Plan {
         targets: Vec::new(),
         skipped: Vec::new(),

@@ -31,6 +31,11 @@ pub struct NtfsBootParams {
     /// whole disk). Default: the disk's only NTFS partition.
     #[arg(long, value_name = "N", conflicts_with = "all")]
     pub partition: Option<u32>,
+    /// Where the partition holds several filesystem signatures (blkid:
+    /// "ambivalent result"), act on this one (FS: the recipe's filesystem).
+    #[arg(long = "fs", value_name = "FS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs: Option<String>,
     /// Damage every NTFS partition that ntfsfix can repair (others are
     /// skipped and listed).
     #[arg(long)]
@@ -47,6 +52,7 @@ impl Default for NtfsBootParams {
     fn default() -> Self {
         NtfsBootParams {
             partition: None,
+            fs: None,
             all: false,
             sectors: 1,
             allow_unrepairable: false,
@@ -107,10 +113,12 @@ impl Recipe for NtfsBoot {
             return Err(Error::Usage("must be at least 1".into()).context("sectors"));
         }
         let selection = p.selection();
-        let chosen = select::choose(disk, "ntfs", selection).map_err(|e| match e {
-            Error::Usage(_) => e.context("partition"),
-            e => e,
-        })?;
+        let chosen = select::choose_named(disk, "ntfs", selection, p.fs.as_deref()).map_err(
+            |e| match e {
+                Error::Usage(_) => e.context("partition"),
+                e => e,
+            },
+        )?;
         let mut plan = Plan {
             targets: Vec::new(),
             skipped: Vec::new(),

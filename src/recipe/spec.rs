@@ -44,7 +44,7 @@ pub struct Field {
     pub name: String,
     /// The command-line option.
     pub option: String,
-    /// `bytes`, `integer`, `path` or `flag`.
+    /// `bytes`, `integer`, `path`, `string` or `flag`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Whether it must be given.
@@ -69,6 +69,7 @@ fn fields_of(cmd: &clap::Command) -> Vec<Field> {
                 match value {
                     Some("BYTES") => "bytes",
                     Some("FILE") => "path",
+                    Some("FS") => "string",
                     _ => "integer",
                 }
             };

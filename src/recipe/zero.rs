@@ -89,14 +89,11 @@ pub(crate) fn range_plan(
                 ))
                 .context(range_field(offset, p.size)));
             }
-            let filesystem = {
+            let signatures = {
                 let mut w = Window::new(&mut *disk, p.start, p.size)?;
-                crate::fs::probe(&mut w)?
+                crate::fs::probe_all(&mut w)?
             };
-            let found = Found {
-                partition: p,
-                filesystem,
-            };
+            let found = Found::new(p, signatures);
             let start = found.partition.start + offset;
             (Some(found), start)
         }
