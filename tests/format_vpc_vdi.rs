@@ -67,7 +67,11 @@ fn assert_reads_like_qemu(img: &Path, fmt: &str) {
     let ours = qfault_raw(img);
     let theirs = qemu_raw(img, fmt);
     assert_eq!(ours.len(), theirs.len(), "{}: guest size", img.display());
-    assert!(ours == theirs, "{}: export differs from qemu-img convert", img.display());
+    assert!(
+        ours == theirs,
+        "{}: export differs from qemu-img convert",
+        img.display()
+    );
     guard.assert_unchanged();
 }
 
@@ -93,7 +97,10 @@ fn vhd_from_qemu_img_convert_reads_like_qemu() {
         ("dynamic.vhd", &[][..]),
         ("fixed.vhd", &["-o", "subformat=fixed"][..]),
         ("dynamic-force.vhd", &["-o", "force_size=on"][..]),
-        ("fixed-force.vhd", &["-o", "subformat=fixed,force_size=on"][..]),
+        (
+            "fixed-force.vhd",
+            &["-o", "subformat=fixed,force_size=on"][..],
+        ),
     ] {
         let img = from_sample(dir.path(), name, "vpc", opts);
         assert_reads_like_qemu(&img, "vpc");
@@ -126,7 +133,10 @@ fn a_fixed_vhd_is_probed_as_vpc_where_qemu_says_raw() {
     let img = from_sample(dir.path(), "fixed.vhd", "vpc", &["-o", "subformat=fixed"]);
     let probed: Value =
         serde_json::from_str(&qemu_img(["info", "--output=json", s(&img)])).unwrap();
-    assert_eq!(probed["format"], "raw", "QEMU's probe changed: update README");
+    assert_eq!(
+        probed["format"], "raw",
+        "QEMU's probe changed: update README"
+    );
     assert_eq!(qfault_chain(&img)[0]["format"], "vpc");
 }
 
@@ -151,7 +161,11 @@ fn images_written_by_qemu_io_with_holes_and_zero_writes() {
         args.extend([s(&img), "21M"]);
         qemu_img(args);
         qemu_io_write_pattern(fmt, &img, M + 512, 3 * M, 1);
-        qemu_io(fmt, &img, &["write -P 0x5a 9M 4K", "write -z 9M 2K", "write -z 12M 1M"]);
+        qemu_io(
+            fmt,
+            &img,
+            &["write -P 0x5a 9M 4K", "write -z 9M 2K", "write -z 12M 1M"],
+        );
         qemu_io_write_pattern(fmt, &img, 20 * M + 4096, 4096, 2);
         assert_reads_like_qemu(&img, fmt);
     }
@@ -179,7 +193,10 @@ fn qcow2_overlays_over_vhd_and_vdi_read_through() {
         let chain = qfault_chain(&ov);
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[1]["format"], fmt);
-        assert!(qfault_raw(&ov) == qemu_raw(&ov, "qcow2"), "{name}: overlay read");
+        assert!(
+            qfault_raw(&ov) == qemu_raw(&ov, "qcow2"),
+            "{name}: overlay read"
+        );
         guard.assert_unchanged();
     }
 }
@@ -195,7 +212,11 @@ fn inject_zero_overlays_record_vpc_and_vdi() {
     let dir = tmpdir();
     for (fmt, name, opts) in [
         ("vpc", "z.vhd", &[][..]),
-        ("vpc", "zf.vhd", &["-o", "subformat=fixed,force_size=on"][..]),
+        (
+            "vpc",
+            "zf.vhd",
+            &["-o", "subformat=fixed,force_size=on"][..],
+        ),
         ("vdi", "z.vdi", &[][..]),
         ("vdi", "zs.vdi", &["-o", "static=on"][..]),
     ] {
@@ -203,7 +224,15 @@ fn inject_zero_overlays_record_vpc_and_vdi() {
         let guard = BaseGuard::new(&[&base]);
         let ov = dir.path().join(format!("{name}.zero.qcow2"));
         qfault_ok([
-            "inject", "zero", "--offset", "1M", "--length", "100K", "-o", s(&ov), s(&base),
+            "inject",
+            "zero",
+            "--offset",
+            "1M",
+            "--length",
+            "100K",
+            "-o",
+            s(&ov),
+            s(&base),
         ]);
         assert_qemu_img_check_clean(&ov);
         let info: Value =
@@ -220,8 +249,13 @@ fn inject_zero_overlays_record_vpc_and_vdi() {
             String::from_utf8_lossy(&out.stdout)
         );
         let raw = qemu_raw(&ov, "qcow2");
-        assert!(raw[M as usize..(M + 100 * 1024) as usize].iter().all(|&b| b == 0));
-        assert!(qfault_raw(&ov) == raw, "{name}: qfault reads its overlay as QEMU does");
+        assert!(raw[M as usize..(M + 100 * 1024) as usize]
+            .iter()
+            .all(|&b| b == 0));
+        assert!(
+            qfault_raw(&ov) == raw,
+            "{name}: qfault reads its overlay as QEMU does"
+        );
         guard.assert_unchanged();
     }
 }
@@ -242,7 +276,9 @@ fn be64_at(b: &[u8], at: usize) -> u64 {
 /// Recomputes the footer checksum ("Hard Disk Footer Format", offset 64).
 fn fix_footer(f: &mut [u8]) {
     f[64..68].fill(0);
-    let sum = f[..512].iter().fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
+    let sum = f[..512]
+        .iter()
+        .fold(0u32, |a, &b| a.wrapping_add(u32::from(b)));
     f[64..68].copy_from_slice(&(!sum).to_be_bytes());
 }
 
@@ -256,7 +292,10 @@ fn make_differencing(bytes: &mut Vec<u8>, parent_name: &str, w2ru: Option<&str>)
     fix_footer(&mut footer);
     bytes[..512].copy_from_slice(&footer);
     let h = be64_at(bytes, 16) as usize;
-    let name: Vec<u8> = parent_name.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let name: Vec<u8> = parent_name
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
     bytes[h + 64..h + 64 + 512].fill(0);
     bytes[h + 64..h + 64 + name.len()].copy_from_slice(&name);
     if let Some(rel) = w2ru {
@@ -290,7 +329,16 @@ fn a_differencing_vhd_reads_its_parent_per_spec() {
         ("by-name", "parent.vhd", None),
     ] {
         let child = dir.path().join(format!("child-{case}.vhd"));
-        qemu_img(["create", "-q", "-f", "vpc", "-o", "force_size=on", s(&child), "64M"]);
+        qemu_img([
+            "create",
+            "-q",
+            "-f",
+            "vpc",
+            "-o",
+            "force_size=on",
+            s(&child),
+            "64M",
+        ]);
         qemu_io_write_pattern("vpc", &child, M, M, 7);
         qemu_io_write_pattern("vpc", &child, 4 * M, 2 * M, 8);
         let child_raw = qemu_raw(&child, "vpc");
@@ -334,7 +382,11 @@ fn assert_refused(img: &Path, phrase: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.starts_with("qfault: error: "), "{err}");
-    assert!(err.contains(phrase), "{}: want {phrase:?} in {err}", img.display());
+    assert!(
+        err.contains(phrase),
+        "{}: want {phrase:?} in {err}",
+        img.display()
+    );
     assert!(!img.with_extension("out").exists());
 }
 
@@ -342,7 +394,12 @@ fn assert_refused(img: &Path, phrase: &str) {
 fn qemu_refusal(img: &Path, fmt: &str) -> Option<String> {
     let out = run_any(&mut cmd(
         "qemu-img",
-        [OsStr::new("info"), OsStr::new("-f"), OsStr::new(fmt), img.as_os_str()],
+        [
+            OsStr::new("info"),
+            OsStr::new("-f"),
+            OsStr::new(fmt),
+            img.as_os_str(),
+        ],
     ));
     (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -409,7 +466,16 @@ fn hostile_vhds_are_refused_like_qemu() {
 
     // A dynamic type in a footer found only at the end.
     let fixed = dir.path().join("f.vhd");
-    qemu_img(["create", "-q", "-f", "vpc", "-o", "subformat=fixed", s(&fixed), "1M"]);
+    qemu_img([
+        "create",
+        "-q",
+        "-f",
+        "vpc",
+        "-o",
+        "subformat=fixed",
+        s(&fixed),
+        "1M",
+    ]);
     let mut b = std::fs::read(&fixed).unwrap();
     let end = b.len() - 512;
     b[end + 60..end + 64].copy_from_slice(&3u32.to_be_bytes());

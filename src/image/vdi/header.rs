@@ -95,14 +95,20 @@ impl Header {
         let offset_bmap = u64::from(le32(h, off::OFFSET_BMAP));
         let offset_data = u64::from(le32(h, off::OFFSET_DATA));
         if offset_bmap % SECTOR != 0 {
-            return unsupported(format!("VDI block map offset {offset_bmap:#x} is not sector-aligned"));
+            return unsupported(format!(
+                "VDI block map offset {offset_bmap:#x} is not sector-aligned"
+            ));
         }
         if offset_data % SECTOR != 0 {
-            return unsupported(format!("VDI data offset {offset_data:#x} is not sector-aligned"));
+            return unsupported(format!(
+                "VDI data offset {offset_data:#x} is not sector-aligned"
+            ));
         }
         let sector_size = le32(h, off::SECTOR_SIZE);
         if u64::from(sector_size) != SECTOR {
-            return unsupported(format!("VDI sector size {sector_size} (QEMU reads 512 only)"));
+            return unsupported(format!(
+                "VDI sector size {sector_size} (QEMU reads 512 only)"
+            ));
         }
         let block_size = u64::from(le32(h, off::BLOCK_SIZE));
         if block_size != BLOCK_SIZE {
@@ -117,10 +123,16 @@ impl Header {
                  blocks hold"
             ));
         }
-        if h[off::UUID_LINK..off::UUID_LINK + 16].iter().any(|&b| b != 0) {
+        if h[off::UUID_LINK..off::UUID_LINK + 16]
+            .iter()
+            .any(|&b| b != 0)
+        {
             return unsupported("a VDI image with a link UUID (QEMU refuses it too)".into());
         }
-        if h[off::UUID_PARENT..off::UUID_PARENT + 16].iter().any(|&b| b != 0) {
+        if h[off::UUID_PARENT..off::UUID_PARENT + 16]
+            .iter()
+            .any(|&b| b != 0)
+        {
             return unsupported(
                 "a VDI image with a parent UUID (a differencing image; QEMU refuses it too)".into(),
             );

@@ -89,7 +89,10 @@ pub fn read(
     let bitmap_size = (block_size / (8 * SECTOR)).div_ceil(SECTOR) * SECTOR;
     let entries = be32(&h, off::MAX_TABLE_ENTRIES);
     if size / block_size > u64::from(u32::MAX) {
-        return Err(Error::malformed(path, "too many VHD blocks for the guest size"));
+        return Err(Error::malformed(
+            path,
+            "too many VHD blocks for the guest size",
+        ));
     }
     if u64::from(entries) * block_size < size {
         return Err(Error::malformed(
@@ -184,7 +187,9 @@ fn parent_name(storage: &dyn Storage, path: &Path, h: &[u8; HEADER_SIZE]) -> Res
         let data = be64(h, at + 16);
         if len == 0
             || len > MAX_LOCATOR_BYTES
-            || data.checked_add(u64::from(len)).is_none_or(|e| e > file_len)
+            || data
+                .checked_add(u64::from(len))
+                .is_none_or(|e| e > file_len)
         {
             continue;
         }

@@ -127,9 +127,7 @@ impl Footer {
         if sectors > MAX_SECTORS {
             return Err(Error::unsupported(
                 path,
-                format!(
-                    "VHD guest size of {sectors} sectors is above the 2040 GiB QEMU opens"
-                ),
+                format!("VHD guest size of {sectors} sectors is above the 2040 GiB QEMU opens"),
             ));
         }
         Ok(sectors * 512)
@@ -179,7 +177,9 @@ mod tests {
     fn a_wrong_checksum_is_refused() {
         let mut f = footer(b"qemu", 1 << 20, (20, 4, 17));
         f[100] ^= 1;
-        let e = Footer::parse(Path::new("t.vhd"), &f).unwrap_err().to_string();
+        let e = Footer::parse(Path::new("t.vhd"), &f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("checksum"), "{e}");
     }
 }

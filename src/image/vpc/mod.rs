@@ -119,7 +119,11 @@ impl VpcImage {
             self.storage.read_at(u64::from(entry) * SECTOR, &mut b)?;
             self.bitmap = Some((entry, b));
         }
-        Ok(self.bitmap.as_ref().map(|(_, b)| b.as_slice()).unwrap_or(&[]))
+        Ok(self
+            .bitmap
+            .as_ref()
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or(&[]))
     }
 }
 
