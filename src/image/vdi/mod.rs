@@ -167,3 +167,74 @@ impl Driver for VdiImage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::storage::MemStorage;
+
+    const MIB: u64 = 1 << 20;
+
+    /// A dynamic VDI header of `disk` bytes and `blocks` map entries (block
+    /// map at 512, data after it), followed by `tail`.
+    fn image(disk: u64, blocks: u32, tail: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 512];
+        let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+        put(0x40, &header::SIGNATURE.to_le_bytes());
+        put(0x44, &header::VERSION_1_1.to_le_bytes());
+        put(0x4c, &header::TYPE_DYNAMIC.to_le_bytes());
+        put(0x154, &512u32.to_le_bytes());
+        let data = (512 + u64::from(blocks) * 4).next_multiple_of(512) as u32;
+        put(0x158, &data.to_le_bytes());
+        put(0x168, &512u32.to_le_bytes());
+        put(0x170, &disk.to_le_bytes());
+        put(0x178, &(MIB as u32).to_le_bytes());
+        put(0x180, &blocks.to_le_bytes());
+        b.extend_from_slice(tail);
+        b
+    }
+
+    fn open(b: Vec<u8>) -> Result<VdiImage> {
+        VdiImage::open(Box::new(MemStorage::new(b, "t.vdi")))
+    }
+
+    #[test]
+    fn blocks_map_to_data_or_zeros() {
+        let mut tail = vec![0u8; 512];
+        tail[..4].copy_from_slice(&0u32.to_le_bytes());
+        tail[4..8].copy_from_slice(&BLOCK_FREE.to_le_bytes());
+        tail[8..12].copy_from_slice(&BLOCK_ZERO.to_le_bytes());
+        tail.extend(std::iter::repeat_n(0xab, MIB as usize));
+        // An odd size rounds up to whole sectors, as QEMU does.
+        let mut v = open(image(3 * MIB - 100, 3, &tail)).unwrap();
+        assert_eq!(v.size(), 3 * MIB);
+        let e = v.map(10, 5 * MIB).unwrap();
+        assert_eq!(
+            (e.len, e.mapping),
+            (MIB - 10, Mapping::Data { host: 1024 + 10 })
+        );
+        assert_eq!(v.map(MIB, MIB).unwrap().mapping, Mapping::Zero);
+        let e = v.map(2 * MIB + 7, 5 * MIB).unwrap();
+        assert_eq!((e.len, e.mapping), (MIB - 7, Mapping::Zero));
+    }
+
+    #[test]
+    fn huge_or_truncated_maps_are_refused_without_allocating() {
+        let max = u64::from(header::MAX_BLOCKS) * MIB;
+        let e = open(image(max, header::MAX_BLOCKS, &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than qfault keeps"), "{e}");
+        let e = open(image(1000 * MIB, 1000, &[])).unwrap_err().to_string();
+        assert!(e.contains("past the end"), "{e}");
+        let e = open(image(header::MAX_BLOCKS as u64 * MIB + 1, 1, &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("above"), "{e}");
+        // A block whose data lies past the end of the file.
+        let mut tail = vec![0u8; 512];
+        tail[..4].copy_from_slice(&5u32.to_le_bytes());
+        let e = open(image(MIB, 1, &tail)).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+    }
+}

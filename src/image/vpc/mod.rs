@@ -240,3 +240,112 @@ impl Driver for VpcImage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::storage::MemStorage;
+
+    const MIB: u64 = 1 << 20;
+
+    fn put(b: &mut [u8], at: usize, v: &[u8]) {
+        b[at..at + v.len()].copy_from_slice(v);
+    }
+
+    /// A 4 MiB dynamic (or differencing) VHD with 2 MiB blocks, block 0
+    /// allocated (bitmap byte 0 = `bits`, data 0xab), block 1 not;
+    /// `entries` in "Max Table Entries".
+    fn image(disk_type: u32, entries: u32, bits: u8) -> Vec<u8> {
+        let mut f = [0u8; FOOTER_SIZE];
+        put(&mut f, 0, footer::COOKIE);
+        put(&mut f, 16, &512u64.to_be_bytes());
+        put(&mut f, 28, b"qem2");
+        put(&mut f, 48, &(4 * MIB).to_be_bytes());
+        put(&mut f, 60, &disk_type.to_be_bytes());
+        let c = footer::checksum(&f);
+        put(&mut f, 64, &c.to_be_bytes());
+        let mut b = vec![0u8; 2048];
+        put(&mut b, 0, &f);
+        put(&mut b, 512, dynamic::COOKIE);
+        put(&mut b, 512 + 16, &1536u64.to_be_bytes());
+        put(&mut b, 512 + 28, &entries.to_be_bytes());
+        put(&mut b, 512 + 32, &(2 * MIB as u32).to_be_bytes());
+        let name: Vec<u8> = "p.vhd".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        put(&mut b, 512 + 64, &name);
+        put(&mut b, 1536, &4u32.to_be_bytes());
+        put(&mut b, 1540, &UNALLOCATED.to_be_bytes());
+        let mut bitmap = vec![0u8; 512];
+        bitmap[0] = bits;
+        b.extend_from_slice(&bitmap);
+        b.extend(std::iter::repeat_n(0xab, 2 * MIB as usize));
+        b.extend_from_slice(&f);
+        b
+    }
+
+    fn open(b: Vec<u8>) -> Result<VpcImage> {
+        VpcImage::open(Box::new(MemStorage::new(b, "t.vhd")))
+    }
+
+    #[test]
+    fn dynamic_blocks_map_to_data_or_nothing() {
+        let mut v = open(image(footer::TYPE_DYNAMIC, 2, 0)).unwrap();
+        assert_eq!(v.size(), 4 * MIB);
+        // QEMU ignores a dynamic disk's bitmap: the whole block is data.
+        let e = v.map(100, 4 * MIB).unwrap();
+        assert_eq!(e.len, 2 * MIB - 100);
+        assert_eq!(
+            e.mapping,
+            Mapping::Data {
+                host: 2048 + 512 + 100
+            }
+        );
+        let e = v.map(3 * MIB, MIB).unwrap();
+        assert_eq!((e.len, e.mapping), (MIB, Mapping::Unallocated));
+        let mut buf = [0u8; 4];
+        v.read_mapped(Mapping::Data { host: 2560 }, 0, &mut buf)
+            .unwrap();
+        assert_eq!(buf, [0xab; 4]);
+        assert_eq!(v.backing(), None);
+        assert_eq!(v.info().cluster_size, Some(2 * MIB));
+    }
+
+    #[test]
+    fn differencing_bits_choose_this_image_or_the_parent() {
+        let mut v = open(image(footer::TYPE_DIFFERENCING, 2, 0xa0)).unwrap();
+        let runs: Vec<_> = (0..4)
+            .map(|s| v.map(s * 512, 4 * MIB).unwrap())
+            .map(|e| (e.len, e.mapping == Mapping::Unallocated))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (512, false),
+                (512, true),
+                (512, false),
+                (2 * MIB - 3 * 512, true)
+            ]
+        );
+        // A run inside a sector stops at the sector's end.
+        assert_eq!(v.map(1000, 4 * MIB).unwrap().len, 24);
+        let b = v.backing().unwrap();
+        assert_eq!(
+            (b.name.as_str(), b.format.as_deref()),
+            ("p.vhd", Some("vpc"))
+        );
+    }
+
+    #[test]
+    fn huge_or_truncated_tables_are_refused_without_allocating() {
+        // QEMU's own limit, and a table far past the end of the file.
+        for entries in [u32::MAX, dynamic::MAX_TABLE_ENTRIES] {
+            assert!(open(image(footer::TYPE_DYNAMIC, entries, 0)).is_err());
+        }
+        // Too few entries for the guest.
+        assert!(open(image(footer::TYPE_DYNAMIC, 1, 0)).is_err());
+        // A block past the end of the file.
+        let mut b = image(footer::TYPE_DYNAMIC, 2, 0);
+        b.truncate(b.len() - 4096);
+        let e = open(b).unwrap_err().to_string();
+        assert!(e.contains("past the end"), "{e}");
+    }
+}
