@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 root=..
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline; do
+for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read; do
     mkdir -p "corpus/$t"
 done
 
@@ -44,4 +44,14 @@ qemu-img convert -O raw "$root/testdata/sample.qcow2" "$tmp/sample.raw"
 # The inspect pipeline: the MBR and GPT disks, and the sample's first MiB.
 cp "$tmp/mbr.raw" "$tmp/gpt.raw" corpus/inspect_pipeline/
 head -c $((1 << 20)) "$tmp/sample.raw" > corpus/inspect_pipeline/sample-head.raw
+# VHD (dynamic, fixed, force_size) and VDI (dynamic, static): small images
+# with data and holes.
+qemu-img create -q -f raw "$tmp/v.raw" 1M
+qemu-io -f raw -c "write -P 0x5a 0 8K" -c "write -P 0x11 600K 4K" "$tmp/v.raw" >/dev/null
+# (a dynamic VHD's 2 MiB blocks exceed the 1 MiB input limit: holes only)
+qemu-img create -q -f vpc corpus/vpc_read/dynamic-empty.vhd 4M
+qemu-img convert -O vpc -o subformat=fixed "$tmp/v.raw" corpus/vpc_read/fixed.vhd
+qemu-img convert -O vpc -o force_size=on "$tmp/v.raw" corpus/vpc_read/force-size.vhd
+qemu-img convert -O vdi "$tmp/v.raw" corpus/vdi_read/dynamic.vdi
+qemu-img convert -O vdi -o static=on "$tmp/v.raw" corpus/vdi_read/static.vdi
 echo "seeds written under fuzz/corpus/"

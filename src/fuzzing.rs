@@ -85,3 +85,51 @@ pub fn inspect_pipeline(data: &[u8]) {
         }
     }
 }
+
+/// A bounded walk of the map and reads through a driver-read image: the
+/// walk every driver target shares.
+fn driver_walk(driver: Box<dyn crate::image::driver::Driver>) {
+    let mut image = Image::from_layer(Layer::Driver(driver));
+    let size = image.size();
+    if size == 0 {
+        return;
+    }
+    let mut pos = 0;
+    for _ in 0..64 {
+        if pos >= size {
+            break;
+        }
+        match image.extent(pos, size - pos) {
+            Ok(e) => pos += e.length,
+            Err(_) => break,
+        }
+    }
+    let mut buf = vec![0u8; 8192];
+    for start in [0, size / 2, size.saturating_sub(8192)] {
+        let len = (size - start).min(buf.len() as u64) as usize;
+        let _ = image.read_at(start, &mut buf[..len]);
+    }
+}
+
+/// VHD footer, dynamic header and block table parsing, then a bounded walk
+/// of the map and reads through the image held in `data`.
+pub fn vpc_read(data: &[u8]) {
+    let storage = MemStorage::new(data.to_vec(), "fuzz.vhd");
+    let mut files = crate::image::driver::NoFiles;
+    if let Ok(d) = crate::image::vpc::open(Box::new(storage), &mut files) {
+        let _ = d.info();
+        let _ = d.backing();
+        driver_walk(d);
+    }
+}
+
+/// VDI header and block map parsing, then a bounded walk of the map and
+/// reads through the image held in `data`.
+pub fn vdi_read(data: &[u8]) {
+    let storage = MemStorage::new(data.to_vec(), "fuzz.vdi");
+    let mut files = crate::image::driver::NoFiles;
+    if let Ok(d) = crate::image::vdi::open(Box::new(storage), &mut files) {
+        let _ = d.info();
+        driver_walk(d);
+    }
+}

@@ -108,7 +108,7 @@ pub struct LayerInfo {
     pub virtual_size: u64,
     /// Size of the image file in bytes.
     pub file_size: u64,
-    /// Cluster size (qcow2 only).
+    /// Cluster size (qcow2), block size (dynamic VHD, VDI).
     pub cluster_size: Option<u64>,
     /// qcow2 version (qcow2 only).
     pub version: Option<u32>,
