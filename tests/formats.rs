@@ -24,3 +24,6 @@ base_format!(raw, "raw", []);
 base_format!(qcow2_compressed, "qcow2", ["-c"]);
 base_format!(qcow2_v2, "qcow2", ["-o", "compat=0.10"]);
 // Formats read by drivers (src/image/driver.rs); one row per subformat.
+base_format!(vhdx_dynamic, "vhdx", []);
+base_format!(vhdx_fixed, "vhdx", ["-o", "subformat=fixed"]);
+base_format!(vhdx_block_1m, "vhdx", ["-o", "block_size=1M,log_size=1M"]);
