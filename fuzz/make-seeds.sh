@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 root=..
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline; do
+for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vhdx_read; do
     mkdir -p "corpus/$t"
 done
 
@@ -44,4 +44,11 @@ qemu-img convert -O raw "$root/testdata/sample.qcow2" "$tmp/sample.raw"
 # The inspect pipeline: the MBR and GPT disks, and the sample's first MiB.
 cp "$tmp/mbr.raw" "$tmp/gpt.raw" corpus/inspect_pipeline/
 head -c $((1 << 20)) "$tmp/sample.raw" > corpus/inspect_pipeline/sample-head.raw
+# VHDX: small dynamic and fixed images with data, zero blocks and holes
+# (1 MiB blocks and log, a 4 MiB disk: 10 and 13 MiB files).
+qemu-img create -q -f vhdx -o block_size=1M,log_size=1M "$tmp/v.vhdx" 4M
+qemu-io -f vhdx -c "write -P 0x5a 0 1M" -c "write -z 2M 1M" "$tmp/v.vhdx" >/dev/null
+cp "$tmp/v.vhdx" corpus/vhdx_read/dynamic-1m.vhdx
+qemu-img convert -O vhdx -o subformat=fixed,block_size=1M,log_size=1M "$tmp/v.vhdx" corpus/vhdx_read/fixed-1m.vhdx
+
 echo "seeds written under fuzz/corpus/"

@@ -85,3 +85,35 @@ pub fn inspect_pipeline(data: &[u8]) {
         }
     }
 }
+
+/// VHDX header, region table, metadata, log and BAT parsing, then a bounded
+/// walk of the map and reads through the image held in `data` (a
+/// differencing image reads without its parent).
+pub fn vhdx_read(data: &[u8]) {
+    use crate::image::driver::{self, NoFiles};
+    use crate::image::Format;
+    let storage = MemStorage::new(data.to_vec(), "fuzz.vhdx");
+    let Ok(d) = driver::open(Format::Vhdx, Box::new(storage), &mut NoFiles) else {
+        return;
+    };
+    let mut image = Image::from_layer(Layer::Driver(d));
+    let size = image.size();
+    if size == 0 {
+        return;
+    }
+    let mut pos = 0;
+    for _ in 0..64 {
+        if pos >= size {
+            break;
+        }
+        match image.extent(pos, size - pos) {
+            Ok(e) => pos += e.length,
+            Err(_) => break,
+        }
+    }
+    let mut buf = vec![0u8; 8192];
+    for start in [0, size / 2, size.saturating_sub(8192)] {
+        let len = (size - start).min(buf.len() as u64) as usize;
+        let _ = image.read_at(start, &mut buf[..len]);
+    }
+}

@@ -44,7 +44,8 @@ mod replay {
         let n = replay("qcow2_read", qcow2_read)
             + replay("partition_tables", partition_tables)
             + replay("ntfs_boot_sector", ntfs_boot_sector)
-            + replay("inspect_pipeline", inspect_pipeline);
+            + replay("inspect_pipeline", inspect_pipeline)
+            + replay("vhdx_read", vhdx_read);
         // At least the inputs committed with this test (e.g. the cluster_bits = 64
         // header that once overflowed a shift): an empty replay proves nothing.
         assert!(
@@ -59,16 +60,20 @@ mod replay {
         use qfault::fuzzing::*;
         let mut qcow2_magic = b"QFI\xfb\0\0\0\x03".to_vec();
         qcow2_magic.resize(4096, 0xff);
+        let mut vhdx_magic = b"vhdxfile".to_vec();
+        vhdx_magic.resize(320 << 10, 0xff);
         for data in [
             &[][..],
             &[0u8; 1][..],
             &[0xffu8; 4096][..],
             &qcow2_magic[..],
+            &vhdx_magic[..],
         ] {
             qcow2_read(data);
             partition_tables(data);
             ntfs_boot_sector(data);
             inspect_pipeline(data);
+            vhdx_read(data);
         }
     }
 }

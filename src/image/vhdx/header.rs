@@ -579,7 +579,7 @@ pub fn parse_parent_locator(path: &Path, item: &[u8]) -> Result<Vec<(String, Str
 
 /// Most log bytes [`check_log`] checksums before giving up (the log may be
 /// up to 4 GiB and hold overlapping candidate entries).
-const LOG_SCAN_BUDGET: u64 = 256 << 20;
+const LOG_SCAN_BUDGET: u64 = 64 << 20;
 
 /// Whether the log (2.3) holds entries that must be replayed before the
 /// image is read, decided as QEMU decides: an empty log GUID or length means

@@ -229,6 +229,14 @@ impl VhdxImage {
         let block = offset / bs;
         let in_block = offset % bs;
         let idx = block + block / ratio;
+        if self.bat.offset.saturating_add(idx * 8) >= self.file_len {
+            // The rest of the BAT lies past the file's end and reads as
+            // zeros: every later block is NOT_PRESENT.
+            return Ok(Extent {
+                len: self.size().saturating_sub(offset).max(1),
+                mapping: Mapping::Unallocated,
+            });
+        }
         let entry = self.bat_entry(idx)?;
         let host = (entry & BAT_OFFSET_MASK) + in_block;
         let to_end = bs - in_block;
