@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 root=..
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read; do
+for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read vhdx_read; do
     mkdir -p "corpus/$t"
 done
 
@@ -54,4 +54,11 @@ qemu-img convert -O vpc -o subformat=fixed "$tmp/v.raw" corpus/vpc_read/fixed.vh
 qemu-img convert -O vpc -o force_size=on "$tmp/v.raw" corpus/vpc_read/force-size.vhd
 qemu-img convert -O vdi "$tmp/v.raw" corpus/vdi_read/dynamic.vdi
 qemu-img convert -O vdi -o static=on "$tmp/v.raw" corpus/vdi_read/static.vdi
+# VHDX: small dynamic and fixed images with data, zero blocks and holes
+# (1 MiB blocks and log, a 4 MiB disk: 10 and 13 MiB files).
+qemu-img create -q -f vhdx -o block_size=1M,log_size=1M "$tmp/v.vhdx" 4M
+qemu-io -f vhdx -c "write -P 0x5a 0 1M" -c "write -z 2M 1M" "$tmp/v.vhdx" >/dev/null
+cp "$tmp/v.vhdx" corpus/vhdx_read/dynamic-1m.vhdx
+qemu-img convert -O vhdx -o subformat=fixed,block_size=1M,log_size=1M "$tmp/v.vhdx" corpus/vhdx_read/fixed-1m.vhdx
+
 echo "seeds written under fuzz/corpus/"

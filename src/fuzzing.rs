@@ -111,6 +111,18 @@ fn driver_walk(driver: Box<dyn crate::image::driver::Driver>) {
     }
 }
 
+/// VHDX header, region table, metadata, log and BAT parsing, then the
+/// bounded walk of [`driver_walk`] (a differencing image reads without its
+/// parent).
+pub fn vhdx_read(data: &[u8]) {
+    use crate::image::driver::{self, NoFiles};
+    use crate::image::Format;
+    let storage = MemStorage::new(data.to_vec(), "fuzz.vhdx");
+    if let Ok(d) = driver::open(Format::Vhdx, Box::new(storage), &mut NoFiles) {
+        driver_walk(d);
+    }
+}
+
 /// VHD footer, dynamic header and block table parsing, then a bounded walk
 /// of the map and reads through the image held in `data`.
 pub fn vpc_read(data: &[u8]) {

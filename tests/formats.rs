@@ -31,3 +31,6 @@ base_format!(vpc_dynamic_force_size, "vpc", ["-o", "force_size=on"]);
 // comparison cannot hold; tests/format_vpc_vdi.rs checks it with `-f vpc`.
 base_format!(vdi_dynamic, "vdi", []);
 base_format!(vdi_static, "vdi", ["-o", "static=on"]);
+base_format!(vhdx_dynamic, "vhdx", []);
+base_format!(vhdx_fixed, "vhdx", ["-o", "subformat=fixed"]);
+base_format!(vhdx_block_1m, "vhdx", ["-o", "block_size=1M,log_size=1M"]);

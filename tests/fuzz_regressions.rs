@@ -46,7 +46,8 @@ mod replay {
             + replay("ntfs_boot_sector", ntfs_boot_sector)
             + replay("inspect_pipeline", inspect_pipeline)
             + replay("vpc_read", vpc_read)
-            + replay("vdi_read", vdi_read);
+            + replay("vdi_read", vdi_read)
+            + replay("vhdx_read", vhdx_read);
         // At least the inputs committed with this test (e.g. the cluster_bits = 64
         // header that once overflowed a shift): an empty replay proves nothing.
         assert!(
@@ -61,11 +62,14 @@ mod replay {
         use qfault::fuzzing::*;
         let mut qcow2_magic = b"QFI\xfb\0\0\0\x03".to_vec();
         qcow2_magic.resize(4096, 0xff);
+        let mut vhdx_magic = b"vhdxfile".to_vec();
+        vhdx_magic.resize(320 << 10, 0xff);
         for data in [
             &[][..],
             &[0u8; 1][..],
             &[0xffu8; 4096][..],
             &qcow2_magic[..],
+            &vhdx_magic[..],
         ] {
             qcow2_read(data);
             partition_tables(data);
@@ -73,6 +77,7 @@ mod replay {
             inspect_pipeline(data);
             vpc_read(data);
             vdi_read(data);
+            vhdx_read(data);
         }
     }
 }
