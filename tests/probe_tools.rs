@@ -23,7 +23,20 @@ fn check(size: u64, want: &str, make: impl FnOnce(&Path, &Path)) -> Value {
         Some(want),
         "blkid: {b:?}"
     );
-    let out = qfault_ok(["inspect".as_ref(), "--json".as_ref(), img.as_os_str()]);
+    // A file that starts with a LUKS header is QEMU's `luks` format, not a
+    // raw disk: refused unless read as raw on purpose (`-f raw`).
+    let luks = want == "crypto_LUKS";
+    if luks {
+        let refused = qfault_expect(["inspect".as_ref(), img.as_os_str()], 1);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("LUKS") && err.contains("-f raw"), "{err}");
+    }
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["inspect".as_ref(), "--json".as_ref(), img.as_os_str()];
+    if luks {
+        args.extend([std::ffi::OsStr::new("-f"), std::ffi::OsStr::new("raw")]);
+    }
+    let out = qfault_ok(args);
     let v: Value = serde_json::from_str(&out).unwrap();
     let p = &v["partitions"][0];
     assert_eq!(p["number"], 0, "{v:#}");
