@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 root=..
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline; do
+for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vmdk_read; do
     mkdir -p "corpus/$t"
 done
 
@@ -44,4 +44,14 @@ qemu-img convert -O raw "$root/testdata/sample.qcow2" "$tmp/sample.raw"
 # The inspect pipeline: the MBR and GPT disks, and the sample's first MiB.
 cp "$tmp/mbr.raw" "$tmp/gpt.raw" corpus/inspect_pipeline/
 head -c $((1 << 20)) "$tmp/sample.raw" > corpus/inspect_pipeline/sample-head.raw
+# VMDK: hosted sparse extents (plain, zeroed grains, stream-optimized)
+# holding the qcow2 seeds' 64 KiB disk; descriptor files name extents that
+# the fuzz target cannot open, so only their text is parsed.
+qemu-img convert -O vmdk -o subformat=monolithicSparse "$tmp/d.raw" corpus/vmdk_read/sparse.vmdk
+qemu-img convert -O vmdk -o subformat=monolithicSparse,zeroed_grain=on "$tmp/d.raw" "$tmp/z.vmdk"
+qemu-io -f vmdk -c "write -z 0 64K" "$tmp/z.vmdk" >/dev/null
+cp "$tmp/z.vmdk" corpus/vmdk_read/zeroed.vmdk
+qemu-img convert -O vmdk -o subformat=streamOptimized "$tmp/d.raw" corpus/vmdk_read/stream.vmdk
+qemu-img convert -O vmdk -o subformat=twoGbMaxExtentSparse "$tmp/d.raw" "$tmp/split.vmdk"
+cp "$tmp/split.vmdk" corpus/vmdk_read/descriptor.vmdk
 echo "seeds written under fuzz/corpus/"

@@ -85,3 +85,40 @@ pub fn inspect_pipeline(data: &[u8]) {
         }
     }
 }
+
+/// VMDK parsing (hosted sparse header, footer, descriptor text) and a
+/// bounded walk of the map and reads through the image held in `data`.
+/// Extent files a descriptor names cannot be opened here (`NoFiles`).
+pub fn vmdk_read(data: &[u8]) {
+    let storage = MemStorage::new(data.to_vec(), "fuzz.vmdk");
+    let Ok(v) =
+        crate::image::vmdk::Vmdk::open(Box::new(storage), &mut crate::image::driver::NoFiles)
+    else {
+        return;
+    };
+    let mut image = Image::from_layer(Layer::Driver(Box::new(v)));
+    walk_and_read(&mut image);
+}
+
+/// A bounded walk of `image`'s map (64 extents) and three 8 KiB reads.
+fn walk_and_read(image: &mut Image) {
+    let size = image.size();
+    if size == 0 {
+        return;
+    }
+    let mut pos = 0;
+    for _ in 0..64 {
+        if pos >= size {
+            break;
+        }
+        match image.extent(pos, size - pos) {
+            Ok(e) => pos += e.length,
+            Err(_) => break,
+        }
+    }
+    let mut buf = vec![0u8; 8192];
+    for start in [0, size / 2, size.saturating_sub(8192)] {
+        let len = (size - start).min(buf.len() as u64) as usize;
+        let _ = image.read_at(start, &mut buf[..len]);
+    }
+}

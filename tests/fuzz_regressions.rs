@@ -44,7 +44,8 @@ mod replay {
         let n = replay("qcow2_read", qcow2_read)
             + replay("partition_tables", partition_tables)
             + replay("ntfs_boot_sector", ntfs_boot_sector)
-            + replay("inspect_pipeline", inspect_pipeline);
+            + replay("inspect_pipeline", inspect_pipeline)
+            + replay("vmdk_read", vmdk_read);
         // At least the inputs committed with this test (e.g. the cluster_bits = 64
         // header that once overflowed a shift): an empty replay proves nothing.
         assert!(
@@ -69,6 +70,7 @@ mod replay {
             partition_tables(data);
             ntfs_boot_sector(data);
             inspect_pipeline(data);
+            vmdk_read(data);
         }
     }
 }

@@ -31,6 +31,11 @@ use header::{Hosted, VMDK3_MAGIC, VMDK4_MAGIC};
 use sparse::SparseExtent;
 use std::path::{Path, PathBuf};
 
+/// Most grain-table lookups one [`Driver::map`] call makes while joining
+/// runs (each covers up to one grain table); the caller asks again for the
+/// rest.
+const MAX_MAP_STEPS: usize = 4096;
+
 /// An open VMDK image (read-only).
 #[derive(Debug)]
 pub struct Vmdk {
@@ -302,7 +307,10 @@ impl Driver for Vmdk {
                 if matches!(ext.mapping, Mapping::Compressed { .. }) {
                     return Ok(ext);
                 }
-                while ext.len < avail {
+                // Bounded work per call: callers ask again for the rest.
+                let mut steps = 0;
+                while ext.len < avail && steps < MAX_MAP_STEPS {
+                    steps += 1;
                     let next = s.map_grain(rel + ext.len)?;
                     let joins = match (ext.mapping, next.mapping) {
                         (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,

@@ -97,8 +97,10 @@ impl SparseExtent {
         self.storage.as_ref()
     }
 
-    /// What backs the extent's bytes from `offset` (below its capacity) to
-    /// the end of that grain, or of the grain table when it has none.
+    /// What backs the extent's bytes from `offset` (below its capacity): a
+    /// run to the end of that grain and of the following grains of its
+    /// grain table read the same way, or to the end of the grain table's
+    /// span when it has none. A compressed grain is a run of its own.
     pub fn map_grain(&mut self, offset: u64) -> Result<Run> {
         let path = self.storage.path().to_path_buf();
         let grain = self.header.grain_bytes();
@@ -118,14 +120,37 @@ impl SparseExtent {
             });
         }
         let table = self.grain_table(u64::from(gt_sector), gd_index)?;
-        let gte = table[((offset / grain) % u64::from(self.header.gtes_per_gt)) as usize];
-        let len = grain - in_grain;
+        let index = ((offset / grain) % u64::from(self.header.gtes_per_gt)) as usize;
+        let gte = table[index];
+        let zero_grains = self.header.zero_grains();
+        let compressed = self.header.compressed();
+        // Following entries of the same table with the same meaning (and,
+        // for data, the next grains of the file) join the run, so a long
+        // run costs one step per table, not one per grain.
+        let host_of = |e: u32| u64::from(e) * SECTOR;
+        let joins = |n: usize| -> bool {
+            let e = table[index + n];
+            match gte {
+                0 => e == 0,
+                GTE_ZEROED if zero_grains => e == GTE_ZEROED,
+                _ => {
+                    !compressed
+                        && u64::from(e) == u64::from(gte) + n as u64 * self.header.grain_sectors
+                        && host_of(e) < self.file_len
+                }
+            }
+        };
+        let mut n = 1;
+        while index + n < table.len() && joins(n) {
+            n += 1;
+        }
+        let len = n as u64 * grain - in_grain;
         let mapping = if gte == 0 {
             Mapping::Unallocated
-        } else if gte == GTE_ZEROED && self.header.zero_grains() {
+        } else if gte == GTE_ZEROED && zero_grains {
             Mapping::Zero
         } else {
-            let host = u64::from(gte) * SECTOR;
+            let host = host_of(gte);
             if host >= self.file_len {
                 return Err(Error::malformed(
                     &path,
@@ -136,7 +161,7 @@ impl SparseExtent {
                     ),
                 ));
             }
-            if self.header.compressed() {
+            if compressed {
                 Mapping::Compressed {
                     descriptor: CompressedDescriptor {
                         offset: host,
