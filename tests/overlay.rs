@@ -1417,3 +1417,64 @@ fn base_name_with_a_colon_stays_a_plain_file_name() {
     assert_qemu_img_check_clean(&ov);
     guard.assert_unchanged();
 }
+
+/// Regression (issue 16, goal 6): `map` on a fragmented chain asked every
+/// layer above the data about the same unallocated run once per extent
+/// below it, and extended-L2 images were walked one sub-cluster at a time.
+/// Both now answer whole runs; the answers must still be qemu-img's: a base
+/// with every other cluster allocated under an overlay holding one write at
+/// the disk's end, and an extended-L2 overlay with alternating sub-clusters.
+#[test]
+fn map_of_fragmented_chains_agrees_with_qemu() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let d = tmpdir();
+    let base = d.path().join("frag.qcow2");
+    let size = 16 * M;
+    qemu_img(["create", "-q", "-f", "qcow2", p(&base), &size.to_string()]);
+    let writes: Vec<String> = (0..size / (64 * K))
+        .step_by(2)
+        .map(|i| format!("write -P 7 {} 64K", i * 64 * K))
+        .collect();
+    let refs: Vec<&str> = writes.iter().map(String::as_str).collect();
+    qemu_io("qcow2", &base, &refs);
+    let top = d.path().join("top.qcow2");
+    let size_arg = size.to_string();
+    qemu_img_create_overlay(&top, "frag.qcow2", "qcow2", &[], &size_arg);
+    qemu_io("qcow2", &top, &[&format!("write -P 9 {} 512", size - 512)]);
+    // Sub-clusters of 2 KiB: runs of two allocated, one zero, one unallocated.
+    let ext = d.path().join("ext.qcow2");
+    qemu_img_create_overlay(
+        &ext,
+        "frag.qcow2",
+        "qcow2",
+        &["-o", "extended_l2=on,cluster_size=64K"],
+        &size_arg,
+    );
+    let mut sub: Vec<String> = Vec::new();
+    for c in 0..64u64 {
+        let at = c * 64 * K;
+        sub.push(format!("write -P 3 {at} 4K"));
+        sub.push(format!("write -z {} 2K", at + 4 * K));
+        sub.push(format!("write -P 4 {} 6K", at + 8 * K));
+    }
+    let refs: Vec<&str> = sub.iter().map(String::as_str).collect();
+    qemu_io("qcow2", &ext, &refs);
+    let guard = BaseGuard::new(&[&base, &top, &ext]);
+    for img in [&top, &ext] {
+        assert_eq!(
+            merged(&qfault_map(img)),
+            merged(&qemu_map(img)),
+            "{}: qfault map (left) vs qemu-img map",
+            img.display()
+        );
+        let (ours, theirs) = (d.path().join("ours.raw"), d.path().join("theirs.raw"));
+        let _ = std::fs::remove_file(&ours);
+        qfault_ok(["export", p(img), "-o", p(&ours)]);
+        let _ = std::fs::remove_file(&theirs);
+        qemu_flat(img, &theirs);
+        assert_flat_eq(&theirs, &ours, size, "export", &|_, _| {});
+    }
+    guard.assert_unchanged();
+}

@@ -308,6 +308,11 @@ pub struct ChainExtent {
 #[derive(Debug)]
 pub struct Image {
     layers: Vec<Layer>,
+    /// Per layer, the last run `[start, end)` found unallocated in it by
+    /// [`Image::extent`]: a layer above the one holding the data is asked
+    /// about the same run once, not once per extent below it (which made
+    /// `map` quadratic on fragmented chains).
+    unallocated: Vec<Option<(u64, u64)>>,
     /// (device, inode) of every file of the chain, to refuse writing over one.
     files: HashSet<(u64, u64)>,
 }
@@ -394,6 +399,7 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         layers.push(layer);
     }
     let mut image = Image {
+        unallocated: Vec::new(),
         layers,
         files: seen,
     };
@@ -711,6 +717,7 @@ impl Image {
     pub fn from_layer(layer: Layer) -> Image {
         Image {
             layers: vec![layer],
+            unallocated: Vec::new(),
             files: HashSet::new(),
         }
     }
@@ -793,6 +800,7 @@ impl Image {
     /// Splits the chain-wide L2 cache budget among the qcow2 images, so
     /// memory does not grow with depth beyond one table per image.
     fn share_l2_budget(&mut self) {
+        self.unallocated = vec![None; self.layers.len()];
         let n = self.layers.len().max(1) as u64;
         let budget = crate::image::qcow2::l2_cache::L2_CACHE_BYTES / n;
         for layer in &mut self.layers {
@@ -855,11 +863,25 @@ impl Image {
     pub fn extent(&mut self, offset: u64, max_len: u64) -> Result<ChainExtent> {
         check_range(offset, 1, self.size())?;
         let mut len = max_len.min(self.size() - offset);
+        self.unallocated.resize(self.layers.len(), None);
         for (depth, layer) in self.layers.iter_mut().enumerate() {
             if offset >= layer.size() {
                 break;
             }
-            let e = layer.map(offset, len, true)?;
+            let hint = &mut self.unallocated[depth];
+            let e = match *hint {
+                Some((start, end)) if start <= offset && offset < end => Extent {
+                    len: len.min(end - offset),
+                    mapping: Mapping::Unallocated,
+                },
+                _ => {
+                    let e = layer.map(offset, len, true)?;
+                    if e.mapping == Mapping::Unallocated {
+                        *hint = Some((offset, offset + e.len));
+                    }
+                    e
+                }
+            };
             len = e.len;
             let (zero, data, compressed) = match e.mapping {
                 Mapping::Unallocated => continue,

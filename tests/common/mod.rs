@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod fat;
+pub mod formats;
 pub mod ptable;
 
 use serde_json::Value;
