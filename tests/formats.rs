@@ -24,3 +24,28 @@ base_format!(raw, "raw", []);
 base_format!(qcow2_compressed, "qcow2", ["-c"]);
 base_format!(qcow2_v2, "qcow2", ["-o", "compat=0.10"]);
 // Formats read by drivers (src/image/driver.rs); one row per subformat.
+base_format!(
+    vmdk_monolithic_sparse,
+    "vmdk",
+    ["-o", "subformat=monolithicSparse"]
+);
+base_format!(
+    vmdk_stream_optimized,
+    "vmdk",
+    ["-o", "subformat=streamOptimized"]
+);
+base_format!(
+    vmdk_monolithic_flat,
+    "vmdk",
+    ["-o", "subformat=monolithicFlat"]
+);
+base_format!(
+    vmdk_two_gb_sparse,
+    "vmdk",
+    ["-o", "subformat=twoGbMaxExtentSparse"]
+);
+base_format!(
+    vmdk_two_gb_flat,
+    "vmdk",
+    ["-o", "subformat=twoGbMaxExtentFlat"]
+);
