@@ -541,3 +541,55 @@ fn seeded_mutations_never_panic() {
     );
     assert!(refused > 0 && ok > 0);
 }
+
+/// An ESX Server sparse extent (`COWD`, which qemu-img cannot make) of
+/// 2048 sectors with 4 KiB grains, grains 0, 3 and 100 allocated, named by
+/// a vmfsSparse descriptor: read as QEMU reads it. The `COWD` file alone
+/// is refused (QEMU opens it only through a descriptor).
+#[test]
+fn vmfs_sparse_cowd_extent_reads_like_qemu() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let cowd = d.path().join("c-sparse.vmdk");
+    let mut b = vec![0u8; 64 * 512];
+    b[..4].copy_from_slice(b"COWD");
+    for (at, v) in [
+        (4, 1u32),
+        (8, 3),
+        (12, 2048),
+        (16, 8),
+        (20, 4),
+        (24, 1),
+        (28, 64),
+    ] {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    b[4 * 512..4 * 512 + 4].copy_from_slice(&5u32.to_le_bytes()); // GD[0] = GT at sector 5
+    for (i, (grain, sector)) in [(0usize, 40u32), (3, 48), (100, 56)]
+        .into_iter()
+        .enumerate()
+    {
+        let gte = 5 * 512 + grain * 4;
+        b[gte..gte + 4].copy_from_slice(&sector.to_le_bytes());
+        let at = sector as usize * 512;
+        b[at..at + 4096].copy_from_slice(&pattern(4096, i as u64 + 1));
+    }
+    std::fs::write(&cowd, &b).unwrap();
+    let desc = d.path().join("c.vmdk");
+    std::fs::write(
+        &desc,
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+         createType=\"vmfsSparse\"\n\n# Extent description\nRW 2048 VMFSSPARSE \"c-sparse.vmdk\"\n",
+    )
+    .unwrap();
+    let guard = BaseGuard::new(&[&cowd, &desc]);
+    assert_reads_like_qemu(&desc, d.path());
+    let raw = qemu_raw_bytes(&desc);
+    assert_eq!(raw[3 * 4096..4 * 4096], pattern(4096, 2)[..]);
+    let o = qfault_expect(["info", s(&cowd)], 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("COWD") && err.contains("vmfsSparse"), "{err}");
+    guard.assert_unchanged();
+}
