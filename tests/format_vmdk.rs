@@ -593,3 +593,34 @@ fn vmfs_sparse_cowd_extent_reads_like_qemu() {
     assert!(err.contains("COWD") && err.contains("vmfsSparse"), "{err}");
     guard.assert_unchanged();
 }
+
+/// VMware writes stream-optimized files with `gdOffset = GD_AT_END` in the
+/// header and the real header in a footer before the end-of-stream marker
+/// (qemu-img writes the directory's offset in the header and no footer):
+/// made here from qemu-img's file, read through the footer as QEMU reads it.
+#[test]
+fn stream_optimized_footer_like_vmware() {
+    if !tools() {
+        return;
+    }
+    let d = tmpdir();
+    let stream = make_vmdk(&sample_image(), d.path(), "streamOptimized", "");
+    let mut b = std::fs::read(&stream).unwrap();
+    assert_eq!(b.len() % 512, 0);
+    let header = b[..512].to_vec();
+    b[56..64].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut marker = vec![0u8; 512];
+    marker[12..16].copy_from_slice(&3u32.to_le_bytes()); // MARKER_FOOTER
+    b.extend_from_slice(&marker);
+    b.extend_from_slice(&header);
+    b.extend_from_slice(&[0u8; 512]); // end-of-stream marker
+    let vmware = d.path().join("vmware.vmdk");
+    std::fs::write(&vmware, &b).unwrap();
+    assert_reads_like_qemu(&vmware, d.path());
+    assert_eq!(qemu_raw_bytes(&vmware), qemu_raw_bytes(&stream));
+    // Without a valid footer: refused (QEMU: "Invalid footer").
+    let n = b.len();
+    b[n - 1536 + 12] = 9;
+    std::fs::write(&vmware, &b).unwrap();
+    assert_refused(&vmware, "footer");
+}
