@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 root=..
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read vhdx_read; do
+for t in qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read vhdx_read vmdk_read; do
     mkdir -p "corpus/$t"
 done
 
@@ -61,4 +61,14 @@ qemu-io -f vhdx -c "write -P 0x5a 0 1M" -c "write -z 2M 1M" "$tmp/v.vhdx" >/dev/
 cp "$tmp/v.vhdx" corpus/vhdx_read/dynamic-1m.vhdx
 qemu-img convert -O vhdx -o subformat=fixed,block_size=1M,log_size=1M "$tmp/v.vhdx" corpus/vhdx_read/fixed-1m.vhdx
 
+# VMDK: hosted sparse extents (plain, zeroed grains, stream-optimized)
+# holding the qcow2 seeds' 64 KiB disk; descriptor files name extents that
+# the fuzz target cannot open, so only their text is parsed.
+qemu-img convert -O vmdk -o subformat=monolithicSparse "$tmp/d.raw" corpus/vmdk_read/sparse.vmdk
+qemu-img convert -O vmdk -o subformat=monolithicSparse,zeroed_grain=on "$tmp/d.raw" "$tmp/z.vmdk"
+qemu-io -f vmdk -c "write -z 0 64K" "$tmp/z.vmdk" >/dev/null
+cp "$tmp/z.vmdk" corpus/vmdk_read/zeroed.vmdk
+qemu-img convert -O vmdk -o subformat=streamOptimized "$tmp/d.raw" corpus/vmdk_read/stream.vmdk
+qemu-img convert -O vmdk -o subformat=twoGbMaxExtentSparse "$tmp/d.raw" "$tmp/split.vmdk"
+cp "$tmp/split.vmdk" corpus/vmdk_read/descriptor.vmdk
 echo "seeds written under fuzz/corpus/"

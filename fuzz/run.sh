@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 seconds="${FUZZ_SECONDS:-600}"
-targets=(${FUZZ_TARGETS:-qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read vhdx_read})
+targets=(${FUZZ_TARGETS:-qcow2_read partition_tables ntfs_boot_sector inspect_pipeline vpc_read vdi_read vhdx_read vmdk_read})
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 ./make-seeds.sh

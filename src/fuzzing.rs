@@ -90,6 +90,25 @@ pub fn inspect_pipeline(data: &[u8]) {
 /// walk every driver target shares.
 fn driver_walk(driver: Box<dyn crate::image::driver::Driver>) {
     let mut image = Image::from_layer(Layer::Driver(driver));
+    walk_and_read(&mut image);
+}
+
+/// VMDK parsing (hosted sparse header, footer, descriptor text) and a
+/// bounded walk of the map and reads through the image held in `data`.
+/// Extent files a descriptor names cannot be opened here (`NoFiles`).
+pub fn vmdk_read(data: &[u8]) {
+    let storage = MemStorage::new(data.to_vec(), "fuzz.vmdk");
+    let Ok(v) =
+        crate::image::vmdk::Vmdk::open(Box::new(storage), &mut crate::image::driver::NoFiles)
+    else {
+        return;
+    };
+    let mut image = Image::from_layer(Layer::Driver(Box::new(v)));
+    walk_and_read(&mut image);
+}
+
+/// A bounded walk of `image`'s map (64 extents) and three 8 KiB reads.
+fn walk_and_read(image: &mut Image) {
     let size = image.size();
     if size == 0 {
         return;

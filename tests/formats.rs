@@ -34,3 +34,28 @@ base_format!(vdi_static, "vdi", ["-o", "static=on"]);
 base_format!(vhdx_dynamic, "vhdx", []);
 base_format!(vhdx_fixed, "vhdx", ["-o", "subformat=fixed"]);
 base_format!(vhdx_block_1m, "vhdx", ["-o", "block_size=1M,log_size=1M"]);
+base_format!(
+    vmdk_monolithic_sparse,
+    "vmdk",
+    ["-o", "subformat=monolithicSparse"]
+);
+base_format!(
+    vmdk_stream_optimized,
+    "vmdk",
+    ["-o", "subformat=streamOptimized"]
+);
+base_format!(
+    vmdk_monolithic_flat,
+    "vmdk",
+    ["-o", "subformat=monolithicFlat"]
+);
+base_format!(
+    vmdk_two_gb_sparse,
+    "vmdk",
+    ["-o", "subformat=twoGbMaxExtentSparse"]
+);
+base_format!(
+    vmdk_two_gb_flat,
+    "vmdk",
+    ["-o", "subformat=twoGbMaxExtentFlat"]
+);

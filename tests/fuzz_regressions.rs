@@ -47,7 +47,8 @@ mod replay {
             + replay("inspect_pipeline", inspect_pipeline)
             + replay("vpc_read", vpc_read)
             + replay("vdi_read", vdi_read)
-            + replay("vhdx_read", vhdx_read);
+            + replay("vhdx_read", vhdx_read)
+            + replay("vmdk_read", vmdk_read);
         // At least the inputs committed with this test (e.g. the cluster_bits = 64
         // header that once overflowed a shift): an empty replay proves nothing.
         assert!(
@@ -78,6 +79,7 @@ mod replay {
             vpc_read(data);
             vdi_read(data);
             vhdx_read(data);
+            vmdk_read(data);
         }
     }
 }
