@@ -26,9 +26,9 @@ base_format!(qcow2_v2, "qcow2", ["-o", "compat=0.10"]);
 // Formats read by drivers (src/image/driver.rs); one row per subformat.
 base_format!(vpc_dynamic, "vpc", []);
 base_format!(vpc_dynamic_force_size, "vpc", ["-o", "force_size=on"]);
-// A fixed VHD (`-o subformat=fixed`) has no row: QEMU's probe reads it as
-// raw (its footer is at the end) where qfault reads vpc, so the probe-based
-// comparison cannot hold; tests/format_vpc_vdi.rs checks it with `-f vpc`.
+// A fixed VHD: QEMU's probe reads it as raw (its footer is at the end);
+// qfault finds the footer and reads vpc, as QEMU does with `-f vpc`.
+base_format!(vpc_fixed, "vpc", ["-o", "subformat=fixed"]);
 base_format!(vdi_dynamic, "vdi", []);
 base_format!(vdi_static, "vdi", ["-o", "static=on"]);
 base_format!(vhdx_dynamic, "vhdx", []);

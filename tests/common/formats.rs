@@ -49,7 +49,15 @@ fn qemu_json(args: &[&OsStr]) -> Value {
 /// and every filesystem it names is what `blkid -p` says of that partition
 /// of the raw conversion.
 pub fn assert_reads_like_qemu(img: &Path, fmt: &str, work: &Path) -> PathBuf {
-    let q = qemu_json(&["info".as_ref(), "--output=json".as_ref(), img.as_os_str()]);
+    // QEMU is told the format (its probe reads a fixed VHD, footer at the
+    // end, as raw); qfault must find it by itself.
+    let q = qemu_json(&[
+        "info".as_ref(),
+        "-f".as_ref(),
+        fmt.as_ref(),
+        "--output=json".as_ref(),
+        img.as_os_str(),
+    ]);
     let ours = json(&["info".as_ref(), "--json".as_ref(), img.as_os_str()]);
     let top = &ours["chain"][0];
     assert_eq!(top["format"], fmt, "{ours:#}");
@@ -68,6 +76,8 @@ pub fn assert_reads_like_qemu(img: &Path, fmt: &str, work: &Path) -> PathBuf {
     let reference = work.join(format!("{fmt}-qemu.raw"));
     qemu_img([
         "convert".as_ref(),
+        "-f".as_ref(),
+        fmt.as_ref(),
         "-O".as_ref(),
         "raw".as_ref(),
         img.as_os_str(),
