@@ -1,0 +1,90 @@
+//! Compressing one cluster for a standalone qcow2 image, as QEMU's
+//! decompressors read it back.
+//!
+//! Spec: `docs/interop/qcow2.txt`, "Compressed Clusters Descriptor" and the
+//! header's `compression_type`. A zlib cluster is a raw deflate stream that
+//! QEMU inflates with a 4 KiB window (`inflateInit2(-12)` in
+//! `block/qcow2-threads.c`): no match may reach further back than 4096
+//! bytes. miniz_oxide's window is 32 KiB, so qfault deflates with its
+//! run-length strategy (every match at distance 1), which any window reads.
+//! A zstd cluster is one zstd frame (ruzstd's encoder, its fastest level).
+//! Both are deterministic.
+
+use crate::image::qcow2::header::CompressionType;
+use miniz_oxide::deflate::core::{
+    compress as deflate, create_comp_flags_from_zip_params, CompressionStrategy, CompressorOxide,
+    TDEFLFlush, TDEFLStatus,
+};
+
+/// Deflate level (miniz's default).
+const DEFLATE_LEVEL: i32 = 6;
+/// Negative window bits: a raw deflate stream, no zlib header.
+const RAW_DEFLATE: i32 = -12;
+
+/// `data` (one cluster of `cs` bytes) compressed with `kind`, or `None`
+/// when that would not save space: like QEMU, a compressed cluster takes
+/// at most `cs - 1` bytes, otherwise the cluster is stored as it is.
+pub fn compress(kind: CompressionType, data: &[u8], cs: u64) -> Option<Vec<u8>> {
+    let limit = (cs as usize).checked_sub(1)?;
+    let out = match kind {
+        CompressionType::Zlib => {
+            let flags = create_comp_flags_from_zip_params(
+                DEFLATE_LEVEL,
+                RAW_DEFLATE,
+                CompressionStrategy::RLE as i32,
+            );
+            let mut c = CompressorOxide::new(flags);
+            let mut out = vec![0u8; limit];
+            let (status, used, written) = deflate(&mut c, data, &mut out, TDEFLFlush::Finish);
+            if status != TDEFLStatus::Done || used != data.len() {
+                return None;
+            }
+            out.truncate(written);
+            out
+        }
+        CompressionType::Zstd => {
+            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+        }
+    };
+    (out.len() <= limit).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::qcow2::compressed::decompress;
+    use std::path::Path;
+
+    fn cluster() -> Vec<u8> {
+        let mut d = vec![0u8; 65536];
+        for (i, b) in d.iter_mut().enumerate().take(30000) {
+            *b = if i % 512 < 200 { 0xaa } else { (i / 700) as u8 };
+        }
+        d
+    }
+
+    #[test]
+    fn both_kinds_round_trip_and_are_deterministic() {
+        let d = cluster();
+        for kind in [CompressionType::Zlib, CompressionType::Zstd] {
+            let z = compress(kind, &d, 65536).expect("compressible");
+            assert!(z.len() < d.len() / 4, "{kind:?}: {} bytes", z.len());
+            assert_eq!(compress(kind, &d, 65536), Some(z.clone()));
+            let mut out = Vec::new();
+            decompress(Path::new("t"), kind, &z, d.len(), &mut out, 0).unwrap();
+            assert_eq!(out[..d.len()], d[..]);
+        }
+    }
+
+    #[test]
+    fn incompressible_clusters_are_stored_as_they_are() {
+        // QEMU's 4 KiB deflate window is checked by tests/standalone.rs,
+        // where qemu-img reads a zlib image of data that repeats at
+        // distances past 4 KiB.
+        let noise: Vec<u8> = (0..65536u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+            .collect();
+        assert_eq!(compress(CompressionType::Zlib, &noise, 65536), None);
+        assert_eq!(compress(CompressionType::Zstd, &noise, 65536), None);
+    }
+}
