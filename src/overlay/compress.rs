@@ -2,11 +2,13 @@
 //! decompressors read it back.
 //!
 //! Spec: `docs/interop/qcow2.txt`, "Compressed Clusters Descriptor" and the
-//! header's `compression_type`. A zlib cluster is a raw deflate stream that
-//! QEMU inflates with a 4 KiB window (`inflateInit2(-12)` in
-//! `block/qcow2-threads.c`): no match may reach further back than 4096
-//! bytes. miniz_oxide's window is 32 KiB, so qfault deflates with its
-//! run-length strategy (every match at distance 1), which any window reads.
+//! header's `compression_type`. A zlib cluster is a raw deflate stream with
+//! a 4 KiB window: QEMU deflates with and inflates declaring
+//! `windowBits = -12` (`block/qcow2-threads.c`), so a conforming reader may
+//! refuse a match further back than 4096 bytes. (QEMU itself inflates a
+//! whole cluster in one call, which happens to accept longer distances.)
+//! miniz_oxide's window is 32 KiB, so qfault deflates with its run-length
+//! strategy (every match at distance 1), which fits any window.
 //! A zstd cluster is one zstd frame (ruzstd's encoder, its fastest level).
 //! Both are deterministic.
 
@@ -77,10 +79,22 @@ mod tests {
     }
 
     #[test]
+    fn deflate_never_matches_further_back_than_the_4k_window() {
+        // Random bytes repeating every 5000: only a match 5000 bytes back
+        // shrinks them, which the 4 KiB window forbids. Distance-1 matches
+        // find nothing, so the cluster does not compress.
+        let unit: Vec<u8> = (0..5000u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+            .collect();
+        let d: Vec<u8> = unit.iter().cycle().take(65536).copied().collect();
+        assert_eq!(compress(CompressionType::Zlib, &d, 65536), None);
+        // zstd has no such limit: the repeats shrink it.
+        let z = compress(CompressionType::Zstd, &d, 65536).expect("zstd matches far back");
+        assert!(z.len() < 16384, "{}", z.len());
+    }
+
+    #[test]
     fn incompressible_clusters_are_stored_as_they_are() {
-        // QEMU's 4 KiB deflate window is checked by tests/standalone.rs,
-        // where qemu-img reads a zlib image of data that repeats at
-        // distances past 4 KiB.
         let noise: Vec<u8> = (0..65536u64)
             .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
             .collect();
