@@ -65,6 +65,19 @@ mod tests {
         d
     }
 
+    /// `len` pseudo-random bytes (xorshift64): nothing to compress.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn both_kinds_round_trip_and_are_deterministic() {
         let d = cluster();
@@ -83,9 +96,7 @@ mod tests {
         // Random bytes repeating every 5000: only a match 5000 bytes back
         // shrinks them, which the 4 KiB window forbids. Distance-1 matches
         // find nothing, so the cluster does not compress.
-        let unit: Vec<u8> = (0..5000u64)
-            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
-            .collect();
+        let unit = noise(5000);
         let d: Vec<u8> = unit.iter().cycle().take(65536).copied().collect();
         assert_eq!(compress(CompressionType::Zlib, &d, 65536), None);
         // zstd has no such limit: the repeats shrink it.
@@ -95,9 +106,7 @@ mod tests {
 
     #[test]
     fn incompressible_clusters_are_stored_as_they_are() {
-        let noise: Vec<u8> = (0..65536u64)
-            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
-            .collect();
+        let noise = noise(65536);
         assert_eq!(compress(CompressionType::Zlib, &noise, 65536), None);
         assert_eq!(compress(CompressionType::Zstd, &noise, 65536), None);
     }
