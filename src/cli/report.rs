@@ -2,7 +2,7 @@
 //! `verify` and `recipes`, and the JSON envelope every `--json` uses.
 
 use super::common::human_size;
-use qfault::apply::Output;
+use qfault::apply::{Output, OutputFormat};
 use qfault::image::qcow2::header::CompressionType;
 use qfault::recipe::{Outcome, Prediction, Target};
 use qfault::standalone::RawCopy;
@@ -97,12 +97,12 @@ pub fn print_output(o: &Output) {
         println!();
     }
     let r = &o.overlay;
-    println!(
-        "{} {} ({})",
-        o.status.word(),
-        r.path.display(),
-        o.output_format.name()
-    );
+    // An overlay's line stays "written PATH"; a standalone file names its
+    // format.
+    match o.output_format {
+        OutputFormat::Overlay => println!("{} {}", o.status.word(), r.path.display()),
+        f => println!("{} {} ({})", o.status.word(), r.path.display(), f.name()),
+    }
     if let (Some(file), Some(format)) = (&r.backing_file, &r.backing_format) {
         println!("  backing file: {file} (format {format})");
     }
