@@ -12,7 +12,7 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	sfdisk:fdisk sgdisk:gdisk parted:parted mkfs.vfat:dosfstools mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs \
 	blkid:util-linux losetup:util-linux mkswap:util-linux \
 	mkfs.exfat:exfatprogs mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs cryptsetup:cryptsetup-bin \
-	xfs_repair:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
+	xfs_repair:xfsprogs xfs_io:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
 	genisoimage:genisoimage \
 	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
 

@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "  {} <- {} [{}] {} bytes, {:.1} ms, {} target(s)",
             link.path.file_name().unwrap_or_default().to_string_lossy(),
-            link.overlay.backing_file,
+            link.overlay.backing_file.as_deref().unwrap_or("-"),
             link.recipe,
             link.overlay.file_size,
             link.seconds * 1e3,

@@ -1,6 +1,12 @@
 //! The one write path, used by `inject`, `chain`, `batch` and the library:
 //! plan → write → post-write check → place.
 //!
+//! The output is an overlay by default, or, with [`OutputFormat`], a
+//! standalone file holding the whole damaged guest ([`crate::standalone`]):
+//! a raw image or a self-contained qcow2. A standalone output is checked the
+//! same way, opened on its own: it must read as the base with the plan's
+//! patches applied ([`first_difference`]), and predict as planned.
+//!
 //! [`Inject`] is the façade for library users: paths in, a typed report out.
 //! [`check_top`] is the post-write check: with the written overlay on top
 //! of the chain, the guest must read exactly as the base with the plan's
@@ -9,25 +15,88 @@
 //! into place.
 
 use crate::error::{Error, Result};
+use crate::image::qcow2::header::CompressionType;
 use crate::image::{self, Image, LayerInfo, OpenOptions};
-use crate::overlay::{stage_overlay, BackingName, OverlayOptions, OverlayReport, Status};
+use crate::overlay::{stage_overlay, BackingName, OverlayOptions, OverlayReport, Staged, Status};
 use crate::recipe::{Plan, Skipped, Spec, Target};
-use crate::verify::differences;
+use crate::standalone::{open_qcow2, open_raw, stage_qcow2, stage_raw};
+use crate::verify::{differences, first_difference};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// One overlay written (or found up to date): what every front-end reports
+/// The kind of file an output is (`-O`/`--output-format`, the manifest's
+/// `output_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// A qcow2 overlay backed by the untouched base: only the damaged
+    /// clusters.
+    #[default]
+    Overlay,
+    /// A raw image of the whole damaged guest.
+    Raw,
+    /// A qcow2 image of the whole damaged guest with no backing file,
+    /// its data clusters compressed when `compression` is given.
+    Qcow2Standalone {
+        /// How data clusters are compressed, if at all.
+        compression: Option<CompressionType>,
+    },
+}
+
+impl OutputFormat {
+    /// The format's name on the command line and in reports: `overlay`,
+    /// `raw`, `qcow2-standalone`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Overlay => "overlay",
+            OutputFormat::Raw => "raw",
+            OutputFormat::Qcow2Standalone { .. } => "qcow2-standalone",
+        }
+    }
+
+    /// The format named `name` (see [`OutputFormat::name`]) with
+    /// `compression`, which only a standalone qcow2 takes (usage errors
+    /// otherwise).
+    pub fn parse(name: &str, compression: Option<CompressionType>) -> Result<Self> {
+        let f = match name {
+            "overlay" => OutputFormat::Overlay,
+            "raw" => OutputFormat::Raw,
+            "qcow2-standalone" => return Ok(OutputFormat::Qcow2Standalone { compression }),
+            other => {
+                return Err(Error::Usage(format!(
+                    "unknown output format {other:?} (expected overlay, raw or qcow2-standalone)"
+                )))
+            }
+        };
+        if compression.is_some() {
+            return Err(Error::Usage(format!(
+                "compression applies to the qcow2-standalone output format, not to {name}"
+            )));
+        }
+        Ok(f)
+    }
+}
+
+impl Serialize for OutputFormat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// One output written (or found up to date): what every front-end reports
 /// per output file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Output {
-    /// The overlay's path.
+    /// The output's path.
     pub path: PathBuf,
     /// The recipe and its parameters (`{"name", "params"}`).
     pub recipe: Spec,
     /// What happened to the file.
     pub status: Status,
-    /// The overlay file.
+    /// The kind of file written.
+    pub output_format: OutputFormat,
+    /// The file written (an overlay, or a standalone file: see
+    /// [`OverlayReport`]).
     pub overlay: OverlayReport,
     /// What was damaged and what the tools will do.
     pub targets: Vec<Target>,
@@ -47,17 +116,57 @@ pub fn apply(
     opts: &OverlayOptions,
     open: &OpenOptions,
 ) -> Result<Output> {
+    apply_as(base, spec, out, opts, OutputFormat::Overlay, open)
+}
+
+/// [`apply`] writing a file of `format`: an overlay (as [`apply`]), or a
+/// standalone file of the whole damaged guest, checked by
+/// [`check_standalone`]. A standalone qcow2 takes `opts.cluster_size`;
+/// `opts.backing_name` applies to overlays only.
+pub fn apply_as(
+    base: &mut Image,
+    spec: &Spec,
+    out: &Path,
+    opts: &OverlayOptions,
+    format: OutputFormat,
+    open: &OpenOptions,
+) -> Result<Output> {
     let start = Instant::now();
     let plan = spec.plan(base)?;
     let dir = crate::output::parent_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let staged = stage_overlay(base, &plan.patches, out, opts)?;
-    check_overlay(base, spec, &plan, staged.path(), out, open)?;
+    let staged: Staged = match format {
+        OutputFormat::Overlay => {
+            let s = stage_overlay(base, &plan.patches, out, opts)?;
+            check_overlay(base, spec, &plan, s.path(), out, open)?;
+            s
+        }
+        OutputFormat::Raw => {
+            let s = stage_raw(base, &plan.patches, out, opts.overwrite)?;
+            let mut written = open_raw(s.path(), out)?;
+            check_standalone(&mut written, base, spec, &plan)?;
+            s
+        }
+        OutputFormat::Qcow2Standalone { compression } => {
+            let s = stage_qcow2(
+                base,
+                &plan.patches,
+                out,
+                opts.cluster_size,
+                compression,
+                opts.overwrite,
+            )?;
+            let mut written = open_qcow2(s.path(), out)?;
+            check_standalone(&mut written, base, spec, &plan)?;
+            s
+        }
+    };
     let (overlay, status) = staged.commit()?;
     Ok(Output {
         path: out.to_path_buf(),
         recipe: spec.clone(),
         status,
+        output_format: format,
         overlay,
         targets: plan.targets,
         skipped: plan.skipped,
@@ -100,6 +209,38 @@ pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
             r.end()
         )));
     }
+    check_predictions(image, spec, plan, &fail)
+}
+
+/// The post-write check of a standalone output, `written` opened on its
+/// own: it reads exactly as `base` with `plan`'s patches applied
+/// ([`first_difference`]), and each target's prediction computed from the
+/// written bytes equals the plan's. Fails with [`Error::Refused`] naming
+/// the first difference.
+pub fn check_standalone(
+    written: &mut Image,
+    base: &mut Image,
+    spec: &Spec,
+    plan: &Plan,
+) -> Result<()> {
+    let name = written.path().display().to_string();
+    let fail =
+        |why: String| Error::Refused(format!("the written image {name} failed its check: {why}"));
+    if let Some(at) = first_difference(written, base, &plan.patches)? {
+        return Err(fail(format!(
+            "guest byte {at} does not read as the base with the plan's changes"
+        )));
+    }
+    check_predictions(written, spec, plan, &fail)
+}
+
+/// Each target's prediction, computed again from `image`, equals the plan's.
+fn check_predictions(
+    image: &mut Image,
+    spec: &Spec,
+    plan: &Plan,
+    fail: &dyn Fn(String) -> Error,
+) -> Result<()> {
     for t in &plan.targets {
         let now = spec.predict(t, image)?;
         if now != t.prediction {
@@ -137,6 +278,7 @@ pub struct Inject {
     output: PathBuf,
     spec: Spec,
     overlay: OverlayOptions,
+    format: OutputFormat,
     open: OpenOptions,
 }
 
@@ -158,11 +300,19 @@ impl Inject {
             output: output.into(),
             spec,
             overlay: OverlayOptions::default(),
+            format: OutputFormat::Overlay,
             open: OpenOptions::default(),
         }
     }
 
-    /// The overlay's cluster size (a power of two from 512 to 2 MiB).
+    /// Write a file of `format` instead of an overlay.
+    pub fn output_format(mut self, format: OutputFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The overlay's (or standalone qcow2's) cluster size (a power of two
+    /// from 512 to 2 MiB).
     pub fn cluster_size(mut self, bytes: u64) -> Self {
         self.overlay.cluster_size = bytes;
         self
@@ -193,11 +343,12 @@ impl Inject {
     /// Opens the base, plans, writes, checks and places the overlay.
     pub fn run(&self) -> Result<InjectReport> {
         let mut base = image::open(&self.base, &self.open)?;
-        let output = apply(
+        let output = apply_as(
             &mut base,
             &self.spec,
             &self.output,
             &self.overlay,
+            self.format,
             &self.open,
         )?;
         Ok(InjectReport {

@@ -11,6 +11,8 @@
 //!   preconditions, the guest patches and the tools' predicted outcomes.
 //! - [`overlay`]: the qcow2 overlay writer (backed by the untouched base)
 //!   and placement (an identical output is left alone).
+//! - [`standalone`]: outputs that need no backing chain (a raw image, a
+//!   reflink clone where the filesystem allows; a self-contained qcow2).
 //! - [`apply`]: the one write path (plan → write → check → place) and the
 //!   [`apply::Inject`] façade; [`chain`] and [`batch`] are thin layers over it.
 //! - [`verify`]: what an existing overlay changes and what the tools will do.
@@ -51,6 +53,7 @@ pub mod layout;
 pub mod output;
 pub mod overlay;
 pub mod recipe;
+pub mod standalone;
 pub mod units;
 pub mod verify;
 

@@ -446,7 +446,8 @@ fn validation_errors_name_the_entry_and_field_and_write_nothing() {
         (
             good.replace("offset = 0\n", "ofset = 0\n"),
             "m.toml: image[1].ofset: unknown field (expected one of: base, output, \
-             cluster_size, absolute_backing, recipe, offset, length, partition)",
+             cluster_size, absolute_backing, output_format, compress, recipe, offset, \
+             length, partition)",
             2,
         ),
         (

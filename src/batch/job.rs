@@ -1,6 +1,7 @@
 //! What a batch produces, as plain data: one overlay ([`ImageJob`]) or one
 //! chain ([`crate::chain::ChainBuilder`]) per named [`Entry`].
 
+use crate::apply::OutputFormat;
 use crate::chain::ChainBuilder;
 use crate::overlay::DEFAULT_CLUSTER_SIZE;
 use crate::recipe::Spec;
@@ -19,6 +20,9 @@ pub struct ImageJob {
     pub cluster_size: u64,
     /// Store the base's absolute path instead of a relative one.
     pub absolute_backing: bool,
+    /// The kind of file to write (an overlay unless the manifest's
+    /// `output_format` says otherwise).
+    pub output_format: OutputFormat,
 }
 
 impl ImageJob {
@@ -31,6 +35,7 @@ impl ImageJob {
             recipe,
             cluster_size: DEFAULT_CLUSTER_SIZE,
             absolute_backing: false,
+            output_format: OutputFormat::Overlay,
         }
     }
 }

@@ -21,15 +21,24 @@
 
 use super::fields::{kind, Fields};
 use super::job::{Entry, ImageJob, Job};
+use crate::apply::OutputFormat;
 use crate::chain::{ChainBuilder, NamePattern};
 use crate::error::{Error, Result};
+use crate::image::qcow2::header::CompressionType;
 use crate::overlay::DEFAULT_CLUSTER_SIZE;
 use crate::recipe::Spec;
 use std::path::Path;
 use toml::Table;
 
 /// The fields of an `[[image]]` besides `recipe` and its parameters.
-const IMAGE_FIELDS: &[&str] = &["base", "output", "cluster_size", "absolute_backing"];
+const IMAGE_FIELDS: &[&str] = &[
+    "base",
+    "output",
+    "cluster_size",
+    "absolute_backing",
+    "output_format",
+    "compress",
+];
 
 /// The fields of a `[[chain]]`.
 const CHAIN_FIELDS: &[&str] = &[
@@ -119,6 +128,16 @@ fn parse_image(mut f: Fields, dir: &Path) -> Result<Job> {
     let output = f.required_path("output", dir)?;
     let cluster_size = cluster_size(&mut f)?;
     let absolute_backing = f.boolean("absolute_backing")?.unwrap_or(false);
+    let output_format = output_format(&mut f)?;
+    if absolute_backing && output_format != OutputFormat::Overlay {
+        return Err(f.error(
+            "absolute_backing",
+            format!(
+                "applies to overlays; output_format {} has no backing file",
+                output_format.name()
+            ),
+        ));
+    }
     let recipe = recipe(&f, IMAGE_FIELDS, dir)?;
     Ok(Job::Image(ImageJob {
         base,
@@ -126,7 +145,37 @@ fn parse_image(mut f: Fields, dir: &Path) -> Result<Job> {
         recipe,
         cluster_size,
         absolute_backing,
+        output_format,
     }))
+}
+
+/// `output_format` ("overlay", "raw", "qcow2-standalone"; default overlay)
+/// and `compress` ("zlib", "zstd"; qcow2-standalone only).
+fn output_format(f: &mut Fields) -> Result<OutputFormat> {
+    let compression = match f.string("compress")? {
+        None => None,
+        Some("zlib") => Some(CompressionType::Zlib),
+        Some("zstd") => Some(CompressionType::Zstd),
+        Some(other) => {
+            return Err(f.error(
+                "compress",
+                format!("{other:?} is not a compression (expected \"zlib\" or \"zstd\")"),
+            ))
+        }
+    };
+    let name = f.string("output_format")?.unwrap_or("overlay").to_string();
+    OutputFormat::parse(&name, compression).map_err(|e| {
+        let key = if matches!(name.as_str(), "overlay" | "raw" | "qcow2-standalone") {
+            "compress"
+        } else {
+            "output_format"
+        };
+        let msg = match e {
+            Error::Usage(m) => m,
+            e => e.to_string(),
+        };
+        f.error(key, msg)
+    })
 }
 
 /// The recipe of a table: `recipe` and its parameters (every key not in

@@ -4,7 +4,7 @@
 use super::job::{Entry, ImageJob, Job};
 use super::report::{combined_status, BatchReport, EntryReport, EntryStatus};
 use super::shard::Shard;
-use crate::apply::{apply, Output};
+use crate::apply::{apply_as, Output};
 use crate::chain::ChainBuilder;
 use crate::error::{Error, Result};
 use crate::image::{open, OpenOptions};
@@ -240,6 +240,13 @@ impl Batch {
             overwrite: self.overwrite,
             sync: self.sync,
         };
-        apply(&mut base, &j.recipe, &j.output, &opts, &self.open)
+        apply_as(
+            &mut base,
+            &j.recipe,
+            &j.output,
+            &opts,
+            j.output_format,
+            &self.open,
+        )
     }
 }

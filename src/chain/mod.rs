@@ -374,6 +374,7 @@ impl ChainBuilder {
                 path: out,
                 recipe: spec.clone(),
                 status,
+                output_format: crate::apply::OutputFormat::Overlay,
                 overlay,
                 targets: plan.targets.clone(),
                 skipped: plan.skipped.clone(),

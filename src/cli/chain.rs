@@ -100,7 +100,9 @@ fn print_summary(r: &ChainReport, recipe: &Spec) {
     if let Some(l) = r.links.first() {
         println!("  each link: {}", recipe.describe());
         println!("  link 1: {}", prediction_line(&l.targets));
-        println!("  link 1 backing file: {}", l.overlay.backing_file);
+        if let Some(b) = &l.overlay.backing_file {
+            println!("  link 1 backing file: {b}");
+        }
     }
     if let Some(top) = &r.top {
         println!("  top: {}", top.display());

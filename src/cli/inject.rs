@@ -1,10 +1,12 @@
-//! `qfault inject NAME`: one overlay holding one recipe's damage. The
-//! subcommands and their arguments are generated from the recipe registry.
+//! `qfault inject NAME`: one overlay (or, with `-O`, one standalone image)
+//! holding one recipe's damage. The subcommands and their arguments are
+//! generated from the recipe registry.
 
 use super::common::{parse_bytes, print_chain, ImageOpts};
 use super::report::{print_document, print_output};
 use clap::{ArgMatches, FromArgMatches};
-use qfault::apply::apply;
+use qfault::apply::{apply_as, OutputFormat};
+use qfault::image::qcow2::header::CompressionType;
 use qfault::overlay::{BackingName, OverlayOptions};
 use qfault::recipe::{Spec, RECIPES};
 use std::path::PathBuf;
@@ -16,6 +18,12 @@ use std::path::PathBuf;
 /// chain and checks that it changes exactly the planned bytes and behaves as
 /// predicted, before moving it into place. BASE and every image of its chain
 /// are opened read-only. `qfault recipes` lists the recipes.
+///
+/// For platforms that take no backing chains, `-O raw` writes the whole
+/// damaged guest as a raw image (a reflink clone of a raw base where the
+/// filesystem shares blocks, else a sparse copy) and `-O qcow2-standalone`
+/// as a qcow2 image with no backing file (`--compress zlib|zstd`); they are
+/// checked the same way, opened on their own.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::AFTER_HELP)]
 pub struct Args {
@@ -36,14 +44,33 @@ pub struct Injection {
 pub struct OverlayArgs {
     /// The base image (raw or qcow2, with its backing chain); never written.
     pub base: PathBuf,
-    /// The overlay to create. An existing file with exactly the bytes it
-    /// would get is left alone ("unchanged"); one with other bytes needs --overwrite.
+    /// The overlay (or standalone image, see -O) to create. An existing file
+    /// with exactly the bytes it would get is left alone ("unchanged"); one
+    /// with other bytes needs --overwrite.
     #[arg(short = 'o', long = "output", value_name = "OVERLAY", value_parser = super::common::OutputPath)]
     pub output: PathBuf,
-    /// Overlay cluster size, a power of two from 512 to 2M.
+    /// What to write: a qcow2 overlay backed by BASE (the default), a raw
+    /// image of the whole damaged disk, or a qcow2 image of it with no
+    /// backing file.
+    #[arg(
+        short = 'O',
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "overlay"
+    )]
+    pub output_format: FormatArg,
+    /// Compress the data clusters of a qcow2-standalone output (zlib: raw
+    /// deflate; zstd: sets the qcow2 compression type, which QEMU reads
+    /// since 5.1).
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub compress: Option<CompressArg>,
+    /// Cluster size of the overlay or qcow2-standalone image, a power of
+    /// two from 512 to 2M (a raw output has none).
     #[arg(long, value_parser = parse_bytes, default_value = "64K")]
     pub cluster_size: u64,
-    /// Store the base's absolute path instead of a path relative to the overlay's directory.
+    /// Store the base's absolute path instead of a path relative to the
+    /// overlay's directory (overlays only).
     #[arg(long)]
     pub absolute_backing: bool,
     /// Replace OVERLAY if it exists with other bytes.
@@ -100,7 +127,52 @@ impl clap::Args for Injection {
     }
 }
 
+/// `-O`/`--output-format` values (the names of [`OutputFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// A qcow2 overlay backed by BASE: only the damaged clusters.
+    Overlay,
+    /// A raw image of the whole damaged disk.
+    Raw,
+    /// A qcow2 image of the whole damaged disk, with no backing file.
+    Qcow2Standalone,
+}
+
+/// `--compress` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    /// Raw deflate, qcow2's default compression type.
+    Zlib,
+    /// Zstandard (qcow2 compression type 1).
+    Zstd,
+}
+
 impl OverlayArgs {
+    /// The output format these arguments ask for (usage errors for
+    /// options that do not apply to it).
+    fn format(&self) -> qfault::Result<OutputFormat> {
+        let name = match self.output_format {
+            FormatArg::Overlay => "overlay",
+            FormatArg::Raw => "raw",
+            FormatArg::Qcow2Standalone => "qcow2-standalone",
+        };
+        let compression = self.compress.map(|c| match c {
+            CompressArg::Zlib => CompressionType::Zlib,
+            CompressArg::Zstd => CompressionType::Zstd,
+        });
+        let format = OutputFormat::parse(name, compression).map_err(|_| {
+            qfault::Error::Usage(format!(
+                "--compress applies to -O qcow2-standalone, not to -O {name}"
+            ))
+        })?;
+        if self.absolute_backing && format != OutputFormat::Overlay {
+            return Err(qfault::Error::Usage(format!(
+                "--absolute-backing applies to overlays; -O {name} has no backing file"
+            )));
+        }
+        Ok(format)
+    }
+
     fn options(&self) -> OverlayOptions {
         OverlayOptions {
             cluster_size: self.cluster_size,
@@ -118,12 +190,14 @@ impl OverlayArgs {
 /// Runs `qfault inject`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let Injection { spec, common } = &args.recipe;
+    let format = common.format()?;
     let mut base = common.open.open(&common.base)?;
-    let out = apply(
+    let out = apply_as(
         &mut base,
         spec,
         &common.output,
         &common.options(),
+        format,
         &common.open.options(),
     )?;
     if common.json {

@@ -2,8 +2,10 @@
 //! `verify` and `recipes`, and the JSON envelope every `--json` uses.
 
 use super::common::human_size;
-use qfault::apply::Output;
+use qfault::apply::{Output, OutputFormat};
+use qfault::image::qcow2::header::CompressionType;
 use qfault::recipe::{Outcome, Prediction, Target};
+use qfault::standalone::RawCopy;
 
 /// The version of the JSON schema (`docs/json.md`), the first key of every
 /// JSON document qfault prints.
@@ -95,23 +97,49 @@ pub fn print_output(o: &Output) {
         println!();
     }
     let r = &o.overlay;
-    println!("{} {}", o.status.word(), r.path.display());
-    println!(
-        "  backing file: {} (format {})",
-        r.backing_file, r.backing_format
-    );
-    println!(
-        "  {} cluster(s) of {}: {} with data, {} zero-flagged",
-        r.data_clusters + r.zero_clusters,
-        human_size(r.cluster_size),
-        r.data_clusters,
-        r.zero_clusters
-    );
+    // An overlay's line stays "written PATH"; a standalone file names its
+    // format.
+    match o.output_format {
+        OutputFormat::Overlay => println!("{} {}", o.status.word(), r.path.display()),
+        f => println!("{} {} ({})", o.status.word(), r.path.display(), f.name()),
+    }
+    if let (Some(file), Some(format)) = (&r.backing_file, &r.backing_format) {
+        println!("  backing file: {file} (format {format})");
+    }
+    if let (Some(cs), Some(data), Some(zero)) = (r.cluster_size, r.data_clusters, r.zero_clusters) {
+        let mut line = format!(
+            "  {} cluster(s) of {}: {data} with data",
+            data + zero,
+            human_size(cs)
+        );
+        if r.backing_file.is_some() {
+            line += &format!(", {zero} zero-flagged");
+        }
+        if let (Some(kind), Some(n)) = (r.compression, r.compressed_clusters) {
+            line += &format!(", {n} compressed ({})", kind_name(kind));
+        }
+        println!("{line}");
+    }
+    match r.raw_copy {
+        Some(RawCopy::Reflink) => {
+            println!("  a reflink clone of the base: unchanged blocks are shared with it")
+        }
+        Some(RawCopy::SparseCopy) => println!("  a sparse copy of the guest (zeros left as holes)"),
+        _ => {}
+    }
     println!(
         "  file size {} ({} allocated)",
         human_size(r.file_size),
         human_size(r.allocated_size)
     );
+}
+
+/// The compression's name as the options spell it.
+fn kind_name(kind: CompressionType) -> &'static str {
+    match kind {
+        CompressionType::Zlib => "zlib",
+        CompressionType::Zstd => "zstd",
+    }
 }
 
 /// The targets' predictions in one line (for tables).

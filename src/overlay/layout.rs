@@ -6,12 +6,24 @@
 //! data cluster is written, except the count of data clusters (touched
 //! clusters that end up all zeros store none), which is why the refcount
 //! blocks come last. The refcount table is sized for the largest count.
+//!
+//! A standalone image ([`OverlayLayout::standalone`]: no backing file, the
+//! whole guest) differs in three ways: clusters that read as zeros are left
+//! unallocated (nothing below them can show through); each L2 table is
+//! written in line, after the data clusters it maps, only once one of them
+//! stores data (so the file depends on the guest's bytes alone, not on which
+//! ranges the base happened to allocate); and data clusters may be stored
+//! compressed (raw deflate or zstd), packed byte by byte, each host cluster
+//! counted once per compressed cluster that touches it.
 //! Spec: `docs/interop/qcow2.txt`, "Header", "Host cluster management",
-//! "Cluster mapping".
+//! "Cluster mapping", "Compressed Clusters Descriptor".
 
 use crate::error::{Error, Result};
-use crate::image::qcow2::header::{EXT_BACKING_FORMAT, MAGIC};
-use crate::image::qcow2::{ENTRY_COPIED, L2_ZERO};
+use crate::image::qcow2::compressed::COMPRESSED_SECTOR;
+use crate::image::qcow2::header::{
+    CompressionType, EXT_BACKING_FORMAT, INCOMPAT_COMPRESSION, MAGIC,
+};
+use crate::image::qcow2::{ENTRY_COPIED, L2_COMPRESSED, L2_ZERO};
 use crate::output::write_nonzero;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,6 +34,14 @@ const HEADER_LEN: usize = 112;
 const REFCOUNT_ORDER: u32 = 4;
 /// Bytes per refcount entry at [`REFCOUNT_ORDER`].
 const REFCOUNT_BYTES: u64 = 2;
+/// The largest refcount a [`REFCOUNT_ORDER`] entry holds.
+const MAX_REFCOUNT: u16 = u16::MAX;
+/// Header offset of `incompatible_features` (spec: "Header", bytes 72-79).
+const INCOMPATIBLE_FEATURES_AT: usize = 72;
+/// Header offset of `compression_type` (spec: "Header", byte 104).
+const COMPRESSION_TYPE_AT: usize = 104;
+/// `compression_type` value for zstd (spec: "1: zstd").
+const COMPRESSION_TYPE_ZSTD: u8 = 1;
 
 /// The content of one touched guest cluster.
 #[derive(Debug, Clone, Copy)]
@@ -168,6 +188,19 @@ pub struct OverlayLayout {
     data_start: u64,
     data_clusters: u64,
     zero_clusters: u64,
+    /// Data clusters stored compressed (standalone only).
+    compressed_clusters: u64,
+    /// The next free file byte in the data area (past `data_start`).
+    cursor: u64,
+    /// Refcount of each cluster from `data_start` on, up to `cursor`.
+    refs: Vec<u16>,
+    /// A standalone image: zeros unallocated, L2 tables in line, maybe
+    /// compressed.
+    standalone: bool,
+    /// Compress data clusters with this (standalone only).
+    compression: Option<CompressionType>,
+    /// In-line L2 tables written so far (standalone): (L1 index, file offset).
+    inline_l2: Vec<(u64, u64)>,
 }
 
 impl OverlayLayout {
@@ -180,6 +213,34 @@ impl OverlayLayout {
         backing: &str,
         backing_format: &str,
         touched: &[(u64, u64)],
+    ) -> Result<Self> {
+        let mut layout = Self::plan(size, cs, touched, false, None)?;
+        layout.header = layout.header_bytes(Some((backing, backing_format)))?;
+        Ok(layout)
+    }
+
+    /// Plans a standalone image (no backing file) of `size` guest bytes
+    /// with `cs`-byte clusters; `touched` (as for [`OverlayLayout::new`])
+    /// holds every cluster that may store data. Clusters added as
+    /// [`ClusterContent::Zero`] stay unallocated; data is compressed with
+    /// `compression` where that saves space.
+    pub fn standalone(
+        size: u64,
+        cs: u64,
+        touched: &[(u64, u64)],
+        compression: Option<CompressionType>,
+    ) -> Result<Self> {
+        let mut layout = Self::plan(size, cs, touched, true, compression)?;
+        layout.header = layout.header_bytes(None)?;
+        Ok(layout)
+    }
+
+    fn plan(
+        size: u64,
+        cs: u64,
+        touched: &[(u64, u64)],
+        standalone: bool,
+        compression: Option<CompressionType>,
     ) -> Result<Self> {
         let l2_entries = cs / 8;
         let l1_size = size.div_ceil(cs).div_ceil(l2_entries);
@@ -211,22 +272,33 @@ impl OverlayLayout {
             }
             rt_clusters = need;
         }
-        let mut layout = OverlayLayout {
+        // A standalone image's L2 tables lie among the data clusters (the
+        // count above already holds them).
+        let data_start = if standalone {
+            1 + rt_clusters + l1_clusters
+        } else {
+            header_and_tables(rt_clusters)
+        };
+        Ok(OverlayLayout {
             cs,
             size,
             header: Vec::new(),
             l1_size,
             rt_clusters,
             l1_clusters,
-            data_start: header_and_tables(rt_clusters),
+            data_start,
             l1_indices,
             current: None,
             touched: touched_count,
             data_clusters: 0,
             zero_clusters: 0,
-        };
-        layout.header = layout.header_bytes(backing, backing_format)?;
-        Ok(layout)
+            compressed_clusters: 0,
+            cursor: data_start * cs,
+            refs: Vec::new(),
+            standalone,
+            compression: if standalone { compression } else { None },
+            inline_l2: Vec::new(),
+        })
     }
 
     /// The cluster size.
@@ -239,12 +311,54 @@ impl OverlayLayout {
         (1 + self.rt_clusters + self.l1_clusters + i as u64) * self.cs
     }
 
-    /// Writes the L2 table being filled, if any.
+    /// Writes the L2 table being filled, if any: in its planned place, or,
+    /// in a standalone image, at the next free cluster when it maps data.
     fn flush_l2(&mut self, w: &mut Writer) -> Result<()> {
         if let Some((i, table)) = self.current.take() {
-            w.write(self.l2_offset(i), &be_words(&table))?;
+            if !self.standalone {
+                return w.write(self.l2_offset(i), &be_words(&table));
+            }
+            if table.iter().all(|&e| e == 0) {
+                return Ok(());
+            }
+            let at = self.take_cluster();
+            w.write(at, &be_words(&table))?;
+            self.inline_l2.push((self.l1_indices[i], at));
         }
         Ok(())
+    }
+
+    /// Allocates the next whole cluster of the data area (refcount 1).
+    fn take_cluster(&mut self) -> u64 {
+        let at = self.cursor.next_multiple_of(self.cs);
+        self.cursor = at + self.cs;
+        self.refs.push(1);
+        at
+    }
+
+    /// Allocates `len` bytes (less than a cluster) for a compressed
+    /// cluster, right after the previous one, counting one reference in
+    /// each host cluster they touch (rounded out to 512-byte sectors, as
+    /// QEMU counts them).
+    fn take_compressed(&mut self, len: u64) -> u64 {
+        let cs = self.cs;
+        let base = self.data_start * cs;
+        let mut at = self.cursor;
+        // A cluster whose refcount is full starts no more compressed data.
+        if at % cs != 0 && self.refs.last() == Some(&MAX_REFCOUNT) {
+            at = at.next_multiple_of(cs);
+        }
+        let first = (at - base) / cs;
+        let end_sector = (at + len).next_multiple_of(COMPRESSED_SECTOR);
+        let last = (end_sector - 1 - base) / cs;
+        for c in first..=last {
+            match self.refs.get_mut(c as usize) {
+                Some(r) => *r += 1,
+                None => self.refs.push(1),
+            }
+        }
+        self.cursor = at + len;
+        at
     }
 
     /// Records guest cluster `cluster` (added in increasing order) and writes
@@ -266,16 +380,30 @@ impl OverlayLayout {
             self.current = Some((i, vec![0u64; l2_entries as usize]));
         }
         let entry = match content {
+            ClusterContent::Zero if self.standalone => 0,
             ClusterContent::Zero => {
                 self.zero_clusters += 1;
                 L2_ZERO
             }
             ClusterContent::Data(bytes) => {
                 debug_assert!(self.data_clusters < self.touched);
-                let host = (self.data_start + self.data_clusters) * self.cs;
-                w.write(host, bytes)?;
                 self.data_clusters += 1;
-                host | ENTRY_COPIED
+                let packed = self
+                    .compression
+                    .and_then(|kind| super::compress::compress(kind, bytes, self.cs));
+                match packed {
+                    Some(z) => {
+                        self.compressed_clusters += 1;
+                        let host = self.take_compressed(z.len() as u64);
+                        w.write(host, &z)?;
+                        compressed_descriptor(host, z.len() as u64, self.cs)
+                    }
+                    None => {
+                        let host = self.take_cluster();
+                        w.write(host, bytes)?;
+                        host | ENTRY_COPIED
+                    }
+                }
             }
         };
         let (_, table) = self.current.as_mut().expect("set above");
@@ -293,13 +421,19 @@ impl OverlayLayout {
         self.zero_clusters
     }
 
+    /// Number of data clusters stored compressed so far.
+    pub fn compressed_clusters(&self) -> u64 {
+        self.compressed_clusters
+    }
+
     /// Writes the header, tables and refcounts; returns the file size.
     pub fn finish(&mut self, w: &mut Writer) -> Result<u64> {
         self.flush_l2(w)?;
         let cs = self.cs;
         let rt_offset = cs;
         let l1_offset = rt_offset + self.rt_clusters * cs;
-        let before_blocks = self.data_start + self.data_clusters;
+        let before_blocks = self.cursor.div_ceil(cs);
+        debug_assert_eq!(before_blocks, self.data_start + self.refs.len() as u64);
         let blocks = refcount_blocks(before_blocks, cs);
         let total = before_blocks + blocks;
         let blocks_offset = before_blocks * cs;
@@ -310,13 +444,26 @@ impl OverlayLayout {
         w.write(rt_offset, &be_words(&rt))?;
 
         let mut l1 = vec![0u64; self.l1_size as usize];
-        for (i, &l1_index) in self.l1_indices.iter().enumerate() {
-            l1[l1_index as usize] = self.l2_offset(i) | ENTRY_COPIED;
+        if self.standalone {
+            for &(l1_index, at) in &self.inline_l2 {
+                l1[l1_index as usize] = at | ENTRY_COPIED;
+            }
+        } else {
+            for (i, &l1_index) in self.l1_indices.iter().enumerate() {
+                l1[l1_index as usize] = self.l2_offset(i) | ENTRY_COPIED;
+            }
         }
         w.write(l1_offset, &be_words(&l1))?;
 
-        // Every cluster of the file is referenced exactly once.
-        let refcounts: Vec<u8> = (0..total).flat_map(|_| 1u16.to_be_bytes()).collect();
+        // Every cluster is referenced once, except host clusters shared by
+        // compressed clusters: once per compressed cluster touching them.
+        let refcounts: Vec<u8> = (0..self.data_start)
+            .map(|_| 1u16)
+            .chain(self.refs.iter().copied())
+            .chain((0..blocks).map(|_| 1u16))
+            .flat_map(u16::to_be_bytes)
+            .collect();
+        debug_assert_eq!(refcounts.len() as u64, total * REFCOUNT_BYTES);
         w.write(blocks_offset, &refcounts)?;
 
         let file_size = total * cs;
@@ -325,8 +472,10 @@ impl OverlayLayout {
     }
 
     /// The header cluster's used bytes: header, backing format extension,
-    /// end marker, backing file name.
-    fn header_bytes(&self, backing: &str, backing_format: &str) -> Result<Vec<u8>> {
+    /// end marker, backing file name (for an overlay: `backing` is the
+    /// backing file's name and format); the compression type of a
+    /// standalone image compressed with zstd.
+    fn header_bytes(&self, backing: Option<(&str, &str)>) -> Result<Vec<u8>> {
         let cs = self.cs;
         let mut h = vec![0u8; HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
@@ -339,6 +488,15 @@ impl OverlayLayout {
         put32(&mut h, 56, self.rt_clusters as u32);
         put32(&mut h, 96, REFCOUNT_ORDER);
         put32(&mut h, 100, HEADER_LEN as u32);
+        if self.compression == Some(CompressionType::Zstd) {
+            put64(&mut h, INCOMPATIBLE_FEATURES_AT, INCOMPAT_COMPRESSION);
+            h[COMPRESSION_TYPE_AT] = COMPRESSION_TYPE_ZSTD;
+        }
+        let Some((backing, backing_format)) = backing else {
+            // No extensions: only the end of the extension area.
+            h.extend_from_slice(&[0u8; 8]);
+            return Ok(h);
+        };
         // Header extension: backing file format (spec: "Header extensions").
         let fmt = backing_format.as_bytes();
         h.extend_from_slice(&EXT_BACKING_FORMAT.to_be_bytes());
@@ -359,6 +517,17 @@ impl OverlayLayout {
         put32(&mut h, 16, backing.len() as u32);
         Ok(h)
     }
+}
+
+/// The L2 entry of a compressed cluster whose `len` bytes start at file
+/// offset `host`, for `cs`-byte clusters (spec: "Compressed Clusters
+/// Descriptor": the offset in bits 0..x-1, x = 62 - (cluster_bits - 8), the
+/// number of 512-byte sectors after the first one above it; never "copied").
+fn compressed_descriptor(host: u64, len: u64, cs: u64) -> u64 {
+    let x = 62 - (cs.trailing_zeros() - 8);
+    let first = host / COMPRESSED_SECTOR;
+    let last = (host + len - 1) / COMPRESSED_SECTOR;
+    L2_COMPRESSED | ((last - first) << x) | host
 }
 
 /// Refcount blocks needed to cover `other` clusters plus the blocks themselves.

@@ -9,16 +9,19 @@
 //! is byte-for-byte deterministic for the same inputs.
 
 mod backing_name;
-mod layout;
+mod compress;
+pub(crate) mod layout;
 mod preview;
 
 pub use backing_name::{backing_name, BackingName};
 pub use preview::Preview;
 
 use crate::error::{Error, Result};
+use crate::image::qcow2::header::CompressionType;
 use crate::image::{check_range, Image, ReadAt};
 use crate::output::AtomicFile;
-use layout::{ClusterContent, OverlayLayout};
+use layout::ClusterContent;
+pub(crate) use layout::OverlayLayout;
 use std::path::{Path, PathBuf};
 
 /// Default overlay cluster size, as `qemu-img create` uses.
@@ -131,23 +134,36 @@ impl Status {
     }
 }
 
-/// What [`write_overlay`] wrote.
+/// What [`write_overlay`] wrote (or a standalone writer of
+/// [`crate::standalone`]: the same shape, `None` where a field does not
+/// apply to that kind of file).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OverlayReport {
-    /// The overlay's path.
+    /// The file's path.
     pub path: PathBuf,
     /// Virtual size (the base's).
     pub virtual_size: u64,
-    /// Cluster size.
-    pub cluster_size: u64,
-    /// Backing file name as stored in the header.
-    pub backing_file: String,
-    /// Backing format as stored in the header extension.
-    pub backing_format: String,
-    /// Clusters stored with data.
-    pub data_clusters: u64,
-    /// Clusters recorded as zeros (no data stored).
-    pub zero_clusters: u64,
+    /// Cluster size (`None` for a raw file).
+    pub cluster_size: Option<u64>,
+    /// Backing file name as stored in the header (`None` for a standalone
+    /// file).
+    pub backing_file: Option<String>,
+    /// Backing format as stored in the header extension (`None` for a
+    /// standalone file).
+    pub backing_format: Option<String>,
+    /// How data clusters are compressed (a standalone qcow2 written with
+    /// compression; `None` otherwise).
+    pub compression: Option<CompressionType>,
+    /// How a raw output got the base's bytes (`None` for qcow2 files).
+    pub raw_copy: Option<crate::standalone::RawCopy>,
+    /// Clusters stored with data, compressed or not (`None` for a raw file).
+    pub data_clusters: Option<u64>,
+    /// Clusters recorded as zeros, no data stored (`None` for a raw file; 0
+    /// for a standalone qcow2, which leaves zeros unallocated).
+    pub zero_clusters: Option<u64>,
+    /// Of the data clusters, those stored compressed (a standalone qcow2
+    /// only).
+    pub compressed_clusters: Option<u64>,
     /// Apparent file size in bytes.
     pub file_size: u64,
     /// Bytes the file occupies on disk (`st_blocks` × 512).
@@ -166,6 +182,16 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// A file staged by a writer: `file` the temporary file, `None` when
+    /// the target is unchanged.
+    pub(crate) fn new(file: Option<AtomicFile>, report: OverlayReport, status: Status) -> Self {
+        Staged {
+            file,
+            report,
+            status,
+        }
+    }
+
     /// The file that holds the overlay's bytes now: the temporary file, or
     /// the target when it is unchanged.
     pub fn path(&self) -> &Path {
@@ -234,11 +260,7 @@ pub fn stage_overlay(
     opts: &OverlayOptions,
 ) -> Result<Staged> {
     let cs = opts.cluster_size;
-    if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
-        return Err(Error::Usage(format!(
-            "cluster size {cs} must be a power of two from 512 to 2097152 bytes"
-        )));
-    }
+    check_cluster_size(cs)?;
     let size = base.size();
     for p in patches {
         check_range(p.offset(), p.len(), size)?;
@@ -264,11 +286,14 @@ pub fn stage_overlay(
     let report = |data_clusters, zero_clusters, file_size| OverlayReport {
         path: out.to_path_buf(),
         virtual_size: size,
-        cluster_size: cs,
-        backing_file: backing.clone(),
-        backing_format: backing_format.clone(),
-        data_clusters,
-        zero_clusters,
+        cluster_size: Some(cs),
+        backing_file: Some(backing.clone()),
+        backing_format: Some(backing_format.clone()),
+        compression: None,
+        raw_copy: None,
+        data_clusters: Some(data_clusters),
+        zero_clusters: Some(zero_clusters),
+        compressed_clusters: None,
         file_size,
         allocated_size: 0,
     };
@@ -307,6 +332,17 @@ pub fn stage_overlay(
         file: Some(target),
         status,
     })
+}
+
+/// A usage error unless `cs` is a cluster size qcow2 allows (a power of two
+/// from 512 bytes to 2 MiB).
+pub(crate) fn check_cluster_size(cs: u64) -> Result<()> {
+    if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
+        return Err(Error::Usage(format!(
+            "cluster size {cs} must be a power of two from 512 to 2097152 bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Reads the `touched` clusters through `base`, applies `patches` and feeds

@@ -68,6 +68,47 @@ pub fn differences(top: &mut Image, patches: &[Patch]) -> Result<Vec<Range>> {
     Ok(out)
 }
 
+/// The first guest byte at which `written` (a standalone image: the whole
+/// guest in one file) reads differently from `base` with `patches` applied
+/// (in order); `None` when it reads exactly so. Ranges where both read as
+/// zeros without reading data, and no patch lies, are skipped; a size
+/// difference is a difference at the smaller size.
+pub fn first_difference(
+    written: &mut Image,
+    base: &mut Image,
+    patches: &[Patch],
+) -> Result<Option<u64>> {
+    let size = base.size();
+    if written.size() != size {
+        return Ok(Some(size.min(written.size())));
+    }
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut pos = 0;
+    while pos < size {
+        let w = written.extent(pos, CHUNK)?;
+        let e = base.extent(pos, w.length)?;
+        let n = e.length.min(w.length);
+        let patched = patches
+            .iter()
+            .any(|p| !p.is_empty() && p.offset() < pos + n && p.offset() + p.len() > pos);
+        if !(w.zero && e.zero && !patched) {
+            a.resize(n as usize, 0);
+            b.resize(n as usize, 0);
+            written.read_at(pos, &mut a)?;
+            base.read_at(pos, &mut b)?;
+            for p in patches {
+                p.apply(pos, &mut b);
+            }
+            if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
+                return Ok(Some(pos + i as u64));
+            }
+        }
+        pos += n;
+    }
+    Ok(None)
+}
+
 fn push_byte(out: &mut Vec<Range>, at: u64) {
     match out.last_mut() {
         Some(r) if r.end() == at => r.length += 1,

@@ -4,5 +4,5 @@
 pub mod diff;
 pub mod overlay;
 
-pub use diff::{changed_ranges, differences};
+pub use diff::{changed_ranges, differences, first_difference};
 pub use overlay::{verify_overlay, Expectation, OverlayVerification, PartitionVerdict};
