@@ -161,6 +161,8 @@ pub fn apply_as(
             s
         }
     };
+    let mut staged = staged;
+    staged.set_sync(opts.sync);
     let (overlay, status) = staged.commit()?;
     Ok(Output {
         path: out.to_path_buf(),

@@ -369,6 +369,49 @@ fn a_differencing_vhd_reads_its_parent_per_spec() {
         assert_eq!(chain[0]["backing_file"], "parent.vhd", "{case}");
         assert_eq!(chain[0]["backing_format"], "vpc", "{case}");
         assert!(qfault_raw(&child) == expected, "{case}: differencing read");
+        // QEMU reads no VHD parent: an overlay on this chain would read
+        // otherwise in QEMU, so it is refused; a standalone output is not.
+        let ov = dir.path().join(format!("ov-{case}.qcow2"));
+        let out = qfault_expect(
+            [
+                "inject",
+                "zero",
+                s(&child),
+                "-o",
+                s(&ov),
+                "--offset",
+                "0",
+                "--length",
+                "512",
+            ],
+            3,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("differencing VHD") && err.contains("-O raw"),
+            "{err}"
+        );
+        assert!(!ov.exists());
+        let flat = dir.path().join(format!("flat-{case}.raw"));
+        qfault_ok([
+            "inject",
+            "zero",
+            s(&child),
+            "-o",
+            s(&flat),
+            "--offset",
+            "0",
+            "--length",
+            "512",
+            "-O",
+            "raw",
+        ]);
+        let mut zeroed = expected.clone();
+        zeroed[..512].fill(0);
+        assert!(
+            std::fs::read(&flat).unwrap() == zeroed,
+            "{case}: -O raw of the chain"
+        );
         guard.assert_unchanged();
     }
 }

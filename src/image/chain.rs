@@ -827,6 +827,31 @@ impl Image {
         Ok(())
     }
 
+    /// A refusal when QEMU cannot read this chain as qfault does, so that a
+    /// qcow2 overlay backed by it would read differently in QEMU: a
+    /// differencing VHD (QEMU reads its parent's sectors as zeros) or VHDX
+    /// (QEMU refuses to open it). Standalone outputs, which name no backing
+    /// file, are not concerned.
+    pub fn refuse_as_qemu_backing(&self) -> Result<()> {
+        for layer in &self.layers {
+            let Layer::Driver(d) = layer else { continue };
+            let (kind, qemu) = match d.format() {
+                Format::Vpc => ("VHD", "reads the sectors its parent holds as zeros"),
+                Format::Vhdx => ("VHDX", "refuses to open it"),
+                _ => continue,
+            };
+            if d.backing().is_some() {
+                return Err(Error::Refused(format!(
+                    "{} is a differencing {kind} image, and QEMU {qemu}: an overlay backed by \
+                     this chain would read differently in QEMU; write a standalone output \
+                     (-O raw or -O qcow2-standalone) or flatten the chain first (qfault export)",
+                    d.path().display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The images of the chain, top first.
     pub fn layers(&self) -> &[Layer] {
         &self.layers

@@ -201,6 +201,14 @@ impl Staged {
         }
     }
 
+    /// Whether [`Staged::commit`] flushes the file to stable storage (see
+    /// [`OverlayOptions::sync`]).
+    pub fn set_sync(&mut self, sync: bool) {
+        if let Some(f) = &mut self.file {
+            f.set_sync(sync);
+        }
+    }
+
     /// What will happen to the target on commit.
     pub fn status(&self) -> Status {
         self.status
@@ -266,6 +274,7 @@ pub fn stage_overlay(
         check_range(p.offset(), p.len(), size)?;
     }
     base.refuse_as_output(out)?;
+    base.refuse_as_qemu_backing()?;
     let backing = backing_name(base.path(), out, opts.backing_name)?;
     let backing_format = base.format().name().to_string();
 
