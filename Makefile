@@ -16,7 +16,7 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	genisoimage:genisoimage \
 	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
 
-.PHONY: help deps test demo lint fixtures bench fuzz check-clean
+.PHONY: help deps test demo lint fixtures bench fuzz check-clean difftest
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,11 @@ bench: deps ## qfault vs QEMU's tools, same jobs; writes bench/RESULTS.md (BENCH
 
 fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fuzz/artifacts/
 	fuzz/run.sh
+
+difftest: deps ## random images vs qemu-img/qemu-io (tests/difftest.rs) with release qfault: CASES=N (default 200) SEED=S (default: new, printed)
+	$(CARGO) build --release
+	DIFFTEST_QFAULT=$(abspath $(TARGET_DIR))/release/qfault DIFFTEST_CASES=$(or $(CASES),200) \
+	DIFFTEST_SEED=$(or $(SEED),$$(date +%s)) $(CARGO) test --test difftest qfault_agrees -- --nocapture
 
 check-clean: ## fail if the work tree has uncommitted or untracked files
 	@git status --porcelain | grep . && { echo "check-clean: work tree not clean" >&2; exit 1; } || true

@@ -14,7 +14,9 @@
 //!    `qemu-io` writes (pattern and file data), compressed writes
 //!    (`write -c`, cluster-aligned), zero writes with and without unmap
 //!    (`write -z`, `write -z -u`), discards, and internal snapshots
-//!    (`qemu-img snapshot -c`, sometimes `-a` back to one) between them.
+//!    (`qemu-img snapshot -c`, sometimes `-a` back to one) and persistent
+//!    bitmaps (`qemu-img bitmap --add`, v3) between them; some are made with
+//!    `preallocation=metadata`.
 //! 2. **Reader.** On the top of the chain: `qfault export` equals
 //!    `qemu-img convert -O raw` byte for byte (and a second export equals the
 //!    first); `qfault info --json` agrees with `qemu-img info --output=json
@@ -29,7 +31,8 @@
 //!    identical to its mirror, `qemu-img check` clean, have the virtual and
 //!    cluster size `qemu-img info` expects, and be byte-identical to the same
 //!    step run again into a second directory; the last step run again onto
-//!    its own output must report `unchanged`; the last overlay goes through
+//!    its own output must report `unchanged`; a range past the end of the
+//!    disk must exit 2 and write nothing; the last overlay goes through
 //!    the reader checks of 2 (export, info, map) too.
 //! 4. **Base.** Every layer of the chain is hashed before and after: qfault
 //!    never writes its inputs.
@@ -141,6 +144,9 @@ pub struct Qcow2Opts {
     pub extended_l2: bool,
     /// compression_type=zstd (version 3) rather than zlib.
     pub zstd: bool,
+    /// preallocation=metadata (QEMU allows it on an overlay only with
+    /// extended L2).
+    pub prealloc: bool,
 }
 
 /// The format of one layer of a generated chain.
@@ -392,14 +398,16 @@ impl Case {
         }
     }
 
-    fn random_qcow2(&mut self) -> Qcow2Opts {
+    fn random_qcow2(&mut self, has_backing: bool) -> Qcow2Opts {
         let v3 = self.rng.chance(75);
         let cluster = 512u64 << self.rng.below(13);
+        let extended_l2 = v3 && cluster >= 16 * K && self.rng.chance(40);
         Qcow2Opts {
             v3,
             cluster,
-            extended_l2: v3 && cluster >= 16 * K && self.rng.chance(40),
+            extended_l2,
             zstd: v3 && self.rng.chance(40),
+            prealloc: (!has_backing || extended_l2) && self.rng.chance(12),
         }
     }
 
@@ -415,7 +423,7 @@ impl Case {
             let kind = if i == 0 && self.rng.chance(35) {
                 Kind::Raw
             } else {
-                Kind::Qcow2(self.random_qcow2())
+                Kind::Qcow2(self.random_qcow2(i > 0))
             };
             let ext = kind.format();
             let path = format!("{dir}/l{i}.{ext}");
@@ -429,6 +437,15 @@ impl Case {
                         b.size + more.min(64 * M)
                     }
                 },
+            };
+            let kind = match kind {
+                // A gigabyte of preallocated (read: all data) clusters costs
+                // a debug build of qfault a minute per export.
+                Kind::Qcow2(o) if size > 64 * M => Kind::Qcow2(Qcow2Opts {
+                    prealloc: false,
+                    ..o
+                }),
+                k => k,
             };
             let layer = self.make_layer(path, kind, size, chain.last().cloned())?;
             self.fill_layer(&layer)?;
@@ -466,6 +483,10 @@ impl Case {
                 if o.zstd {
                     opts.push_str(",compression_type=zstd");
                     self.stats.add("layer qcow2 zstd");
+                }
+                if o.prealloc {
+                    opts.push_str(",preallocation=metadata");
+                    self.stats.add("layer qcow2 preallocation=metadata");
                 }
                 self.stats.add(if o.v3 {
                     "layer qcow2 v3"
@@ -545,9 +566,17 @@ impl Case {
         // unallocated clusters (EIO otherwise).
         let mut touched = std::collections::BTreeSet::new();
         let mut snapshots = 0u64;
+        let mut bitmaps = 0u64;
         for _ in 0..n {
             let qcow2 = matches!(layer.kind, Kind::Qcow2(_));
-            let op = self.rng.below(if qcow2 { 9 } else { 6 });
+            let v3 = matches!(layer.kind, Kind::Qcow2(o) if o.v3);
+            let op = self.rng.below(if v3 {
+                10
+            } else if qcow2 {
+                9
+            } else {
+                6
+            });
             let (off, len) = self.layer_range(end, grain);
             if op <= 4 {
                 touched.extend(off / grain..(off + len).div_ceil(grain));
@@ -580,7 +609,7 @@ impl Case {
                 6 | 7 => {
                     // Compressed: cluster-aligned, whole clusters only
                     // (QEMU fails a partial last cluster with EIO.)
-                    // and only clusters not written before.
+                    // and only clusters not written (or preallocated) before.
                     let whole = end / grain;
                     let first = self.rng.below(whole);
                     let mut n = 0;
@@ -592,7 +621,8 @@ impl Case {
                     }
                     touched.extend(first..first + n);
                     let (off, len) = (first * grain, n * grain);
-                    if len > 0 {
+                    let prealloc = matches!(layer.kind, Kind::Qcow2(o) if o.prealloc);
+                    if len > 0 && !prealloc {
                         let p = self.rng.below(256);
                         if self.rng.chance(50) {
                             batch.push(format!("write -c -P {p:#x} {off} {len}"));
@@ -611,6 +641,18 @@ impl Case {
                         }
                         self.stats.add("op write -c");
                     }
+                }
+                9 => {
+                    // A persistent dirty bitmap (version 3), which later
+                    // writes update.
+                    let io = std::mem::take(&mut batch);
+                    self.qemu_io(fmt, &layer.path, &io)?;
+                    bitmaps += 1;
+                    self.ok(
+                        "qemu-img",
+                        &sv(&["bitmap", "--add", &layer.path, &format!("b{bitmaps}")]),
+                    )?;
+                    self.stats.add("op bitmap --add");
                 }
                 _ => {
                     // An internal snapshot, then (sometimes) back to one.
@@ -792,6 +834,31 @@ impl Case {
         }
         for d in ["ra", "rb", "mirror"] {
             std::fs::create_dir_all(self.path(d)).expect("mkdir");
+        }
+        if self.rng.chance(10) {
+            // A range past the end of the disk: a usage error, nothing written.
+            let off = v - self.rng.range(0, v.min(1000));
+            let len = v - off + self.rng.range(1, 1000);
+            let args = sv(&[
+                "inject",
+                "zero",
+                &top.path,
+                "-o",
+                "ra/past-end.qcow2",
+                "--offset",
+                &off.to_string(),
+                "--length",
+                &len.to_string(),
+            ]);
+            let out = self.exec("qfault", &args)?;
+            if out.status.code() != Some(2) || self.path("ra/past-end.qcow2").exists() {
+                return Err(format!(
+                    "inject zero past the end of the disk ({off}+{len} > {v}) gave {} (expected exit 2 and no overlay):\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            self.stats.add("inject past the end refused");
         }
         let steps = self.rng.range(1, 4);
         let (mut prev_a, mut prev_b, mut prev_m) =
