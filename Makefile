@@ -53,9 +53,9 @@ bench: deps ## qfault vs QEMU's tools, same jobs; writes bench/RESULTS.md (BENCH
 fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fuzz/artifacts/
 	fuzz/run.sh
 
-difftest: deps ## random images vs qemu-img/qemu-io (tests/difftest.rs) with release qfault: CASES=N (default 200) SEED=S (default: new, printed)
+difftest: deps ## random images vs qemu-img/qemu-io (tests/difftest.rs) with release qfault: CASES=N (default 200) SEED=S (default: new, printed) JOBS=N (default 4)
 	$(CARGO) build --release
-	DIFFTEST_QFAULT=$(abspath $(TARGET_DIR))/release/qfault DIFFTEST_CASES=$(or $(CASES),200) \
+	DIFFTEST_QFAULT=$(abspath $(TARGET_DIR))/release/qfault DIFFTEST_CASES=$(or $(CASES),200) DIFFTEST_JOBS=$(or $(JOBS),4) \
 	DIFFTEST_SEED=$(or $(SEED),$$(date +%s)) $(CARGO) test --test difftest qfault_agrees -- --nocapture
 
 check-clean: ## fail if the work tree has uncommitted or untracked files

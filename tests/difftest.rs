@@ -12,6 +12,8 @@
 //!   reproducible): the run's seed; case `i` gets a seed derived from it;
 //! - `DIFFTEST_CASE_SEED`: run just the one case with this seed (printed on
 //!   every failure);
+//! - `DIFFTEST_JOBS` (default 1): cases run at once (each case's commands
+//!   run one after the other; `make difftest` uses 4);
 //! - `DIFFTEST_KEEP=1`: keep every case's directory (and its
 //!   `commands.sh`), not only the failing ones';
 //! - `DIFFTEST_QFAULT`: the qfault binary to test (default: this build's;
@@ -26,6 +28,8 @@ mod difftest;
 
 use difftest::{case_seed, Case, Stats};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 const DEFAULT_CASES: u64 = 8;
@@ -69,10 +73,15 @@ fn qfault_agrees_with_qemu_on_random_images() {
         std::process::id()
     ));
     let keep = std::env::var_os("DIFFTEST_KEEP").is_some_and(|v| !v.is_empty());
+    let jobs = env_u64("DIFFTEST_JOBS").unwrap_or(1).max(1);
     let started = Instant::now();
-    let mut failures = Vec::new();
-    let mut stats = Stats::default();
-    for &(i, s) in &cases {
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let stats = Mutex::new(Stats::default());
+    let worker = || loop {
+        let Some(&(i, s)) = cases.get(next.fetch_add(1, Ordering::SeqCst)) else {
+            return;
+        };
         let dir = root.join(format!("case-{i}-{s:016x}"));
         let mut case = Case::new(s, dir.clone(), qfault.clone());
         let t = Instant::now();
@@ -99,14 +108,22 @@ fn qfault_agrees_with_qemu_on_random_images() {
                     dir.display(),
                     case.log
                 );
-                failures.push(format!(
+                failures.lock().unwrap().push(format!(
                     "case {i} (seed {s:#x}): {}",
                     e.lines().next().unwrap_or("")
                 ));
             }
         }
-        stats.merge(case.stats);
-    }
+        stats.lock().unwrap().merge(case.stats);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(worker);
+        }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    let stats = stats.into_inner().unwrap();
     if failures.is_empty() && !keep {
         let _ = std::fs::remove_dir_all(&root);
     }
