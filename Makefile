@@ -16,7 +16,7 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	genisoimage:genisoimage \
 	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
 
-.PHONY: help deps test demo lint fixtures bench fuzz corpus check-clean
+.PHONY: help deps test demo lint fixtures bench fuzz corpus check-clean difftest
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,10 @@ fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fu
 corpus: deps ## compare qfault with blkid, sfdisk, qemu-img, ntfs-3g and ntfsfix on real images (downloaded to ~/.cache/qfault-corpus)
 	$(CARGO) build
 	python3 scripts/corpus.py --qfault $(TARGET_DIR)/debug/qfault
+difftest: deps ## random images vs qemu-img/qemu-io (tests/difftest.rs) with release qfault: CASES=N (default 200) SEED=S (default: new, printed) JOBS=N (default 4)
+	$(CARGO) build --release
+	DIFFTEST_QFAULT=$(abspath $(TARGET_DIR))/release/qfault DIFFTEST_CASES=$(or $(CASES),200) DIFFTEST_JOBS=$(or $(JOBS),4) \
+	DIFFTEST_SEED=$(or $(SEED),$$(date +%s)) $(CARGO) test --test difftest qfault_agrees -- --nocapture
 
 check-clean: ## fail if the work tree has uncommitted or untracked files
 	@git status --porcelain | grep . && { echo "check-clean: work tree not clean" >&2; exit 1; } || true
