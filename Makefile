@@ -56,6 +56,7 @@ fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fu
 corpus: deps ## compare qfault with blkid, sfdisk, qemu-img, ntfs-3g and ntfsfix on real images (downloaded to ~/.cache/qfault-corpus)
 	$(CARGO) build
 	python3 scripts/corpus.py --qfault $(TARGET_DIR)/debug/qfault
+
 difftest: deps ## random images vs qemu-img/qemu-io (tests/difftest.rs) with release qfault: CASES=N (default 200) SEED=S (default: new, printed) JOBS=N (default 4)
 	$(CARGO) build --release
 	DIFFTEST_QFAULT=$(abspath $(TARGET_DIR))/release/qfault DIFFTEST_CASES=$(or $(CASES),200) DIFFTEST_JOBS=$(or $(JOBS),4) \
