@@ -1,12 +1,11 @@
 //! `qfault batch`: produce every image and chain a TOML manifest lists.
 
-use super::common::human_size;
-use super::report::{prediction_line, print_document};
+use super::common::{human_size, Progress};
+use super::report::{prediction_line, print_document, SCHEMA};
 use qfault::apply::Output;
 use qfault::batch::{Batch, BatchReport, EntryReport, EntryStatus, Shard};
-use std::io::IsTerminal;
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Produce the images and chains a manifest lists (format: README.md, "Chains and batches").
 ///
@@ -28,8 +27,17 @@ pub struct Args {
     #[arg(long)]
     pub overwrite: bool,
     /// Print the report as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json_lines")]
     pub json: bool,
+    /// Stream JSON lines instead of a table: one object per entry as soon
+    /// as it finishes (in order of completion, flushed), then one summary.
+    /// Entry lines: {"schema":1, "event":"entry", "entry", "index", "outputs",
+    /// "status", "error", "timings":{"seconds"}}; the last line:
+    /// {"schema":1, "event":"summary", "manifest", "shard", "entries",
+    /// "written", "unchanged", "replaced", "failed", "timings":{"total_seconds",
+    /// "jobs"}} (docs/json.md).
+    #[arg(long)]
+    pub json_lines: bool,
     /// Read bases even while another process writes them (like `qemu-img -U`).
     #[arg(short = 'U', long)]
     pub force_share: bool,
@@ -53,18 +61,30 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let total = (0..batch.entries().len())
         .filter(|&k| args.shard.owns(k))
         .count();
-    let progress = std::io::stderr().is_terminal() && !args.json;
-    let done = AtomicUsize::new(0);
-    let mut report = batch.run_with(&|_| {
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        if progress {
-            eprint!("\rbatch: {n} of {total} entries");
-            if n == total {
-                eprintln!();
+    let progress = Progress::items("batch", total as u64, "entries");
+    let stream_error: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+    let mut report = batch.run_with(&|e| {
+        progress.inc();
+        if args.json_lines {
+            let line = entry_line(e);
+            let mut out = std::io::stdout().lock();
+            if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                stream_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(err);
             }
         }
     })?;
-    if args.json {
+    drop(progress);
+    if let Some(e) = stream_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(anyhow::Error::new(e).context("writing the JSON lines to stdout"));
+    }
+    if args.json_lines {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", summary_line(&report))?;
+        out.flush()?;
+    } else if args.json {
         let entries: Vec<serde_json::Value> = report
             .entries
             .iter()
@@ -218,4 +238,37 @@ fn print_table(r: &BatchReport) {
         count(EntryStatus::Failed),
         r.seconds
     );
+}
+
+/// The `--json-lines` object for one finished entry (one line, no newline).
+fn entry_line(e: &EntryReport) -> String {
+    let mut doc = serde_json::Map::new();
+    doc.insert("schema".into(), SCHEMA.into());
+    doc.insert("event".into(), "entry".into());
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(e) {
+        doc.extend(m);
+    }
+    doc.insert(
+        "timings".into(),
+        serde_json::json!({ "seconds": e.seconds }),
+    );
+    serde_json::Value::Object(doc).to_string()
+}
+
+/// The `--json-lines` summary, the last line.
+fn summary_line(r: &BatchReport) -> String {
+    let count = |s: EntryStatus| r.entries.iter().filter(|e| e.status == s).count();
+    serde_json::json!({
+        "schema": SCHEMA,
+        "event": "summary",
+        "manifest": r.manifest,
+        "shard": r.shard,
+        "entries": r.entries.len(),
+        "written": count(EntryStatus::Written),
+        "unchanged": count(EntryStatus::Unchanged),
+        "replaced": count(EntryStatus::Replaced),
+        "failed": count(EntryStatus::Failed),
+        "timings": { "total_seconds": r.seconds, "jobs": r.jobs },
+    })
+    .to_string()
 }

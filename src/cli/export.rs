@@ -36,14 +36,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             (p.start, p.size)
         }
     };
-    let mut progress = Progress::new("export", len);
+    let progress = Progress::bytes("export", len);
     qfault::export::export_raw(
         &mut image,
         start,
         len,
         &args.output,
         args.overwrite,
-        &mut |d, t| progress.update(d, t),
+        &mut |d, _| progress.set(d),
     )?;
     Ok(())
 }

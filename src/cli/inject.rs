@@ -1,7 +1,7 @@
 //! `qfault inject NAME`: one overlay holding one recipe's damage. The
 //! subcommands and their arguments are generated from the recipe registry.
 
-use super::common::{parse_bytes, print_chain, ImageOpts};
+use super::common::{parse_bytes, print_chain, ImageOpts, Progress};
 use super::report::{print_document, print_output};
 use clap::{ArgMatches, FromArgMatches};
 use qfault::apply::apply;
@@ -113,6 +113,7 @@ impl OverlayArgs {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let Injection { spec, common } = &args.recipe;
     let mut base = common.open.open(&common.base)?;
+    let progress = Progress::spinner("inject", "planning, writing and checking the overlay");
     let out = apply(
         &mut base,
         spec,
@@ -120,6 +121,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &common.options(),
         &common.open.options(),
     )?;
+    drop(progress);
     if common.json {
         let seconds = out.seconds;
         return print_document(
