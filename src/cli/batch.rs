@@ -62,13 +62,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .filter(|&k| args.shard.owns(k))
         .count();
     let progress = Progress::items("batch", total as u64, "entries");
-    let stream_error: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+    // The first error printing a JSON line; the batch itself goes on.
+    let stream_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
     let mut report = batch.run_with(&|e| {
         progress.inc();
         if args.json_lines {
-            let line = entry_line(e);
-            let mut out = std::io::stdout().lock();
-            if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            if let Err(err) = entry_line(e).and_then(print_line) {
                 stream_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -78,12 +77,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     drop(progress);
     if let Some(e) = stream_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(anyhow::Error::new(e).context("writing the JSON lines to stdout"));
+        return Err(e.context("printing the JSON lines"));
     }
     if args.json_lines {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", summary_line(&report))?;
-        out.flush()?;
+        summary_line(&report).and_then(print_line)?;
     } else if args.json {
         let entries: Vec<serde_json::Value> = report
             .entries
@@ -240,28 +237,36 @@ fn print_table(r: &BatchReport) {
     );
 }
 
+/// Prints one line on stdout and flushes it, so a reader sees it now.
+fn print_line(line: String) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
 /// The `--json-lines` object for one finished entry (one line, no newline).
-fn entry_line(e: &EntryReport) -> String {
+fn entry_line(e: &EntryReport) -> anyhow::Result<String> {
     let mut doc = serde_json::Map::new();
     doc.insert("schema".into(), SCHEMA.into());
     doc.insert("event".into(), "entry".into());
-    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(e) {
+    if let serde_json::Value::Object(m) = serde_json::to_value(e)? {
         doc.extend(m);
     }
     doc.insert(
         "timings".into(),
         serde_json::json!({ "seconds": e.seconds }),
     );
-    serde_json::Value::Object(doc).to_string()
+    Ok(serde_json::Value::Object(doc).to_string())
 }
 
 /// The `--json-lines` summary, the last line.
-fn summary_line(r: &BatchReport) -> String {
+fn summary_line(r: &BatchReport) -> anyhow::Result<String> {
     let count = |s: EntryStatus| r.entries.iter().filter(|e| e.status == s).count();
-    serde_json::json!({
+    Ok(serde_json::json!({
         "schema": SCHEMA,
         "event": "summary",
-        "manifest": r.manifest,
+        "manifest": serde_json::to_value(&r.manifest)?,
         "shard": r.shard,
         "entries": r.entries.len(),
         "written": count(EntryStatus::Written),
@@ -270,5 +275,5 @@ fn summary_line(r: &BatchReport) -> String {
         "failed": count(EntryStatus::Failed),
         "timings": { "total_seconds": r.seconds, "jobs": r.jobs },
     })
-    .to_string()
+    .to_string())
 }

@@ -135,3 +135,16 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     common::verbose_line(&format!("wrote the man pages into {}", dir.display()));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every command, recipe
+    /// subcommands and global options included (a short option used twice,
+    /// a conflict naming an unknown argument, ...).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
