@@ -1,4 +1,5 @@
-//! Helpers shared by subcommands: error rendering, exit codes, JSON output.
+//! Helpers shared by subcommands: error rendering, exit codes, the shared
+//! image options, verbosity (`-q`, `-v`) and progress bars.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use qfault::error::ErrorKind;
