@@ -367,6 +367,15 @@ fn batch_json_lines_stream_entries_as_they_finish_then_a_summary() {
     let text = qfault_ok(["batch", p(&manifest), "--json-lines"]);
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["unchanged"], 4, "{text}");
+    // -v names the manifest and the overlays left alone.
+    let o = qfault_expect(["-v", "batch", p(&manifest)], 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("qfault: read manifest {} (", p(&manifest)))
+            && err.contains("4 entries)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("already holds these bytes").count(), 4, "{err}");
     // Documented in --help and docs/json.md.
     let help = qfault_ok(["batch", "--help"]);
     assert!(help.contains("--json-lines"), "{help}");
