@@ -14,9 +14,10 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	mkfs.exfat:exfatprogs mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs cryptsetup:cryptsetup-bin \
 	xfs_repair:xfsprogs xfs_io:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
 	genisoimage:genisoimage \
-	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools
+	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools \
+	script:bsdutils man:man-db groff:groff-base python3:python3
 
-.PHONY: help deps test demo lint fixtures bench fuzz corpus check-clean difftest
+.PHONY: help deps test demo man lint fixtures bench fuzz corpus check-clean difftest
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,9 +34,16 @@ test: deps ## run every test (unit, integration, doc) against the real tools
 	$(CARGO) test --all-targets --features fuzzing
 	$(CARGO) test --doc --features fuzzing
 
-demo: ## build qfault and damage a copy of testdata/sample.qcow2 under target/demo/
-	$(CARGO) build --release
-	QFAULT=$(TARGET_DIR)/release/qfault scripts/demo.sh
+# The demo uses the debug build `make test` uses (same profile and features),
+# so `make demo && make test` on a fresh machine compiles everything once.
+demo: ## build qfault, damage a copy of testdata/sample.qcow2 under target/demo/, verify it, check with ntfsfix
+	$(CARGO) build --features fuzzing --bin qfault
+	QFAULT=$(TARGET_DIR)/debug/qfault scripts/demo.sh
+
+man: ## write the man pages (qfault.1, qfault-inject.1, ...) into $(TARGET_DIR)/man; read one with man -l
+	$(CARGO) build --features fuzzing --bin qfault
+	$(TARGET_DIR)/debug/qfault man $(TARGET_DIR)/man
+	@echo "man: $(TARGET_DIR)/man/qfault.1 (man -l $(TARGET_DIR)/man/qfault.1)"
 
 lint: ## rustfmt check, clippy (with and without the fuzzing feature) and rustdoc with warnings as errors
 	$(CARGO) fmt --check

@@ -19,6 +19,12 @@
 //!
 //! The base image is never written: every image of a chain is opened read-only.
 //!
+//! The library says what it reads and writes through the [`log`] crate, at
+//! level `info` with targets under `qfault`: every manifest it reads, every
+//! image file it opens (with its format), every temporary output file and its rename into place (with
+//! its size), and outputs left alone because they already hold their bytes.
+//! Install any `log` logger to see them (the command line's `-v` does).
+//!
 //! The main job, from paths (the shipped sample's partition 2 is NTFS "C"):
 //!
 //! ```

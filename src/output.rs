@@ -81,6 +81,7 @@ impl AtomicFile {
             .mode(0o644)
             .open(&tmp)
             .map_err(|e| Error::io(target, e))?;
+        log::info!("write {} as temporary {}", target.display(), tmp.display());
         Ok(AtomicFile {
             file: Some(file),
             tmp,
@@ -147,7 +148,15 @@ impl AtomicFile {
             })?;
         }
         // In place: from here on nothing may remove it.
-        self.file = None;
+        if let Some(meta) = self.file.take().and_then(|f| f.metadata().ok()) {
+            log::info!(
+                "renamed {} to {}: {} bytes ({} allocated)",
+                self.tmp.display(),
+                self.target.display(),
+                meta.len(),
+                std::os::unix::fs::MetadataExt::blocks(&meta) * 512
+            );
+        }
         Ok(())
     }
 }

@@ -1853,6 +1853,20 @@ fn demo_script_prints_the_report() {
     );
     assert!(!text.contains("pipeline incomplete"), "{text}");
     assert!(text.contains("verdict: repairable"), "{text}");
+    // It ends by repairing a copy of the partition with the real ntfsfix
+    // and setting its exit code beside the prediction.
+    if common::require_tools(&["qemu-img", "ntfsfix", "python3"]) {
+        assert!(
+            text.contains("demo: ntfsfix predicted by qfault: exit 0 (repairs)")
+                && text.contains("demo: ntfsfix real:                exit 0")
+                && text.contains("demo: the prediction held"),
+            "{text}"
+        );
+        assert!(
+            text.contains("The alternate bootsector is usable"),
+            "{text}"
+        );
+    }
     assert_eq!(status(), before, "the demo changed testdata");
     guard.assert_unchanged();
     // The overlay the demo wrote is real qcow2 that QEMU opens.

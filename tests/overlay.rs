@@ -369,7 +369,7 @@ struct Run {
 }
 
 /// The runs of a map: `entries` is an array of objects whose first guest
-/// byte is under `offset_key` ("start" for qemu-img, "offset" for qfault).
+/// byte is under `offset_key` ("start" for qemu-img and qfault).
 fn runs_from_json(entries: &Value, offset_key: &str, what: &str) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     for e in entries
@@ -442,10 +442,10 @@ fn qemu_map(image: &Path) -> Vec<Run> {
     runs_from_json(&v, "start", "qemu-img map")
 }
 
-/// `qfault map --json`: `{"schema": 1, "extents": [{"offset", ...}]}`.
+/// `qfault map --json`: `{"schema": 1, "extents": [{"start", ...}]}`.
 fn qfault_map(image: &Path) -> Vec<Run> {
     let v = qfault_doc(&qfault_ok(["map", "--json", p(image)]), "qfault map");
-    runs_from_json(&v["extents"], "offset", "qfault map extents")
+    runs_from_json(&v["extents"], "start", "qfault map extents")
 }
 
 /// `qemu-img convert -O raw` into `out`.

@@ -56,7 +56,14 @@ const CHAIN_FIELDS: &[&str] = &[
 /// Errors start with the manifest's path.
 pub fn load(path: &Path) -> Result<Vec<Entry>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(&text, path)
+    let entries = parse(&text, path)?;
+    log::info!(
+        "read manifest {} ({} bytes, {} entries)",
+        path.display(),
+        text.len(),
+        entries.len()
+    );
+    Ok(entries)
 }
 
 /// Parses manifest `text` as if read from `path` (relative paths resolve

@@ -296,6 +296,21 @@ impl ChainBuilder {
     /// (1-based). Links that exist with the right bytes are left alone, so
     /// a re-run writes nothing; on failure no link is left behind.
     pub fn build_with(&self, on_link: &mut dyn FnMut(usize, &Output)) -> Result<ChainReport> {
+        self.build_observed(&mut |_| {}, on_link)
+    }
+
+    /// Builds the chain like [`ChainBuilder::build`], calling `on_staged(i)`
+    /// as soon as link `i` (1-based) is written to its temporary file and
+    /// checked: the slow part, for a progress bar.
+    pub fn build_with_progress(&self, on_staged: &mut dyn FnMut(usize)) -> Result<ChainReport> {
+        self.build_observed(on_staged, &mut |_, _| {})
+    }
+
+    fn build_observed(
+        &self,
+        on_staged: &mut dyn FnMut(usize),
+        on_link: &mut dyn FnMut(usize, &Output),
+    ) -> Result<ChainReport> {
         let start = Instant::now();
         let CheckedChain {
             base: mut image,
@@ -310,7 +325,7 @@ impl ChainBuilder {
             .map(Path::to_path_buf)
             .collect();
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let result = self.write_links(&mut image, &plans, on_link);
+        let result = self.write_links(&mut image, &plans, on_staged, on_link);
         if result.is_err() {
             // Nothing was placed: leave no directory this run made behind.
             for d in &created {
@@ -331,6 +346,7 @@ impl ChainBuilder {
         &self,
         image: &mut Image,
         plans: &[std::sync::Arc<Plan>],
+        on_staged: &mut dyn FnMut(usize),
         on_link: &mut dyn FnMut(usize, &Output),
     ) -> Result<Vec<Output>> {
         let mut staged = Vec::with_capacity(self.len());
@@ -354,6 +370,7 @@ impl ChainBuilder {
                 .map_err(link_err)?;
             check_top(image, spec, plan).map_err(link_err)?;
             staged.push((s, spec, out, t.elapsed().as_secs_f64()));
+            on_staged(i);
         }
         // One flush for every link, then all are moved into place.
         let t = Instant::now();

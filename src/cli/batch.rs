@@ -1,12 +1,11 @@
 //! `qfault batch`: produce every image and chain a TOML manifest lists.
 
-use super::common::human_size;
-use super::report::{prediction_line, print_document};
+use super::common::{human_size, Progress};
+use super::report::{prediction_line, print_document, SCHEMA};
 use qfault::apply::Output;
 use qfault::batch::{Batch, BatchReport, EntryReport, EntryStatus, Shard};
-use std::io::IsTerminal;
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Produce the images and chains a manifest lists (format: README.md, "Chains and batches").
 ///
@@ -33,8 +32,17 @@ pub struct Args {
     #[arg(long)]
     pub no_sync: bool,
     /// Print the report as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json_lines")]
     pub json: bool,
+    /// Stream JSON lines instead of a table: one object per entry as soon
+    /// as it finishes (in order of completion, flushed), then one summary.
+    /// Entry lines: {"schema":1, "event":"entry", "entry", "index", "outputs",
+    /// "status", "error", "timings":{"seconds"}}; the last line:
+    /// {"schema":1, "event":"summary", "manifest", "shard", "entries",
+    /// "written", "unchanged", "replaced", "failed", "timings":{"total_seconds",
+    /// "jobs"}} (docs/json.md).
+    #[arg(long)]
+    pub json_lines: bool,
     /// Read bases even while another process writes them (like `qemu-img -U`).
     #[arg(short = 'U', long)]
     pub force_share: bool,
@@ -59,18 +67,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let total = (0..batch.entries().len())
         .filter(|&k| args.shard.owns(k))
         .count();
-    let progress = std::io::stderr().is_terminal() && !args.json;
-    let done = AtomicUsize::new(0);
-    let mut report = batch.run_with(&|_| {
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        if progress {
-            eprint!("\rbatch: {n} of {total} entries");
-            if n == total {
-                eprintln!();
+    let progress = Progress::items("batch", total as u64, "entries");
+    // The first error printing a JSON line; the batch itself goes on.
+    let stream_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    let mut report = batch.run_with(&|e| {
+        progress.inc();
+        if args.json_lines {
+            if let Err(err) = entry_line(e).and_then(print_line) {
+                stream_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(err);
             }
         }
     })?;
-    if args.json {
+    drop(progress);
+    if let Some(e) = stream_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e.context("printing the JSON lines"));
+    }
+    if args.json_lines {
+        summary_line(&report).and_then(print_line)?;
+    } else if args.json {
         let entries: Vec<serde_json::Value> = report
             .entries
             .iter()
@@ -224,4 +241,45 @@ fn print_table(r: &BatchReport) {
         count(EntryStatus::Failed),
         r.seconds
     );
+}
+
+/// Prints one line on stdout and flushes it, so a reader sees it now.
+fn print_line(line: String) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The `--json-lines` object for one finished entry (one line, no newline).
+fn entry_line(e: &EntryReport) -> anyhow::Result<String> {
+    let mut doc = serde_json::Map::new();
+    doc.insert("schema".into(), SCHEMA.into());
+    doc.insert("event".into(), "entry".into());
+    if let serde_json::Value::Object(m) = serde_json::to_value(e)? {
+        doc.extend(m);
+    }
+    doc.insert(
+        "timings".into(),
+        serde_json::json!({ "seconds": e.seconds }),
+    );
+    Ok(serde_json::Value::Object(doc).to_string())
+}
+
+/// The `--json-lines` summary, the last line.
+fn summary_line(r: &BatchReport) -> anyhow::Result<String> {
+    let count = |s: EntryStatus| r.entries.iter().filter(|e| e.status == s).count();
+    Ok(serde_json::json!({
+        "schema": SCHEMA,
+        "event": "summary",
+        "manifest": serde_json::to_value(&r.manifest)?,
+        "shard": r.shard,
+        "entries": r.entries.len(),
+        "written": count(EntryStatus::Written),
+        "unchanged": count(EntryStatus::Unchanged),
+        "replaced": count(EntryStatus::Replaced),
+        "failed": count(EntryStatus::Failed),
+        "timings": { "total_seconds": r.seconds, "jobs": r.jobs },
+    })
+    .to_string())
 }

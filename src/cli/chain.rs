@@ -1,12 +1,11 @@
 //! `qfault chain`: a backing chain of N overlays on a base, written by
 //! qfault's own writer without reopening the chain per link.
 
-use super::common::{human_size, parse_bytes, ImageOpts};
+use super::common::{human_size, parse_bytes, ImageOpts, Progress};
 use super::report::{prediction_line, print_document};
 use qfault::chain::{ChainBuilder, ChainReport, NamePattern};
 use qfault::overlay::Status;
 use qfault::recipe::Spec;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Build a backing chain of DEPTH qcow2 overlays on BASE in DIR.
@@ -70,15 +69,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .overwrite(args.overwrite)
         .sync(!args.no_sync)
         .open_options(args.open.options());
-    let progress = std::io::stderr().is_terminal() && args.depth >= 50;
-    let report = builder.build_with(&mut |i, _| {
-        if progress && (i % 10 == 0 || i == args.depth) {
-            eprint!("\rchain: link {i} of {}", args.depth);
-            if i == args.depth {
-                eprintln!();
-            }
-        }
-    })?;
+    let progress = Progress::items("chain", args.depth as u64, "links");
+    let report = builder.build_with_progress(&mut |i| progress.set(i as u64))?;
+    drop(progress);
     if args.json {
         let links: Vec<f64> = report.links.iter().map(|l| l.seconds).collect();
         return print_document(

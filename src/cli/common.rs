@@ -1,6 +1,10 @@
-//! Helpers shared by subcommands: error rendering, exit codes, JSON output.
+//! Helpers shared by subcommands: error rendering, exit codes, the shared
+//! image options, verbosity (`-q`, `-v`) and progress bars.
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use qfault::error::ErrorKind;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
@@ -106,43 +110,157 @@ impl ImageOpts {
     }
 }
 
-/// A percentage on stderr, redrawn in place, only when stderr is a terminal.
+/// How much qfault says on stderr besides errors (`-q`, default, `-v`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// `-q`: no progress and no other chatter; errors only.
+    Quiet = 0,
+    /// Progress bars when stderr is a terminal.
+    Normal = 1,
+    /// `-v`: also every file opened, written and renamed (the library's
+    /// `log::info!` lines).
+    Verbose = 2,
+}
+
+static VERBOSITY: AtomicU8 = AtomicU8::new(Verbosity::Normal as u8);
+/// The progress bar being drawn, if any: `-v` lines print above it.
+static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Sets the verbosity for the whole process and, for `-v`, installs the
+/// logger that prints the library's `log::info!` lines on stderr.
+pub fn set_verbosity(v: Verbosity) {
+    VERBOSITY.store(v as u8, Ordering::Relaxed);
+    if v == Verbosity::Verbose && log::set_logger(&STDERR_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+/// The verbosity set by [`set_verbosity`].
+pub fn verbosity() -> Verbosity {
+    match VERBOSITY.load(Ordering::Relaxed) {
+        0 => Verbosity::Quiet,
+        1 => Verbosity::Normal,
+        _ => Verbosity::Verbose,
+    }
+}
+
+/// Prints a `-v` line (`qfault: …`) on stderr, above any progress bar.
+pub fn verbose_line(line: &str) {
+    if verbosity() < Verbosity::Verbose {
+        return;
+    }
+    let bar = ACTIVE_BAR.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match bar {
+        Some(b) => b.suspend(|| eprintln!("qfault: {line}")),
+        None => eprintln!("qfault: {line}"),
+    }
+}
+
+/// The `log` sink for `-v`: one `qfault: …` line per record.
+struct StderrLog;
+static STDERR_LOG: StderrLog = StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info && m.target().starts_with("qfault")
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            verbose_line(&r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// A progress bar on stderr: drawn only when stderr is a terminal and
+/// not `-q`. A bar stays at its last state when done; a spinner is erased.
 pub struct Progress {
-    enabled: bool,
-    label: &'static str,
-    last: u64,
+    bar: ProgressBar,
+    /// Erase the line when done (spinners) instead of leaving the last state.
+    clear: bool,
 }
 
 impl Progress {
-    /// A progress line for `total` bytes; silent unless stderr is a
-    /// terminal and the job is large enough to be worth watching.
-    pub fn new(label: &'static str, total: u64) -> Self {
-        use std::io::IsTerminal;
-        Progress {
-            enabled: std::io::stderr().is_terminal() && total >= 256 << 20,
+    /// A bar for `total` bytes.
+    pub fn bytes(label: &str, total: u64) -> Self {
+        Self::with_style(
             label,
-            last: u64::MAX,
-        }
+            total,
+            "{prefix}: [{bar:30}] {percent:>3}% {binary_bytes} of {binary_total_bytes}, {elapsed}, eta {eta}",
+        )
     }
 
-    /// Reports `done` of `total` bytes.
-    pub fn update(&mut self, done: u64, total: u64) {
-        if !self.enabled || total == 0 {
-            return;
+    /// A bar for `total` items (`unit` names them: "links", "entries").
+    pub fn items(label: &str, total: u64, unit: &str) -> Self {
+        Self::with_style(
+            label,
+            total,
+            &format!(
+                "{{prefix}}: [{{bar:30}}] {{pos}} of {{len}} {unit}, {{elapsed}}, eta {{eta}}"
+            ),
+        )
+    }
+
+    /// A spinner for work of unknown length ("inject: writing and checking").
+    pub fn spinner(label: &str, message: &str) -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+            .with_style(
+                ProgressStyle::with_template("{prefix}: {spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            )
+            .with_prefix(label.to_string())
+            .with_message(message.to_string());
+        let mut p = Self::new(bar);
+        p.clear = true;
+        if !p.bar.is_hidden() {
+            p.bar
+                .enable_steady_tick(std::time::Duration::from_millis(100));
         }
-        let pct = done * 100 / total;
-        if pct != self.last {
-            self.last = pct;
-            eprint!(
-                "\r{}: {pct:3}% ({} of {})",
-                self.label,
-                human_size(done),
-                human_size(total)
-            );
-            if done >= total {
-                eprintln!();
-            }
+        p
+    }
+
+    fn with_style(label: &str, total: u64, template: &str) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+            .with_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            )
+            .with_prefix(label.to_string());
+        Self::new(bar)
+    }
+
+    /// Shows `bar` on stderr when it is a terminal and not `-q`.
+    fn new(bar: ProgressBar) -> Self {
+        use std::io::IsTerminal;
+        if verbosity() > Verbosity::Quiet && std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            *ACTIVE_BAR.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
         }
+        Progress { bar, clear: false }
+    }
+
+    /// Sets how much is done.
+    pub fn set(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+
+    /// One more item done.
+    pub fn inc(&self) {
+        self.bar.inc(1);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.clear {
+            self.bar.finish_and_clear();
+        } else if !self.bar.is_hidden() {
+            self.bar.abandon();
+            // The bar's line stays; what follows starts on the next one.
+            eprintln!();
+        }
+        *ACTIVE_BAR.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

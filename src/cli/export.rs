@@ -41,7 +41,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             (p.start, p.size)
         }
     };
-    let mut progress = Progress::new("export", len);
+    let progress = Progress::bytes("export", len);
     qfault::export::export_raw(
         &mut image,
         start,
@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &args.output,
         args.overwrite,
         !args.no_sync,
-        &mut |d, t| progress.update(d, t),
+        &mut |d, _| progress.set(d),
     )?;
     Ok(())
 }

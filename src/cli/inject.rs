@@ -2,7 +2,7 @@
 //! holding one recipe's damage. The subcommands and their arguments are
 //! generated from the recipe registry.
 
-use super::common::{parse_bytes, print_chain, ImageOpts};
+use super::common::{parse_bytes, print_chain, ImageOpts, Progress};
 use super::report::{print_document, print_output};
 use clap::{ArgMatches, FromArgMatches};
 use qfault::apply::{apply_as, OutputFormat};
@@ -192,6 +192,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let Injection { spec, common } = &args.recipe;
     let format = common.format()?;
     let mut base = common.open.open(&common.base)?;
+    let progress = Progress::spinner("inject", "planning, writing and checking the output");
     let out = apply_as(
         &mut base,
         spec,
@@ -200,6 +201,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         format,
         &common.open.options(),
     )?;
+    drop(progress);
     if common.json {
         let seconds = out.seconds;
         return print_document(

@@ -6,32 +6,59 @@ use qfault::image::ReadAt;
 use std::path::PathBuf;
 
 /// Show which image of the chain provides each guest range, and which ranges
-/// read as zeros (in the spirit of `qemu-img map --output=json`).
+/// read as zeros, with the semantics of `qemu-img map --output=json`.
+///
+/// Ranges are merged as qemu-img merges them: same depth and attributes,
+/// and host offsets (where there are some) contiguous.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::AFTER_HELP)]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,
-    /// Print JSON (schema: docs/json.md): {schema, extents: [{offset, length, depth, present, zero, data, compressed, file}]}.
+    /// Print JSON (schema: docs/json.md): {schema, extents: [{start, length,
+    /// depth, present, zero, data, compressed, offset?, file}]}, the keys and
+    /// values of `qemu-img map --output=json` plus `file`.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub open: ImageOpts,
 }
 
-/// One merged run of the map.
+/// One merged run of the map, as qemu-img prints it.
 #[derive(Debug, serde::Serialize)]
 struct Row {
-    #[serde(rename = "offset")]
+    /// First guest byte.
     start: u64,
     length: u64,
-    /// Index of the providing image (0 = top); the chain length when none does.
+    /// Index of the image that answered (0 = top): the one providing the
+    /// bytes, else the deepest one consulted.
     depth: usize,
+    /// Some image provides the bytes.
     present: bool,
     zero: bool,
     data: bool,
     compressed: bool,
-    file: Option<PathBuf>,
+    /// Offset of `start` in that image's file, where the bytes have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    /// The file of the image at `depth`.
+    file: PathBuf,
+}
+
+impl Row {
+    /// qemu-img's `entry_mergeable`: `next` continues this row.
+    fn continued_by(&self, next: &Row) -> bool {
+        self.depth == next.depth
+            && self.present == next.present
+            && self.zero == next.zero
+            && self.data == next.data
+            && self.compressed == next.compressed
+            && match (self.offset, next.offset) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a + self.length == b,
+                _ => false,
+            }
+    }
 }
 
 /// Runs `qfault map`.
@@ -43,26 +70,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut pos = 0;
     while pos < size {
         let e = image.extent(pos, size - pos)?;
-        let depth = e.depth.unwrap_or(chain.len());
+        let row = Row {
+            start: pos,
+            length: e.length,
+            depth: e.layer,
+            present: e.depth.is_some(),
+            zero: e.zero,
+            data: e.data,
+            compressed: e.compressed,
+            offset: e.host_offset,
+            file: chain[e.layer].path.clone(),
+        };
         match rows.last_mut() {
-            Some(r)
-                if r.depth == depth
-                    && r.zero == e.zero
-                    && r.data == e.data
-                    && r.compressed == e.compressed =>
-            {
-                r.length += e.length
-            }
-            _ => rows.push(Row {
-                start: pos,
-                length: e.length,
-                depth,
-                present: e.depth.is_some(),
-                zero: e.zero,
-                data: e.data,
-                compressed: e.compressed,
-                file: e.depth.map(|d| chain[d].path.clone()),
-            }),
+            Some(r) if r.continued_by(&row) => r.length += row.length,
+            _ => rows.push(row),
         }
         pos += e.length;
     }
@@ -70,8 +91,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         return print_document(serde_json::json!({ "extents": rows }), None);
     }
     println!(
-        "{:>16} {:>16} {:>12}  {:<10} file",
-        "start", "length", "size", "kind"
+        "{:>16} {:>16} {:>12}  {:<10} {:>16}  file",
+        "start", "length", "size", "kind", "offset"
     );
     for r in &rows {
         let kind = match (r.present, r.zero, r.compressed) {
@@ -80,11 +101,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             (true, false, true) => "compressed",
             (true, false, false) => "data",
         };
-        let file = r.file.as_ref().map_or("-".to_string(), |f| {
-            format!("{} (depth {})", f.display(), r.depth)
-        });
+        let offset = r.offset.map_or("-".to_string(), |o| format!("{o:#x}"));
+        let file = if r.present {
+            format!("{} (depth {})", r.file.display(), r.depth)
+        } else {
+            "-".to_string()
+        };
         println!(
-            "{:>#16x} {:>#16x} {:>12}  {:<10} {file}",
+            "{:>#16x} {:>#16x} {:>12}  {:<10} {offset:>16}  {file}",
             r.start,
             r.length,
             human_size(r.length),

@@ -1,6 +1,6 @@
 //! Argument parsing and dispatch; each subcommand lives in its own file.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod batch;
 mod chain;
@@ -22,6 +22,15 @@ Exit codes:
   3  refused: a check said no (e.g. the damage would not be repairable, or a backing
      file has no recorded format or lies outside --backing-root)";
 
+/// `qfault --version`: the package version and the git commit it was built
+/// from (`unknown` outside a git work tree; see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("QFAULT_GIT_COMMIT"),
+    ")"
+);
+
 /// Make disk images with precise, known, repairable damage.
 ///
 /// qfault reads raw and qcow2 images through their whole backing chain, finds
@@ -29,8 +38,15 @@ Exit codes:
 /// by the untouched original. It needs no root and no external tools; the base
 /// image is only ever opened read-only.
 #[derive(Debug, Parser)]
-#[command(name = "qfault", version, after_help = AFTER_HELP)]
+#[command(name = "qfault", version = VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// Print nothing on stderr but errors: no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say on stderr what is read and written: every image opened (with its
+    /// format), every temporary file written and renamed, with its size.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,11 +62,41 @@ enum Command {
     Verify(verify::Args),
     Chain(chain::Args),
     Batch(batch::Args),
+    Completions(Completions),
+    #[command(hide = true)]
+    Man(Man),
+}
+
+/// Print a shell completion script on stdout.
+///
+/// bash: `qfault completions bash > /etc/bash_completion.d/qfault` (or
+/// `source <(qfault completions bash)`); zsh: write it as `_qfault` in a
+/// directory of `$fpath`; fish: `qfault completions fish >
+/// ~/.config/fish/completions/qfault.fish`.
+#[derive(Debug, clap::Args)]
+struct Completions {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// Write the man pages (qfault.1, qfault-inject.1, ...) into DIR (`make man`).
+#[derive(Debug, clap::Args)]
+struct Man {
+    /// The directory (created if missing).
+    dir: std::path::PathBuf,
 }
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    common::set_verbosity(if cli.quiet {
+        common::Verbosity::Quiet
+    } else if cli.verbose {
+        common::Verbosity::Verbose
+    } else {
+        common::Verbosity::Normal
+    });
     common::raise_open_file_limit();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
@@ -62,6 +108,16 @@ pub fn main() -> i32 {
         Command::Verify(a) => verify::run(a),
         Command::Chain(a) => chain::run(a),
         Command::Batch(a) => batch::run(a),
+        Command::Completions(a) => {
+            clap_complete::generate(
+                a.shell,
+                &mut Cli::command(),
+                "qfault",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man(a) => write_man_pages(&a.dir),
     };
     match result {
         Ok(()) => common::EXIT_OK,
@@ -69,5 +125,26 @@ pub fn main() -> i32 {
             eprintln!("qfault: error: {}", common::one_line(&e));
             common::exit_code(&e)
         }
+    }
+}
+
+/// Writes one man page per command and subcommand into `dir`.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| qfault::Error::io(dir, e))?;
+    clap_mangen::generate_to(Cli::command(), dir).map_err(|e| qfault::Error::io(dir, e))?;
+    common::verbose_line(&format!("wrote the man pages into {}", dir.display()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over every command, recipe
+    /// subcommands and global options included (a short option used twice,
+    /// a conflict naming an unknown argument, ...).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

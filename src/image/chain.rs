@@ -272,7 +272,7 @@ fn raw_hole_extent(r: &RawImage, offset: u64, len: u64) -> Option<Extent> {
     if hole_end > offset {
         return Some(Extent {
             len: len.min(hole_end - offset),
-            mapping: Mapping::Zero,
+            mapping: Mapping::Zero { host: Some(offset) },
         });
     }
     // SAFETY: as above.
@@ -287,6 +287,10 @@ fn raw_hole_extent(r: &RawImage, offset: u64, len: u64) -> Option<Extent> {
 }
 
 /// A run of guest bytes and which image of the chain provides it.
+///
+/// The fields follow `qemu-img map --output=json` (docs/json.md, `map`):
+/// [`ChainExtent::layer`] is its `depth`, `depth.is_some()` its `present`,
+/// [`ChainExtent::host_offset`] its `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ChainExtent {
     /// First guest byte.
@@ -296,12 +300,24 @@ pub struct ChainExtent {
     /// Index in the chain (0 = top) of the image that provides these bytes;
     /// `None` when no image does (they read as zeros).
     pub depth: Option<usize>,
+    /// Index of the image that answered: the one that provides the bytes,
+    /// or, when none does, the deepest one consulted: the bottom of the
+    /// chain, or the image whose backing file ends before `start`. This is
+    /// qemu-img map's `depth`.
+    pub layer: usize,
     /// The bytes read as zeros without reading data.
     pub zero: bool,
     /// The bytes are stored as data (possibly compressed) in that image.
     pub data: bool,
     /// Whether that image stores them compressed.
     pub compressed: bool,
+    /// Where `start` lies in that image's file, when the bytes have a place
+    /// there: data in a raw file (holes too: the offset is the guest
+    /// offset) or an uncompressed qcow2 cluster, and qcow2 zero clusters
+    /// that keep their allocation. `None` for compressed clusters, plain
+    /// zero clusters and bytes no image provides (qemu-img map omits its
+    /// `offset` there too).
+    pub host_offset: Option<u64>,
 }
 
 /// A guest disk: the top image and its backing chain.
@@ -348,6 +364,12 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
             Some(f) => f,
             None => probe(&file, &p)?,
         };
+        log::info!(
+            "open {} read-only as {} ({} bytes)",
+            p.display(),
+            format.name(),
+            file.metadata().map_or(0, |m| m.len())
+        );
         let layer = match format {
             Format::Raw => Layer::Raw(RawImage::from_file(file, &p)?),
             Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(Box::new(FileStorage::new(
@@ -889,10 +911,10 @@ impl Image {
         check_range(offset, 1, self.size())?;
         let mut len = max_len.min(self.size() - offset);
         self.unallocated.resize(self.layers.len(), None);
-        for (depth, layer) in self.layers.iter_mut().enumerate() {
-            if offset >= layer.size() {
-                break;
-            }
+        let mut depth = 0;
+        loop {
+            // Below the size of layer `depth`: the top's by check_range,
+            // a backing file's by the test before descending to it.
             let hint = &mut self.unallocated[depth];
             let e = match *hint {
                 Some((start, end)) if start <= offset && offset < end => Extent {
@@ -900,7 +922,7 @@ impl Image {
                     mapping: Mapping::Unallocated,
                 },
                 _ => {
-                    let e = layer.map(offset, len, true)?;
+                    let e = self.layers[depth].map(offset, len, true)?;
                     if e.mapping == Mapping::Unallocated {
                         *hint = Some((offset, offset + e.len));
                     }
@@ -908,29 +930,33 @@ impl Image {
                 }
             };
             len = e.len;
-            let (zero, data, compressed) = match e.mapping {
-                Mapping::Unallocated => continue,
-                Mapping::Zero => (true, false, false),
-                Mapping::Data { .. } => (false, true, false),
-                Mapping::Compressed { .. } => (false, true, true),
-            };
-            return Ok(ChainExtent {
+            let found = |zero, data, compressed, host_offset| ChainExtent {
                 start: offset,
                 length: len,
                 depth: Some(depth),
+                layer: depth,
                 zero,
                 data,
                 compressed,
-            });
+                host_offset,
+            };
+            match e.mapping {
+                Mapping::Zero { host } => return Ok(found(true, false, false, host)),
+                Mapping::Data { host } => return Ok(found(false, true, false, Some(host))),
+                Mapping::Compressed { .. } => return Ok(found(false, true, true, None)),
+                Mapping::Unallocated => {}
+            }
+            match self.layers.get(depth + 1) {
+                Some(below) if offset < below.size() => depth += 1,
+                // No backing file, or one that ends before `offset`: zeros.
+                _ => {
+                    return Ok(ChainExtent {
+                        depth: None,
+                        ..found(true, false, false, None)
+                    })
+                }
+            }
         }
-        Ok(ChainExtent {
-            start: offset,
-            length: len,
-            depth: None,
-            zero: true,
-            data: false,
-            compressed: false,
-        })
     }
 }
 
@@ -994,7 +1020,7 @@ fn read_layers(layers: &mut [Layer], offset: u64, buf: &mut [u8]) -> Result<()> 
                         }
                         _ => fall_through.push((guest, at + done, n)),
                     },
-                    Mapping::Zero => dst.fill(0),
+                    Mapping::Zero { .. } => dst.fill(0),
                     m => layer.read_mapped(m, guest, dst)?,
                 }
                 done += n;

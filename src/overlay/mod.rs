@@ -316,6 +316,7 @@ pub fn stage_overlay(
             let mut w = layout::Writer::comparing(&existing, out);
             let file_size = emit(base, patches, &touched, &mut layout, &mut w)?;
             if !w.differs() {
+                log::info!("{} already holds these bytes: left alone", out.display());
                 return Ok(Staged {
                     file: None,
                     report: report(layout.data_clusters(), layout.zero_clusters(), file_size),

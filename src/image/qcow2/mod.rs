@@ -46,7 +46,13 @@ pub enum Mapping {
         in_cluster: u64,
     },
     /// Reads as zeros without consulting the backing image.
-    Zero,
+    Zero {
+        /// The host offset of the run's first byte when the zero cluster
+        /// keeps its allocation (QEMU's `ZERO_ALLOC`; qemu-img map prints
+        /// it); `None` for a plain zero cluster. For a raw file's hole, the
+        /// offset in the file.
+        host: Option<u64>,
+    },
     /// Not allocated here: read from the backing image.
     Unallocated,
 }
@@ -169,8 +175,10 @@ impl Qcow2Image {
             let next = self.map_unit(offset + ext.len)?;
             let joins = match (ext.mapping, next.mapping) {
                 (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,
-                (Mapping::Zero, Mapping::Zero) | (Mapping::Unallocated, Mapping::Unallocated) => {
-                    true
+                (Mapping::Zero { host: None }, Mapping::Zero { host: None })
+                | (Mapping::Unallocated, Mapping::Unallocated) => true,
+                (Mapping::Zero { host: Some(a) }, Mapping::Zero { host: Some(b) }) => {
+                    a + ext.len == b
                 }
                 _ => false,
             };
@@ -265,7 +273,9 @@ impl Qcow2Image {
                 (true, false) => Mapping::Data {
                     host: self.check_data(host, offset - in_cluster)? + in_cluster,
                 },
-                (false, true) => Mapping::Zero,
+                (false, true) => Mapping::Zero {
+                    host: (host != 0).then_some(host + in_cluster),
+                },
                 (false, false) => Mapping::Unallocated,
             };
             return Ok(Extent { len, mapping });
@@ -282,7 +292,9 @@ impl Qcow2Image {
             ));
         }
         let mapping = if entry & L2_ZERO != 0 {
-            Mapping::Zero
+            Mapping::Zero {
+                host: (host != 0).then_some(host + in_cluster),
+            }
         } else if host == 0 {
             if entry & ENTRY_COPIED != 0 {
                 return Err(Error::malformed(

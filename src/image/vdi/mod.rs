@@ -132,7 +132,7 @@ impl Driver for VdiImage {
                 host: self.header.offset_data + u64::from(entry) * block_size + in_block,
             }
         } else {
-            Mapping::Zero
+            Mapping::Zero { host: None }
         };
         Ok(Extent { len, mapping })
     }
@@ -213,9 +213,12 @@ mod tests {
             (e.len, e.mapping),
             (MIB - 10, Mapping::Data { host: 1024 + 10 })
         );
-        assert_eq!(v.map(MIB, MIB).unwrap().mapping, Mapping::Zero);
+        assert_eq!(
+            v.map(MIB, MIB).unwrap().mapping,
+            Mapping::Zero { host: None }
+        );
         let e = v.map(2 * MIB + 7, 5 * MIB).unwrap();
-        assert_eq!((e.len, e.mapping), (MIB - 7, Mapping::Zero));
+        assert_eq!((e.len, e.mapping), (MIB - 7, Mapping::Zero { host: None }));
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl VhdxImage {
             PAYLOAD_BLOCK_UNDEFINED
             | PAYLOAD_BLOCK_ZERO
             | PAYLOAD_BLOCK_UNMAPPED
-            | PAYLOAD_BLOCK_UNMAPPED_V095 => Mapping::Zero,
+            | PAYLOAD_BLOCK_UNMAPPED_V095 => Mapping::Zero { host: None },
             PAYLOAD_BLOCK_PARTIALLY_PRESENT if self.meta.has_parent => {
                 let (present, len) = self.bitmap_run(block, idx, in_block)?;
                 return Ok(Extent {
@@ -388,9 +388,8 @@ impl Driver for VhdxImage {
             let next = self.map_unit(offset + ext.len)?;
             let joins = match (ext.mapping, next.mapping) {
                 (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,
-                (Mapping::Zero, Mapping::Zero) | (Mapping::Unallocated, Mapping::Unallocated) => {
-                    true
-                }
+                (Mapping::Zero { .. }, Mapping::Zero { .. })
+                | (Mapping::Unallocated, Mapping::Unallocated) => true,
                 _ => false,
             };
             if !joins {

@@ -314,7 +314,7 @@ impl Driver for Vmdk {
                     let next = s.map_grain(rel + ext.len)?;
                     let joins = match (ext.mapping, next.mapping) {
                         (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,
-                        (Mapping::Zero, Mapping::Zero)
+                        (Mapping::Zero { .. }, Mapping::Zero { .. })
                         | (Mapping::Unallocated, Mapping::Unallocated) => true,
                         _ => false,
                     };

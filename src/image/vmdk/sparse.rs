@@ -148,7 +148,7 @@ impl SparseExtent {
         let mapping = if gte == 0 {
             Mapping::Unallocated
         } else if gte == GTE_ZEROED && zero_grains {
-            Mapping::Zero
+            Mapping::Zero { host: None }
         } else {
             let host = host_of(gte);
             if host >= self.file_len {
