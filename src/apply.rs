@@ -22,6 +22,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Output {
     /// The overlay's path.
+    #[serde(flatten, serialize_with = "crate::json_path::path")]
     pub path: PathBuf,
     /// The recipe and its parameters (`{"name", "params"}`).
     pub recipe: Spec,

@@ -47,6 +47,7 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod json_path;
 pub mod layout;
 pub mod output;
 pub mod overlay;

@@ -57,10 +57,13 @@ pub struct ChainBuilder {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainReport {
     /// The base the first link is backed by.
+    #[serde(flatten, serialize_with = "crate::json_path::base")]
     pub base: PathBuf,
     /// The directory holding the links.
+    #[serde(flatten, serialize_with = "crate::json_path::dir")]
     pub dir: PathBuf,
     /// The top link (the image to use), or `None` for a chain of no links.
+    #[serde(flatten, serialize_with = "crate::json_path::top")]
     pub top: Option<PathBuf>,
     /// Every link, bottom (link 1) first.
     pub links: Vec<Output>,

@@ -198,16 +198,16 @@ fn print_table(r: &BatchReport) {
             w4 = w[4]
         )
     };
-    println!("{}", line(head).trim_end());
+    outln!("{}", line(head).trim_end());
     for (c, x) in cells.iter().zip(&rows) {
-        println!(
+        outln!(
             "{}",
             line([&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]]).trim_end()
         );
-        println!("{:w$}  -> {}", "", x.prediction, w = w[0]);
+        outln!("{:w$}  -> {}", "", x.prediction, w = w[0]);
     }
     let count = |s: EntryStatus| r.entries.iter().filter(|e| e.status == s).count();
-    println!(
+    outln!(
         "{} entries (shard {}, {} jobs): {} written, {} unchanged, {} replaced, {} failed; {:.2} s",
         r.entries.len(),
         r.shard,

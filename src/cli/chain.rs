@@ -86,21 +86,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 fn print_summary(r: &ChainReport, recipe: &Spec) {
     let n = r.links.len();
-    println!(
+    outln!(
         "chain of {n} links on {} in {}",
         r.base.display(),
         r.dir.display()
     );
     if let Some(l) = r.links.first() {
-        println!("  each link: {}", recipe.describe());
-        println!("  link 1: {}", prediction_line(&l.targets));
-        println!("  link 1 backing file: {}", l.overlay.backing_file);
+        outln!("  each link: {}", recipe.describe());
+        outln!("  link 1: {}", prediction_line(&l.targets));
+        outln!("  link 1 backing file: {}", l.overlay.backing_file);
     }
     if let Some(top) = &r.top {
-        println!("  top: {}", top.display());
+        outln!("  top: {}", top.display());
     }
     let count = |s: Status| r.links.iter().filter(|l| l.status == s).count();
-    println!(
+    outln!(
         "  {} written, {} unchanged, {} replaced; {} in files ({} allocated)",
         count(Status::Written),
         count(Status::Unchanged),
@@ -113,5 +113,5 @@ fn print_summary(r: &ChainReport, recipe: &Spec) {
     } else {
         String::new()
     };
-    println!("  {:.2} s{per_link}", r.seconds);
+    outln!("  {:.2} s{per_link}", r.seconds);
 }

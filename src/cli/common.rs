@@ -1,6 +1,53 @@
 //! Helpers shared by subcommands: error rendering, exit codes, JSON output.
 
 use qfault::error::ErrorKind;
+use std::io::Write;
+
+/// `outln!` for command output: writes a line to stdout through
+/// [`out_line`], which ends the process cleanly when stdout is closed
+/// instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::common::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::common::out_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout; on failure see [`stdout_failed`].
+pub fn out_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(e);
+    }
+}
+
+/// Flushes stdout at the end of a command; on failure see [`stdout_failed`].
+pub fn flush_stdout() {
+    if let Err(e) = std::io::stdout().lock().flush() {
+        stdout_failed(e);
+    }
+}
+
+/// Ends the process when stdout cannot be written: any temporary file is
+/// removed first; a closed pipe (EPIPE: the reader, such as `head`, has
+/// all it wants) exits 0 without a word, any other error prints one error
+/// line and exits 1.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    qfault::output::remove_live_temporaries();
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(EXIT_OK);
+    }
+    print_error_line(&format!("cannot write to standard output: {e}"));
+    std::process::exit(EXIT_ERROR);
+}
+
+/// Prints `qfault: error: MESSAGE` on stderr; a stderr that cannot be
+/// written is ignored (there is nowhere left to say it).
+pub fn print_error_line(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "qfault: error: {message}");
+}
 
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
@@ -41,6 +88,61 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// Handles what clap returns instead of arguments: `--help` and
+/// `--version` print as clap prints them (exit 0); a usage error becomes
+/// one line, `qfault: error: WHAT; TIP (try 'qfault CMD --help')`, with
+/// exit 2. Returns the exit code.
+pub fn clap_exit(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind as K;
+    match e.kind() {
+        K::DisplayHelp | K::DisplayVersion => {
+            let _ = e.print();
+            flush_stdout();
+            EXIT_OK
+        }
+        K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `qfault` or `qfault inject` alone: the help, on stderr, as a
+            // usage error.
+            let _ = write!(std::io::stderr().lock(), "{}", e.render());
+            EXIT_USAGE
+        }
+        _ => {
+            print_error_line(&clap_error_line(&e));
+            EXIT_USAGE
+        }
+    }
+}
+
+/// A clap usage error in one line: its first line without clap's
+/// `error: `, its tips, and where to read more.
+pub fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut line = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let mut usage = None;
+    for l in lines {
+        if let Some(tip) = l.strip_prefix("tip: ") {
+            line += &format!("; {tip}");
+        } else if let Some(u) = l.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        }
+    }
+    // The command path, from the usage line: `qfault inject zero [OPTIONS] ...`.
+    let cmd: Vec<&str> = usage
+        .as_deref()
+        .unwrap_or("qfault")
+        .split_whitespace()
+        .take_while(|w| !w.starts_with(['[', '<', '-']))
+        .collect();
+    let cmd = if cmd.is_empty() {
+        "qfault".to_string()
+    } else {
+        cmd.join(" ")
+    };
+    format!("{line} (try '{cmd} --help')")
 }
 
 /// Options every subcommand that reads an image accepts.
@@ -160,12 +262,15 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Prints the backing chain, one image per line (for `inspect` and reports).
+/// Prints the backing chain as a flat table, one image per line, top
+/// first, with its depth (0 = the top image; `backing file N` in `info`),
+/// so a chain 1000 images deep stays readable (for `inspect` and reports).
 pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
+    let width = chain.len().saturating_sub(1).to_string().len().max(5);
+    outln!("{:>width$}  IMAGE", "DEPTH");
     for (depth, l) in chain.iter().enumerate() {
-        let indent = "  ".repeat(depth);
         let mut line = format!(
-            "{indent}{} ({}, {} virtual, file {}",
+            "{depth:>width$}  {} ({}, {} virtual, file {}",
             l.path.display(),
             l.format.name(),
             human_size(l.virtual_size),
@@ -175,7 +280,7 @@ pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
             line += &format!(", cluster {}", human_size(cs));
         }
         line.push(')');
-        println!("{line}");
+        outln!("{line}");
     }
 }
 

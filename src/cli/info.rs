@@ -26,45 +26,45 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     for (i, l) in chain.iter().enumerate() {
         if i > 0 {
-            println!();
-            println!("backing file {i}:");
+            outln!();
+            outln!("backing file {i}:");
         }
-        println!("image: {}", l.path.display());
-        println!("file format: {}", l.format.name());
-        println!(
+        outln!("image: {}", l.path.display());
+        outln!("file format: {}", l.format.name());
+        outln!(
             "virtual size: {} ({} bytes)",
             human_size(l.virtual_size),
             l.virtual_size
         );
-        println!(
+        outln!(
             "file size: {} ({} bytes)",
             human_size(l.file_size),
             l.file_size
         );
         if let Some(cs) = l.cluster_size {
-            println!("cluster size: {cs}");
+            outln!("cluster size: {cs}");
         }
         if let Some(v) = l.version {
-            println!("qcow2 version: {v}");
+            outln!("qcow2 version: {v}");
         }
         if let Some(c) = l.compression_type {
-            println!(
+            outln!(
                 "compression type: {}",
                 serde_json::to_value(c)?.as_str().unwrap_or("?")
             );
         }
         if l.extended_l2 {
-            println!("extended l2: true");
+            outln!("extended l2: true");
         }
         if l.snapshots > 0 {
-            println!(
+            outln!(
                 "internal snapshots: {} (the active state is read)",
                 l.snapshots
             );
         }
         if let Some(b) = &l.backing_file {
-            println!("backing file: {b}");
-            println!(
+            outln!("backing file: {b}");
+            outln!(
                 "backing file format: {}",
                 l.backing_format
                     .as_deref()

@@ -131,11 +131,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Some(serde_json::json!({ "total_seconds": seconds })),
         );
     }
-    println!("base chain:");
+    outln!("base chain:");
     print_chain(&base.chain_info());
-    println!();
-    println!("recipe: {}", spec.describe());
-    println!();
+    outln!();
+    outln!("recipe: {}", spec.describe());
+    outln!();
     print_output(&out);
     Ok(())
 }

@@ -115,7 +115,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             None,
         );
     }
-    println!("chain:");
+    outln!("chain:");
     print_chain(&chain);
     let mut table = format!(
         "partition table: {} ({}-byte sectors)",
@@ -125,15 +125,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if layout.gpt.as_ref().is_some_and(|g| g.used_backup) {
         table += ", read from the backup GPT header";
     }
-    println!("{table}");
+    outln!("{table}");
     for w in &layout.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     if rows.is_empty() {
-        println!("no partitions and no filesystem found");
+        outln!("no partitions and no filesystem found");
         return Ok(());
     }
-    println!();
+    outln!();
     print_rows(&rows);
     Ok(())
 }
@@ -198,7 +198,7 @@ fn print_rows(rows: &[Row]) {
                 out.push_str(&format!("{s:<w$}"));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     let header: Vec<String> = header.into_iter().map(String::from).collect();
     line(&header);

@@ -31,6 +31,7 @@ struct Row {
     zero: bool,
     data: bool,
     compressed: bool,
+    #[serde(flatten, serialize_with = "qfault::json_path::file")]
     file: Option<PathBuf>,
 }
 
@@ -69,7 +70,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.json {
         return print_document(serde_json::json!({ "extents": rows }), None);
     }
-    println!(
+    outln!(
         "{:>16} {:>16} {:>12}  {:<10} file",
         "start", "length", "size", "kind"
     );
@@ -83,7 +84,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let file = r.file.as_ref().map_or("-".to_string(), |f| {
             format!("{} (depth {})", f.display(), r.depth)
         });
-        println!(
+        outln!(
             "{:>#16x} {:>#16x} {:>12}  {:<10} {file}",
             r.start,
             r.length,

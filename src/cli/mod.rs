@@ -2,9 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+pub mod common;
 mod batch;
 mod chain;
-mod common;
 mod export;
 mod info;
 mod inject;
@@ -50,7 +51,10 @@ enum Command {
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return common::clap_exit(e),
+    };
     common::raise_open_file_limit();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
@@ -64,9 +68,13 @@ pub fn main() -> i32 {
         Command::Batch(a) => batch::run(a),
     };
     match result {
-        Ok(()) => common::EXIT_OK,
+        Ok(()) => {
+            common::flush_stdout();
+            common::EXIT_OK
+        }
         Err(e) => {
-            eprintln!("qfault: error: {}", common::one_line(&e));
+            common::flush_stdout();
+            common::print_error_line(&common::one_line(&e));
             common::exit_code(&e)
         }
     }

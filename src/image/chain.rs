@@ -83,6 +83,7 @@ impl Default for OpenOptions {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LayerInfo {
     /// Path the image was opened at.
+    #[serde(flatten, serialize_with = "crate::json_path::path")]
     pub path: PathBuf,
     /// Its format.
     pub format: Format,

@@ -21,6 +21,7 @@ pub struct WriteParams {
     pub offset: u64,
     /// The file whose bytes are written (in a manifest: relative to its directory).
     #[arg(long, value_name = "FILE")]
+    #[serde(flatten, serialize_with = "crate::json_path::from")]
     pub from: PathBuf,
     /// Address this partition (as `inspect` numbers them; 0 = the whole
     /// disk): --offset is relative to its start and the change stays inside it.
