@@ -87,7 +87,7 @@ macro_rules! path_keys {
     )*};
 }
 
-path_keys!(path, from, base, dir, top, output, manifest, file);
+path_keys!(path, from, base, dir, top, output, manifest, file, tried);
 
 #[cfg(test)]
 mod tests {

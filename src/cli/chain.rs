@@ -20,6 +20,7 @@ use std::path::PathBuf;
 /// that exist with the bytes they would get are left alone, so a re-run is a
 /// no-op.
 #[derive(Debug, clap::Args)]
+#[command(after_help = footer!("{\"schema\": 1, \"command\": \"chain\", \"chain\": {\"base\", \"dir\", \"top\", \"links\": [Output...]}, \"timings\"}; links bottom first, each an Output as `qfault inject --help` shows."))]
 pub struct Args {
     /// The base image (raw or qcow2, with its backing chain); never written.
     pub base: PathBuf,

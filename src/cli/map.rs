@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Show which image of the chain provides each guest range, and which ranges
 /// read as zeros (in the spirit of `qemu-img map --output=json`).
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"extents\": [{\"offset\", \"length\", \"depth\", \"present\", \"zero\", \"data\", \"compressed\", \"file\"}]}: consecutive guest ranges, each with the image that provides it."))]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,

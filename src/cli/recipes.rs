@@ -6,6 +6,7 @@ use qfault::recipe::RECIPES;
 /// List the recipes: what each damages, the predicted outcome per tool,
 /// the repair, the preconditions and the parameters.
 #[derive(Debug, clap::Args)]
+#[command(after_help = footer!("{\"schema\": 1, \"recipes\": [{\"name\", \"about\", \"targets\", \"damage\", \"outcomes\", \"repair\", \"preconditions\", \"repeatable\", \"fields\": [{\"name\", \"option\", \"type\", \"required\", \"default\", \"help\"}]}]}."))]
 pub struct Args {
     /// Print JSON (schema: docs/json.md): {schema, recipes: [...]}.
     #[arg(long)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// partition it touches has a repair predicted to bring it back) or
 /// `unrepairable`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"chain\": [Layer...], \"changes\": [{\"offset\", \"length\"}], \"partitions\": [{\"partition\", \"changes\", \"filesystem_now\", \"prediction\"}], \"verdict\": unchanged|repairable|unrepairable}."))]
 pub struct Args {
     /// The overlay (a qcow2 with a backing file).
     pub overlay: PathBuf,

@@ -17,8 +17,12 @@ use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Default limit on the number of backing links followed.
-pub const DEFAULT_MAX_DEPTH: usize = 256;
+/// Default limit on the number of images in a chain: covers the chains
+/// `qfault chain` builds (QEMU itself fails near 870 images). Memory stays
+/// bounded whatever the depth: L1 tables by [`MAX_CHAIN_L1_BYTES`], L2
+/// caches by a chain-wide budget (see `qcow2::l2_cache`), and the open
+/// files by the open-file limit, checked before opening.
+pub const DEFAULT_MAX_DEPTH: usize = 1024;
 /// Most bytes of L1 tables a whole chain may hold in memory (each image's is
 /// bounded by QEMU's 32 MiB limit; this bounds their sum).
 pub const MAX_CHAIN_L1_BYTES: u64 = 256 << 20;
@@ -264,6 +268,72 @@ pub struct Image {
 pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let mut layers = Vec::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut pending = None;
+    open_layers(path, opts, &mut layers, &mut seen, &mut pending)?;
+    let mut image = Image {
+        layers,
+        files: seen,
+    };
+    image.share_l2_budget();
+    Ok(image)
+}
+
+/// What [`open_partial`] read: the images opened, top first, and why the
+/// chain stops short, if it does.
+#[derive(Debug)]
+pub struct PartialChain {
+    /// The images that opened, top first (empty when the top itself failed).
+    pub layers: Vec<LayerInfo>,
+    /// Why the chain could not be opened whole, if it could not.
+    pub error: Option<ChainBreak>,
+}
+
+/// Where and why a chain stops short (see [`open_partial`]).
+#[derive(Debug)]
+pub struct ChainBreak {
+    /// The error [`open`] returns for this chain.
+    pub error: Error,
+    /// The backing file name as stored in the last image that opened, when
+    /// the failure is on the file it names.
+    pub backing_file: Option<String>,
+    /// The path that name resolved to (what was tried), likewise.
+    pub tried: Option<PathBuf>,
+}
+
+/// Opens `path` and its backing chain as far as it goes, for reports such
+/// as `qfault info` on an overlay whose backing file is missing: the
+/// images that opened and, when the chain is incomplete, the error with
+/// the backing name and the path tried. The same checks as [`open`].
+pub fn open_partial(path: &Path, opts: &OpenOptions) -> PartialChain {
+    let mut layers = Vec::new();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut pending = None;
+    let result = open_layers(path, opts, &mut layers, &mut seen, &mut pending);
+    let layers: Vec<LayerInfo> = layers.iter().map(Layer::info).collect();
+    let error = result.err().map(|error| {
+        let (backing_file, tried) = match pending {
+            Some((name, path)) => (Some(name), Some(path)),
+            None => (None, None),
+        };
+        ChainBreak {
+            error,
+            backing_file,
+            tried,
+        }
+    });
+    PartialChain { layers, error }
+}
+
+/// The loop of [`open`]: pushes each image that opens onto `layers`; on
+/// failure `pending` holds the backing name and resolved path being opened
+/// when the failure concerns a backing file.
+fn open_layers(
+    path: &Path,
+    opts: &OpenOptions,
+    layers: &mut Vec<Layer>,
+    seen: &mut HashSet<(u64, u64)>,
+    pending: &mut Option<(String, PathBuf)>,
+) -> Result<()> {
     let root = opts.backing.resolved_root()?;
     // (path as named and shown, path to open, format).
     let mut next: Option<(PathBuf, PathBuf, Option<Format>)> =
@@ -343,7 +413,12 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                         ),
                     });
                 }
+                *pending = Some((name.clone(), p.parent().map_or_else(
+                    || PathBuf::from(name),
+                    |d| d.join(name),
+                )));
                 let backing_path = backing::resolve(name, &p)?;
+                *pending = Some((name.clone(), backing_path.clone()));
                 let backing_format =
                     opts.backing
                         .format(name, &p, q.header().backing_format.as_deref())?;
@@ -363,13 +438,11 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
             }
         }
         layers.push(layer);
+        if next.is_none() {
+            *pending = None;
+        }
     }
-    let mut image = Image {
-        layers,
-        files: seen,
-    };
-    image.share_l2_budget();
-    Ok(image)
+    Ok(())
 }
 
 /// qcow2 if the file starts with the qcow2 magic, raw otherwise.

@@ -15,7 +15,7 @@ pub struct Write;
 /// Parameters of `write`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct WriteParams {
-    /// Where to write (suffixes K, M, G, T, s=512 bytes); relative to the
+    /// Where to write (suffixes K, M, G, T as qemu-img, binary; s=512 bytes); relative to the
     /// partition's start with --partition.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes_arg)]
     pub offset: u64,
