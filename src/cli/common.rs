@@ -128,6 +128,11 @@ pub fn clap_error_line(e: &clap::Error) -> String {
             line += &format!("; {tip}");
         } else if let Some(u) = l.strip_prefix("Usage: ") {
             usage = Some(u.to_string());
+        } else if l.starts_with("For more information") {
+        } else {
+            // The details under the first line (the missing arguments,
+            // the possible values).
+            line += &format!(" {l}");
         }
     }
     // The command path, from the usage line: `qfault inject zero [OPTIONS] ...`.

@@ -72,7 +72,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     outln!(
         "{:>16} {:>16} {:>12}  {:<10} file",
-        "start", "length", "size", "kind"
+        "start",
+        "length",
+        "size",
+        "kind"
     );
     for r in &rows {
         let kind = match (r.present, r.zero, r.compressed) {

@@ -98,7 +98,8 @@ pub fn print_output(o: &Output) {
     outln!("{} {}", o.status.word(), r.path.display());
     outln!(
         "  backing file: {} (format {})",
-        r.backing_file, r.backing_format
+        r.backing_file,
+        r.backing_format
     );
     outln!(
         "  {} cluster(s) of {}: {} with data, {} zero-flagged",

@@ -413,10 +413,11 @@ fn open_layers(
                         ),
                     });
                 }
-                *pending = Some((name.clone(), p.parent().map_or_else(
-                    || PathBuf::from(name),
-                    |d| d.join(name),
-                )));
+                *pending = Some((
+                    name.clone(),
+                    p.parent()
+                        .map_or_else(|| PathBuf::from(name), |d| d.join(name)),
+                ));
                 let backing_path = backing::resolve(name, &p)?;
                 *pending = Some((name.clone(), backing_path.clone()));
                 let backing_format =

@@ -15,7 +15,7 @@ pub mod storage;
 
 pub use backing::BackingPolicy;
 pub use chain::{
-    open, open_partial, BelowTop, ChainBreak, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions,
-    PartialChain, DEFAULT_MAX_DEPTH,
+    open, open_partial, BelowTop, ChainBreak, ChainExtent, Format, Image, Layer, LayerInfo,
+    OpenOptions, PartialChain, DEFAULT_MAX_DEPTH,
 };
 pub use read_at::{check_range, BlockCache, Cursor, MemDisk, ReadAt, Window};

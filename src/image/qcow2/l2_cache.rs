@@ -108,7 +108,10 @@ mod tests {
         assert!(small.get(1).is_some(), "one 64 KiB table is kept");
         let mut big = L2Cache::new(2 << 20, share);
         big.insert(1, Rc::from(vec![1]));
-        assert!(big.get(1).is_none(), "a 2 MiB table beyond the share is not kept");
+        assert!(
+            big.get(1).is_none(),
+            "a 2 MiB table beyond the share is not kept"
+        );
         let mut fits = L2Cache::new(2 << 20, L2_CACHE_BYTES);
         fits.insert(1, Rc::from(vec![1]));
         assert!(fits.get(1).is_some());
