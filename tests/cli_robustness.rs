@@ -434,6 +434,21 @@ fn output_path_errors_name_the_users_path_and_say_what_to_do() {
         2,
     ));
     assert!(e.contains("is a directory"), "{e}");
+    // chain's -o is a directory: a file there is said to be one.
+    let file = d.join("afile");
+    std::fs::write(&file, b"x").unwrap();
+    let e = one_error_line(&qfault_expect(
+        [
+            OsStr::new("chain"),
+            sample.as_os_str(),
+            OsStr::new("-o"),
+            file.as_os_str(),
+            OsStr::new("--depth"),
+            OsStr::new("2"),
+        ],
+        2,
+    ));
+    assert!(e.contains("afile exists and is not a directory"), "{e}");
     // A directory the user may not write: root writes anywhere, so run as
     // nobody (setpriv) in a directory only root may write.
     let ro = d.join("readonly");
@@ -506,6 +521,13 @@ fn usage_errors_are_one_line_with_exit_2_and_help_and_version_still_work() {
     assert!(
         e.contains("'qfault inject zero --help'") && e.contains("--offset"),
         "{e}"
+    );
+    let e = one_error_line(&qfault_expect(["info", s, "--max-depth", "abc"], 2));
+    assert!(e.contains("'qfault info --help'"), "{e}");
+    let e = one_error_line(&qfault_expect(["export", s], 2));
+    assert!(
+        e.contains("--output <OUT>"),
+        "the missing argument is named: {e}"
     );
     for args in [
         ["--help"].as_slice(),

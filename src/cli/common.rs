@@ -128,26 +128,45 @@ pub fn clap_error_line(e: &clap::Error) -> String {
             line += &format!("; {tip}");
         } else if let Some(u) = l.strip_prefix("Usage: ") {
             usage = Some(u.to_string());
-        } else if l.starts_with("For more information") {
-        } else {
+        } else if !l.starts_with("For more information") {
             // The details under the first line (the missing arguments,
             // the possible values).
             line += &format!(" {l}");
         }
     }
-    // The command path, from the usage line: `qfault inject zero [OPTIONS] ...`.
-    let cmd: Vec<&str> = usage
-        .as_deref()
-        .unwrap_or("qfault")
-        .split_whitespace()
-        .take_while(|w| !w.starts_with(['[', '<', '-']))
-        .collect();
+    // The command path: from the usage line (`qfault inject zero [OPTIONS]
+    // ...`) when clap gives one, else the subcommands named on the command line.
+    let cmd: Vec<String> = match usage {
+        Some(u) => u
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['[', '<', '-']))
+            .map(String::from)
+            .collect(),
+        None => typed_subcommands(),
+    };
     let cmd = if cmd.is_empty() {
         "qfault".to_string()
     } else {
         cmd.join(" ")
     };
     format!("{line} (try '{cmd} --help')")
+}
+
+/// `qfault` and the subcommands named on this process's command line, in
+/// order (`qfault inject zero`), up to the first word that is not one.
+fn typed_subcommands() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut cmd = super::Cli::command();
+    let mut path = vec!["qfault".to_string()];
+    for arg in std::env::args_os().skip(1) {
+        let Some(arg) = arg.to_str() else { break };
+        let Some(sub) = cmd.find_subcommand(arg).cloned() else {
+            break;
+        };
+        path.push(arg.to_string());
+        cmd = sub;
+    }
+    path
 }
 
 /// Options every subcommand that reads an image accepts.
