@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod common;
 
 /// The exit-code table every `--help` ends with (as a literal, for
-/// [`footer!`]).
+/// `footer!`).
 macro_rules! exit_codes {
     () => {
         "\

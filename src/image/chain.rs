@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Default limit on the number of images in a chain: covers the chains
 /// `qfault chain` builds (QEMU itself fails near 870 images). Memory stays
-/// bounded whatever the depth: L1 tables by [`MAX_CHAIN_L1_BYTES`], L2
+/// bounded whatever the depth: L1 tables by `MAX_CHAIN_L1_BYTES`, L2
 /// caches by a chain-wide budget (see `qcow2::l2_cache`), and the open
 /// files by the open-file limit, checked before opening.
 pub const DEFAULT_MAX_DEPTH: usize = 1024;
