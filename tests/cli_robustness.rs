@@ -505,6 +505,7 @@ fn usage_errors_are_one_line_with_exit_2_and_help_and_version_still_work() {
         vec!["nosuchcommand"],
         vec!["info", s, "-f", "vmdk"],
         vec!["export", s, "-o", "json"],
+        vec!["export", s, "-o", "-"],
         vec!["batch", "m.toml", "--jobs", "0"],
         vec!["chain", s, "-o", "d", "--depth", "0"],
     ] {

@@ -338,7 +338,8 @@ pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
 }
 
 /// The parser of output paths (`-o`, `--output`): any path (non-UTF-8
-/// too), except exactly `json` or `human`, which is what qemu-img's habit
+/// too), except `-` (standard output, which qfault never writes images to;
+/// `./-` is a file) and exactly `json` or `human`, which is what qemu-img's habit
 /// `--output=json` leaves there (qfault's `-o` is the file written): that
 /// is refused with a hint; `./json` writes such a file.
 #[derive(Debug, Clone, Copy)]
@@ -359,6 +360,12 @@ impl clap::builder::TypedValueParser for OutputPath {
                  (use --json for JSON); to write a file named {0}, pass ./{0}",
                 value.to_string_lossy()
             ))
+        } else if value == "-" {
+            Some(
+                "qfault does not write images to standard output (they are written atomically \
+                 beside their name); to write a file named -, pass ./-"
+                    .to_string(),
+            )
         } else if value.is_empty() {
             Some("the path is empty".to_string())
         } else {
