@@ -621,8 +621,15 @@ fn a_1000_deep_chain_opens_with_the_default_depth_limit_and_lists_flat() {
         assert!(row.len() - rest.len() <= 8, "flat: {row:?}");
     }
     // Below the limit: the error names --max-depth, in info and in batch.
-    let e = one_error_line(&qfault_expect(["info", t, "--max-depth", "10"], 1));
+    let out = qfault_expect(["info", t, "--max-depth", "10"], 1);
+    let e = one_error_line(&out);
     assert!(e.contains("--max-depth"), "{e}");
+    // The images within the limit are shown; no file was "tried" and failed.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backing file 9:") && !text.contains("tried:"),
+        "{text}"
+    );
     let manifest = dir.path().join("m.toml");
     std::fs::write(
         &manifest,

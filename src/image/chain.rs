@@ -401,6 +401,20 @@ fn open_layers(
                 file, &p,
             )?))?)),
         };
+        // This file opened: errors from here on are about its own header,
+        // until the file it names is the one being tried.
+        *pending = None;
+        if let Layer::Qcow2(q) = &layer {
+            l1_bytes += q.l1_bytes();
+            if l1_bytes > MAX_CHAIN_L1_BYTES {
+                return Err(Error::Chain {
+                    reason: format!(
+                        "the chain's L1 tables exceed {MAX_CHAIN_L1_BYTES} bytes in all (at {})",
+                        p.display()
+                    ),
+                });
+            }
+        }
         if let Layer::Qcow2(q) = &layer {
             if let Some(name) = &q.header().backing_file {
                 if layers.len() >= opts.max_depth {
@@ -427,21 +441,7 @@ fn open_layers(
                 next = Some((backing_path, open_at, backing_format));
             }
         }
-        if let Layer::Qcow2(q) = &layer {
-            l1_bytes += q.l1_bytes();
-            if l1_bytes > MAX_CHAIN_L1_BYTES {
-                return Err(Error::Chain {
-                    reason: format!(
-                        "the chain's L1 tables exceed {MAX_CHAIN_L1_BYTES} bytes in all (at {})",
-                        p.display()
-                    ),
-                });
-            }
-        }
         layers.push(layer);
-        if next.is_none() {
-            *pending = None;
-        }
     }
     Ok(())
 }
