@@ -10,7 +10,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	ntfsfix:ntfs-3g mkntfs:ntfs-3g ntfs-3g:ntfs-3g ntfscp:ntfs-3g ntfsinfo:ntfs-3g ntfslabel:ntfs-3g ntfsresize:ntfs-3g \
 	sfdisk:fdisk sgdisk:gdisk parted:parted mkfs.vfat:dosfstools mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs \
-	blkid:util-linux losetup:util-linux mkswap:util-linux \
+	blkid:util-linux losetup:util-linux mkswap:util-linux partx:util-linux setpriv:util-linux \
 	mkfs.exfat:exfatprogs mkfs.xfs:xfsprogs mkfs.btrfs:btrfs-progs cryptsetup:cryptsetup-bin \
 	xfs_repair:xfsprogs xfs_io:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
 	genisoimage:genisoimage \

@@ -88,6 +88,7 @@ impl Serialize for OutputFormat {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Output {
     /// The output's path.
+    #[serde(flatten, serialize_with = "crate::json_path::path")]
     pub path: PathBuf,
     /// The recipe and its parameters (`{"name", "params"}`).
     pub recipe: Spec,

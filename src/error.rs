@@ -39,8 +39,9 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system I/O error on a named file.
-    #[error("{}: {source}", path.display())]
+    /// An operating-system I/O error on a named file (with a hint for the
+    /// errors that have an obvious remedy: a full disk, the file size limit).
+    #[error("{}: {source}{}", path.display(), io_hint(source))]
     Io {
         /// The file being read or written.
         path: PathBuf,
@@ -101,6 +102,19 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+/// What to do about an I/O error whose cause is plain, appended to its
+/// message; empty for the others.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EFBIG) => {
+            "; the file size limit (ulimit -f) or the filesystem's largest file size is reached"
+        }
+        Some(libc::ENOSPC) => "; the filesystem is full",
+        Some(libc::EDQUOT) => "; the disk quota is exhausted",
+        _ => "",
+    }
 }
 
 impl Error {

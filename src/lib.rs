@@ -55,6 +55,7 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod json_path;
 pub mod layout;
 pub mod output;
 pub mod overlay;

@@ -22,6 +22,12 @@
 //! touched. The older form `.NAME.qfault-tmp.PID` records no host: it is
 //! judged the same way only in a directory on a local filesystem
 //! ([`on_local_filesystem`]) and kept anywhere else.
+//!
+//! Every temporary file being written is in a process-wide registry;
+//! [`install_signal_cleanup`] (which the CLI calls first thing) removes them
+//! on SIGINT, SIGTERM or SIGHUP before the process dies of that signal, and
+//! makes writes past the file size limit fail with EFBIG instead of killing
+//! the process with SIGXFSZ.
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -30,7 +36,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Marker in the names of qfault's temporary files.
 pub const TMP_MARKER: &str = ".qfault-tmp.";
@@ -62,6 +68,7 @@ impl AtomicFile {
     /// Starts writing `target`. Unless `overwrite`, an existing target is a
     /// usage error, checked now and again at commit.
     pub fn create(target: &Path, overwrite: bool) -> Result<Self> {
+        check_target(target)?;
         if !overwrite && target.symlink_metadata().is_ok() {
             return Err(Error::Usage(format!(
                 "{} already exists; pass --overwrite to replace it",
@@ -74,13 +81,18 @@ impl AtomicFile {
         let dir = parent_dir(target);
         let tmp = dir.join(temporary_name(name, this_host(), std::process::id()));
         remove_stale_temporaries(&dir, name);
+        // Registered before it exists, so a signal at any moment finds it.
+        register_live(&tmp);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&tmp)
-            .map_err(|e| Error::io(target, e))?;
+            .map_err(|e| {
+                unregister_live(&tmp);
+                create_error(target, &dir, e)
+            })?;
         log::info!("write {} as temporary {}", target.display(), tmp.display());
         Ok(AtomicFile {
             file: Some(file),
@@ -157,6 +169,7 @@ impl AtomicFile {
                 std::os::unix::fs::MetadataExt::blocks(&meta) * 512
             );
         }
+        unregister_live(&self.tmp);
         Ok(())
     }
 }
@@ -221,8 +234,121 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
+            unregister_live(&self.tmp);
         }
     }
+}
+
+/// Refuses an output path that cannot name a file to write, before any
+/// work: a directory (`-o /tmp`, with or without `--overwrite`), a path
+/// without a file name, a parent directory that does not exist or is not a
+/// directory. Each error names the user's path and says what to do.
+pub fn check_target(target: &Path) -> Result<()> {
+    if target.is_dir() {
+        return Err(Error::Usage(format!(
+            "{0} is a directory; -o names the file to write, such as {0}/NAME",
+            target.display()
+        )));
+    }
+    if target.file_name().is_none() {
+        return Err(Error::Usage(format!(
+            "{} does not name a file",
+            target.display()
+        )));
+    }
+    let dir = parent_dir(target);
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Usage(format!(
+            "cannot write {}: {} is not a directory",
+            target.display(),
+            dir.display()
+        ))),
+        Err(e) => Err(create_error(target, &dir, e)),
+    }
+}
+
+/// The error for a target whose temporary file in `dir` could not be
+/// created: it names the target and its directory (never the temporary
+/// name) and says what to do.
+fn create_error(target: &Path, dir: &Path, e: std::io::Error) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOENT) => "; create the directory first or choose another output path",
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "; choose a directory you may write to as the output path"
+        }
+        Some(libc::EROFS) => "; the filesystem is read-only: choose another output path",
+        Some(libc::ENOTDIR) => "; a part of the path is not a directory",
+        _ => "",
+    };
+    let e = std::io::Error::new(e.kind(), format!("{e}{hint}"));
+    Error::io(dir, e).context(format!("cannot write {}", target.display()))
+}
+
+/// Temporary files being written now (see [`install_signal_cleanup`]).
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    // A panic elsewhere while holding the lock leaves a usable list.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn register_live(tmp: &Path) {
+    live().push(tmp.to_path_buf());
+}
+
+fn unregister_live(tmp: &Path) {
+    let mut l = live();
+    if let Some(i) = l.iter().rposition(|p| p == tmp) {
+        l.swap_remove(i);
+    }
+}
+
+/// The temporary files this process is writing now.
+pub fn live_temporaries() -> Vec<PathBuf> {
+    live().clone()
+}
+
+/// Removes every temporary file this process is writing (for a process
+/// about to end without unwinding: a signal, or the CLI giving up on a
+/// closed standard output). Their writers then fail if they go on.
+pub fn remove_live_temporaries() {
+    for p in live().drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Makes the process end cleanly on signals, for command-line programs:
+///
+/// - SIGXFSZ is ignored, so a write past the file size limit (`ulimit -f`)
+///   fails with EFBIG, which qfault reports as an error on the file, instead
+///   of killing the process and leaving its temporary file behind.
+/// - On SIGINT, SIGTERM or SIGHUP a thread removes every temporary file
+///   being written ([`remove_live_temporaries`]) and the process then dies
+///   of that same signal (the shell reports 128 + its number; exit code
+///   128 + N where the signal cannot be re-raised).
+///
+/// Call it once, early; it starts one thread.
+pub fn install_signal_cleanup() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // SAFETY: setting the disposition of SIGXFSZ to SIG_IGN has no
+    // preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::io("signal handler", e))?;
+    std::thread::Builder::new()
+        .name("qfault-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                remove_live_temporaries();
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+                std::process::exit(128 + sig);
+            }
+        })
+        .map_err(|e| Error::io("signal handler", e))?;
+    Ok(())
 }
 
 /// Moves `from` to `to` unless `to` exists (atomically: renameat2 with

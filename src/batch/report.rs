@@ -56,6 +56,7 @@ pub struct EntryReport {
 #[derive(Debug, Serialize)]
 pub struct BatchReport {
     /// The manifest.
+    #[serde(flatten, serialize_with = "crate::json_path::manifest")]
     pub manifest: PathBuf,
     /// The shard that ran, as `I/N`.
     pub shard: String,

@@ -58,10 +58,13 @@ pub struct ChainBuilder {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainReport {
     /// The base the first link is backed by.
+    #[serde(flatten, serialize_with = "crate::json_path::base")]
     pub base: PathBuf,
     /// The directory holding the links.
+    #[serde(flatten, serialize_with = "crate::json_path::dir")]
     pub dir: PathBuf,
     /// The top link (the image to use), or `None` for a chain of no links.
+    #[serde(flatten, serialize_with = "crate::json_path::top")]
     pub top: Option<PathBuf>,
     /// Every link, bottom (link 1) first.
     pub links: Vec<Output>,
@@ -324,7 +327,25 @@ impl ChainBuilder {
             .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
             .map(Path::to_path_buf)
             .collect();
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        if self.dir.exists() && !self.dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a directory; -o names the directory for the links",
+                self.dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+                    "; choose a directory you may write to"
+                }
+                Some(libc::ENOTDIR) => "; a part of the path is not a directory",
+                _ => "",
+            };
+            Error::io(
+                &self.dir,
+                std::io::Error::new(e.kind(), format!("cannot create the directory: {e}{hint}")),
+            )
+        })?;
         let result = self.write_links(&mut image, &plans, on_staged, on_link);
         if result.is_err() {
             // Nothing was placed: leave no directory this run made behind.

@@ -7,12 +7,49 @@ use qfault::batch::{Batch, BatchReport, EntryReport, EntryStatus, Shard};
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Produce the images and chains a manifest lists (format: README.md, "Chains and batches").
-///
-/// The whole manifest is validated first (syntax, bases, recipe parameters,
-/// outputs); nothing is written if any entry is wrong. Outputs that exist
-/// with the bytes they would get are left alone, so a re-run is a no-op.
+/// `batch --help`: what the command does and the manifest format, for a
+/// user who has the binary only (README.md, "Chains and batches", says the
+/// same at more length).
+const MANIFEST_HELP: &str = "\
+Produce the images and chains a TOML manifest lists.
+
+The whole manifest is validated first (syntax, bases, recipe parameters, outputs); nothing is \
+written if any entry is wrong. Entries run in parallel (--jobs); outputs that exist with the bytes \
+they would get are left alone, so a re-run is a no-op. A failed entry does not stop the others; the \
+exit code is that of the first failure.
+
+Manifest format (TOML). Relative paths resolve against the manifest's directory. Byte counts are \
+integers or strings with a suffix (\"1M\", \"64K\", \"2048s\"). Unknown fields are errors.
+
+[[image]]  one overlay:
+  base = \"disk.qcow2\"         required; raw or qcow2, with its chain; never written
+  output = \"out/b.qcow2\"      required; directories are created
+  recipe = \"zero\"             required; a recipe of `qfault recipes`
+  offset = \"1M\"               the recipe's parameters: the options of `qfault inject NAME` by
+  length = 512                their snake_case names (`qfault recipes --json` lists them as
+  partition = 2               fields); flags are booleans; `from` is relative to the manifest
+  cluster_size = \"64K\"        optional, a power of two from 512 to 2M
+  absolute_backing = false    optional; store base's absolute path
+
+[[chain]]  a backing chain, link 1 on base, each link on the previous one:
+  base = \"disk.qcow2\"         required
+  dir = \"chains/c1\"           required; created
+  depth = 3                   either depth (each link applies `each`) ...
+  each = { recipe = \"zero\", offset = \"1M\", length = 512 }    default { recipe = \"empty\" }
+  links = [ { recipe = \"empty\" }, { recipe = \"ntfs-boot\", partition = 2 } ]
+                              ... or links: one inline table per link, bottom first
+  name_pattern = \"link-{i:04}.qcow2\"   optional; {i} or {i:0W} is the link number
+  cluster_size = \"64K\"        optional
+  absolute_base = false       optional; link 1 stores base's absolute path
+
+Entries are numbered in manifest order, every [[image]] then every [[chain]], from 0 (--shard). \
+Errors name them image[K], chain[K], chain[K].links[J], chain[K].each, with the field: \
+`m.toml: image[3].offset: range ... is past the end of the disk`.";
+
+/// Produce the images and chains a TOML manifest lists (format: `qfault batch --help`).
 #[derive(Debug, clap::Args)]
+#[command(long_about = MANIFEST_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"command\": \"batch\", \"batch\": {\"manifest\", \"shard\", \"entries\": [{\"entry\", \"index\", \"outputs\": [Output...], \"status\", \"error\"}]}, \"timings\"}; Output as `qfault inject --help` shows."))]
 pub struct Args {
     /// The manifest (TOML); relative paths in it resolve against its directory.
     pub manifest: PathBuf,
@@ -43,11 +80,11 @@ pub struct Args {
     /// "jobs"}} (docs/json.md).
     #[arg(long)]
     pub json_lines: bool,
-    /// Read bases even while another process writes them (like `qemu-img -U`).
-    #[arg(short = 'U', long)]
-    pub force_share: bool,
+    /// How every base of the manifest is opened: `-f`, `--max-depth`, `-U`
+    /// (read bases even while another process writes them, like `qemu-img
+    /// -U`), `--probe-backing`, `--backing-root`.
     #[command(flatten)]
-    pub backing: super::common::BackingOpts,
+    pub open: super::common::ImageOpts,
 }
 
 /// Runs `qfault batch`.
@@ -56,11 +93,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .shard(args.shard)
         .overwrite(args.overwrite)
         .sync(!args.no_sync)
-        .open_options(qfault::image::OpenOptions {
-            force_share: args.force_share,
-            backing: args.backing.policy(),
-            ..Default::default()
-        });
+        .open_options(args.open.options());
     if let Some(j) = args.jobs {
         batch = batch.jobs(j);
     }
@@ -221,16 +254,16 @@ fn print_table(r: &BatchReport) {
             w4 = w[4]
         )
     };
-    println!("{}", line(head).trim_end());
+    outln!("{}", line(head).trim_end());
     for (c, x) in cells.iter().zip(&rows) {
-        println!(
+        outln!(
             "{}",
             line([&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]]).trim_end()
         );
-        println!("{:w$}  -> {}", "", x.prediction, w = w[0]);
+        outln!("{:w$}  -> {}", "", x.prediction, w = w[0]);
     }
     let count = |s: EntryStatus| r.entries.iter().filter(|e| e.status == s).count();
-    println!(
+    outln!(
         "{} entries (shard {}, {} jobs): {} written, {} unchanged, {} replaced, {} failed; {:.2} s",
         r.entries.len(),
         r.shard,

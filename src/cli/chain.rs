@@ -19,6 +19,7 @@ use std::path::PathBuf;
 /// that exist with the bytes they would get are left alone, so a re-run is a
 /// no-op.
 #[derive(Debug, clap::Args)]
+#[command(after_help = footer!("{\"schema\": 1, \"command\": \"chain\", \"chain\": {\"base\", \"dir\", \"top\", \"links\": [Output...]}, \"timings\"}; links bottom first, each an Output as `qfault inject --help` shows."))]
 pub struct Args {
     /// The base image (raw or qcow2, with its backing chain); never written.
     pub base: PathBuf,
@@ -85,23 +86,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 fn print_summary(r: &ChainReport, recipe: &Spec) {
     let n = r.links.len();
-    println!(
+    outln!(
         "chain of {n} links on {} in {}",
         r.base.display(),
         r.dir.display()
     );
     if let Some(l) = r.links.first() {
-        println!("  each link: {}", recipe.describe());
-        println!("  link 1: {}", prediction_line(&l.targets));
+        outln!("  each link: {}", recipe.describe());
+        outln!("  link 1: {}", prediction_line(&l.targets));
         if let Some(b) = &l.overlay.backing_file {
-            println!("  link 1 backing file: {b}");
+            outln!("  link 1 backing file: {b}");
         }
     }
     if let Some(top) = &r.top {
-        println!("  top: {}", top.display());
+        outln!("  top: {}", top.display());
     }
     let count = |s: Status| r.links.iter().filter(|l| l.status == s).count();
-    println!(
+    outln!(
         "  {} written, {} unchanged, {} replaced; {} in files ({} allocated)",
         count(Status::Written),
         count(Status::Unchanged),
@@ -114,5 +115,5 @@ fn print_summary(r: &ChainReport, recipe: &Spec) {
     } else {
         String::new()
     };
-    println!("  {:.2} s{per_link}", r.seconds);
+    outln!("  {:.2} s{per_link}", r.seconds);
 }

@@ -3,8 +3,55 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use qfault::error::ErrorKind;
+use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
+
+/// `outln!` for command output: writes a line to stdout through
+/// [`out_line`], which ends the process cleanly when stdout is closed
+/// instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::common::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::common::out_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout; on failure see [`stdout_failed`].
+pub fn out_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(e);
+    }
+}
+
+/// Flushes stdout at the end of a command; on failure see [`stdout_failed`].
+pub fn flush_stdout() {
+    if let Err(e) = std::io::stdout().lock().flush() {
+        stdout_failed(e);
+    }
+}
+
+/// Ends the process when stdout cannot be written: any temporary file is
+/// removed first; a closed pipe (EPIPE: the reader, such as `head`, has
+/// all it wants) exits 0 without a word, any other error prints one error
+/// line and exits 1.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    qfault::output::remove_live_temporaries();
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(EXIT_OK);
+    }
+    print_error_line(&format!("cannot write to standard output: {e}"));
+    std::process::exit(EXIT_ERROR);
+}
+
+/// Prints `qfault: error: MESSAGE` on stderr; a stderr that cannot be
+/// written is ignored (there is nowhere left to say it).
+pub fn print_error_line(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "qfault: error: {message}");
+}
 
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
@@ -45,6 +92,85 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// Handles what clap returns instead of arguments: `--help` and
+/// `--version` print as clap prints them (exit 0); a usage error becomes
+/// one line, `qfault: error: WHAT; TIP (try 'qfault CMD --help')`, with
+/// exit 2. Returns the exit code.
+pub fn clap_exit(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind as K;
+    match e.kind() {
+        K::DisplayHelp | K::DisplayVersion => {
+            let _ = e.print();
+            flush_stdout();
+            EXIT_OK
+        }
+        K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `qfault` or `qfault inject` alone: the help, on stderr, as a
+            // usage error.
+            let _ = write!(std::io::stderr().lock(), "{}", e.render());
+            EXIT_USAGE
+        }
+        _ => {
+            print_error_line(&clap_error_line(&e));
+            EXIT_USAGE
+        }
+    }
+}
+
+/// A clap usage error in one line: its first line without clap's
+/// `error: `, its tips, and where to read more.
+pub fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut line = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let mut usage = None;
+    for l in lines {
+        if let Some(tip) = l.strip_prefix("tip: ") {
+            line += &format!("; {tip}");
+        } else if let Some(u) = l.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if !l.starts_with("For more information") {
+            // The details under the first line (the missing arguments,
+            // the possible values).
+            line += &format!(" {l}");
+        }
+    }
+    // The command path: from the usage line (`qfault inject zero [OPTIONS]
+    // ...`) when clap gives one, else the subcommands named on the command line.
+    let cmd: Vec<String> = match usage {
+        Some(u) => u
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['[', '<', '-']))
+            .map(String::from)
+            .collect(),
+        None => typed_subcommands(),
+    };
+    let cmd = if cmd.is_empty() {
+        "qfault".to_string()
+    } else {
+        cmd.join(" ")
+    };
+    format!("{line} (try '{cmd} --help')")
+}
+
+/// `qfault` and the subcommands named on this process's command line, in
+/// order (`qfault inject zero`), up to the first word that is not one.
+fn typed_subcommands() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut cmd = super::Cli::command();
+    let mut path = vec!["qfault".to_string()];
+    for arg in std::env::args_os().skip(1) {
+        let Some(arg) = arg.to_str() else { break };
+        let Some(sub) = cmd.find_subcommand(arg).cloned() else {
+            break;
+        };
+        path.push(arg.to_string());
+        cmd = sub;
+    }
+    path
 }
 
 /// Options every subcommand that reads an image accepts.
@@ -280,12 +406,15 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Prints the backing chain, one image per line (for `inspect` and reports).
+/// Prints the backing chain as a flat table, one image per line, top
+/// first, with its depth (0 = the top image; `backing file N` in `info`),
+/// so a chain 1000 images deep stays readable (for `inspect` and reports).
 pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
+    let width = chain.len().saturating_sub(1).to_string().len().max(5);
+    outln!("{:>width$}  IMAGE", "DEPTH");
     for (depth, l) in chain.iter().enumerate() {
-        let indent = "  ".repeat(depth);
         let mut line = format!(
-            "{indent}{} ({}, {} virtual, file {}",
+            "{depth:>width$}  {} ({}, {} virtual, file {}",
             l.path.display(),
             l.format.name(),
             human_size(l.virtual_size),
@@ -295,7 +424,7 @@ pub fn print_chain(chain: &[qfault::image::LayerInfo]) {
             line += &format!(", cluster {}", human_size(cs));
         }
         line.push(')');
-        println!("{line}");
+        outln!("{line}");
     }
 }
 
@@ -329,7 +458,8 @@ pub fn at_least_one(s: &str) -> std::result::Result<usize, String> {
 }
 
 /// The parser of output paths (`-o`, `--output`): any path (non-UTF-8
-/// too), except exactly `json` or `human`, which is what qemu-img's habit
+/// too), except `-` (standard output, which qfault never writes images to;
+/// `./-` is a file) and exactly `json` or `human`, which is what qemu-img's habit
 /// `--output=json` leaves there (qfault's `-o` is the file written): that
 /// is refused with a hint; `./json` writes such a file.
 #[derive(Debug, Clone, Copy)]
@@ -350,6 +480,12 @@ impl clap::builder::TypedValueParser for OutputPath {
                  (use --json for JSON); to write a file named {0}, pass ./{0}",
                 value.to_string_lossy()
             ))
+        } else if value == "-" {
+            Some(
+                "qfault does not write images to standard output (they are written atomically \
+                 beside their name); to write a file named -, pass ./-"
+                    .to_string(),
+            )
         } else if value.is_empty() {
             Some("the path is empty".to_string())
         } else {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Show an image's format, size and backing chain (like `qemu-img info --backing-chain`).
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"chain\": [Layer...]}, top image first; a Layer is {\"path\", \"format\", \"virtual_size\", \"file_size\", \"cluster_size\", \"version\", \"compression_type\", \"extended_l2\", \"snapshots\", \"backing_file\", \"backing_format\"}. When a backing file cannot be opened, the images read so far and \"error\": {\"message\", \"kind\", \"backing_file\", \"tried\"}; exit 1."))]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,
@@ -19,52 +19,100 @@ pub struct Args {
 
 /// Runs `qfault info`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let image = args.open.open(&args.image)?;
-    let chain = image.chain_info();
+    let partial = qfault::image::open_partial(&args.image, &args.open.options());
+    let chain = partial.layers;
+    let broken = match partial.error {
+        // Nothing opened: the error alone says it.
+        Some(b) if chain.is_empty() => return Err(b.error.into()),
+        other => other,
+    };
     if args.json {
-        return print_document(serde_json::json!({ "chain": chain }), None);
+        let mut doc = serde_json::json!({ "chain": chain });
+        if let Some(b) = &broken {
+            doc["error"] = serde_json::to_value(BreakJson::new(b))?;
+        }
+        print_document(doc, None)?;
+        return match broken {
+            Some(b) => Err(b.error.into()),
+            None => Ok(()),
+        };
     }
+    print_layers(&chain)?;
+    if let Some(b) = broken {
+        if let (Some(name), Some(tried)) = (&b.backing_file, &b.tried) {
+            outln!();
+            outln!("backing file {}: {name}", chain.len());
+            outln!("tried: {}", tried.display());
+        }
+        return Err(b.error.into());
+    }
+    Ok(())
+}
+
+/// The `error` of `info --json` when the chain stops short.
+#[derive(serde::Serialize)]
+struct BreakJson<'a> {
+    message: String,
+    kind: qfault::error::ErrorKind,
+    backing_file: Option<&'a str>,
+    #[serde(flatten, serialize_with = "qfault::json_path::tried")]
+    tried: Option<PathBuf>,
+}
+
+impl<'a> BreakJson<'a> {
+    fn new(b: &'a qfault::image::ChainBreak) -> Self {
+        BreakJson {
+            message: b.error.to_string(),
+            kind: b.error.kind(),
+            backing_file: b.backing_file.as_deref(),
+            tried: b.tried.clone(),
+        }
+    }
+}
+
+/// Prints each image as `qemu-img info --backing-chain` does.
+fn print_layers(chain: &[qfault::image::LayerInfo]) -> anyhow::Result<()> {
     for (i, l) in chain.iter().enumerate() {
         if i > 0 {
-            println!();
-            println!("backing file {i}:");
+            outln!();
+            outln!("backing file {i}:");
         }
-        println!("image: {}", l.path.display());
-        println!("file format: {}", l.format.name());
-        println!(
+        outln!("image: {}", l.path.display());
+        outln!("file format: {}", l.format.name());
+        outln!(
             "virtual size: {} ({} bytes)",
             human_size(l.virtual_size),
             l.virtual_size
         );
-        println!(
+        outln!(
             "file size: {} ({} bytes)",
             human_size(l.file_size),
             l.file_size
         );
         if let Some(cs) = l.cluster_size {
-            println!("cluster size: {cs}");
+            outln!("cluster size: {cs}");
         }
         if let Some(v) = l.version {
-            println!("qcow2 version: {v}");
+            outln!("qcow2 version: {v}");
         }
         if let Some(c) = l.compression_type {
-            println!(
+            outln!(
                 "compression type: {}",
                 serde_json::to_value(c)?.as_str().unwrap_or("?")
             );
         }
         if l.extended_l2 {
-            println!("extended l2: true");
+            outln!("extended l2: true");
         }
         if l.snapshots > 0 {
-            println!(
+            outln!(
                 "internal snapshots: {} (the active state is read)",
                 l.snapshots
             );
         }
         if let Some(b) = &l.backing_file {
-            println!("backing file: {b}");
-            println!(
+            outln!("backing file: {b}");
+            outln!(
                 "backing file format: {}",
                 l.backing_format
                     .as_deref()

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 /// as a qcow2 image with no backing file (`--compress zlib|zstd`); they are
 /// checked the same way, opened on their own.
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"command\": \"inject\", \"base_chain\": [Layer...] (as `info`), \"output\": Output, \"timings\"}; an Output is {\"path\", \"recipe\": {\"name\", \"params\"}, \"status\": written|unchanged|replaced, \"overlay\": {\"path\", \"virtual_size\", \"cluster_size\", \"backing_file\", \"backing_format\", \"data_clusters\", \"zero_clusters\", \"file_size\", \"allocated_size\"}, \"targets\": [{\"recipe\", \"partition\", \"changes\": [{\"offset\", \"length\"}], \"prediction\": {\"outcomes\": [{\"role\", \"tool\", \"command\", \"result\", \"exit_code\", \"message\", \"verified_with\"}], \"byte_identical_after_repair\", \"notes\"}}], \"skipped\"}."))]
 pub struct Args {
     #[command(flatten)]
     pub recipe: Injection,
@@ -117,7 +117,7 @@ impl clap::Args for Injection {
             let sub = OverlayArgs::augment_args(r.command().disable_help_flag(false))
                 .about(r.about())
                 .long_about(r.about())
-                .after_help(super::AFTER_HELP);
+                .after_help(footer!("{\"schema\": 1, \"command\": \"inject\", \"base_chain\": [Layer...] (as `info`), \"output\": Output, \"timings\"}; an Output is {\"path\", \"recipe\": {\"name\", \"params\"}, \"status\": written|unchanged|replaced, \"overlay\": {\"path\", \"virtual_size\", \"cluster_size\", \"backing_file\", \"backing_format\", \"data_clusters\", \"zero_clusters\", \"file_size\", \"allocated_size\"}, \"targets\": [{\"recipe\", \"partition\", \"changes\": [{\"offset\", \"length\"}], \"prediction\": {\"outcomes\": [{\"role\", \"tool\", \"command\", \"result\", \"exit_code\", \"message\", \"verified_with\"}], \"byte_identical_after_repair\", \"notes\"}}], \"skipped\"}."));
             cmd.subcommand(sub)
         })
     }
@@ -213,11 +213,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Some(serde_json::json!({ "total_seconds": seconds })),
         );
     }
-    println!("base chain:");
+    outln!("base chain:");
     print_chain(&base.chain_info());
-    println!();
-    println!("recipe: {}", spec.describe());
-    println!();
+    outln!();
+    outln!("recipe: {}", spec.describe());
+    outln!();
     print_output(&out);
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// Show the partition table and the filesystem in each partition.
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"chain\": [Layer...] (as `info`), \"table\": mbr|gpt|none, \"sector_size\", \"disk_size\", \"gpt\", \"disk_id\", \"warnings\", \"partitions\": [{\"number\", \"offset\", \"length\", \"type\", \"type_name\", \"bootable\", \"role\", \"name\", \"partuuid\", \"filesystem\", \"label\", \"uuid\", \"version\", \"ntfs\"}]}; byte offsets and lengths in the guest."))]
 pub struct Args {
     /// The disk image (raw or qcow2; its backing chain is followed).
     pub image: PathBuf,
@@ -113,11 +113,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let chain = image.chain_info();
     let mut layout = read_layout(&mut image)?;
     let fs = probe_all(&mut image, &mut layout)?;
+    // blkid's PTUUID: the MBR disk identifier, or the GPT disk GUID.
+    let mbr_id = match layout.table {
+        qfault::layout::TableKind::Dos => qfault::layout::mbr::disk_identifier(&mut image)?,
+        _ => None,
+    };
+    let disk_id = match (&layout.gpt, mbr_id) {
+        (Some(g), _) => Some(g.disk_guid.to_string()),
+        (None, Some(id)) => Some(format!("{id:08x}")),
+        _ => None,
+    };
     let rows: Vec<Row> = layout
         .partitions
         .iter()
         .zip(&fs)
-        .map(|(p, f)| Row::new(p, f))
+        .map(|(p, f)| {
+            let mut r = Row::new(p, f);
+            if let (None, Some(id), 1..) = (&r.partuuid, mbr_id, p.number) {
+                r.partuuid = Some(qfault::layout::mbr::partuuid(id, p.number));
+            }
+            r
+        })
         .collect();
     if args.json {
         return print_document(
@@ -127,13 +143,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "sector_size": layout.sector_size,
                 "disk_size": layout.disk_size,
                 "gpt": layout.gpt,
+                "disk_id": disk_id,
                 "warnings": layout.warnings,
                 "partitions": rows,
             }),
             None,
         );
     }
-    println!("chain:");
+    outln!("chain:");
     print_chain(&chain);
     let mut table = format!(
         "partition table: {} ({}-byte sectors)",
@@ -143,15 +160,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if layout.gpt.as_ref().is_some_and(|g| g.used_backup) {
         table += ", read from the backup GPT header";
     }
-    println!("{table}");
+    if let Some(id) = &disk_id {
+        table += &format!(", disk identifier {id}");
+    }
+    outln!("{table}");
     for w in &layout.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     if rows.is_empty() {
-        println!("no partitions and no filesystem found");
+        outln!("no partitions and no filesystem found");
         return Ok(());
     }
-    println!();
+    outln!();
     print_rows(&rows);
     Ok(())
 }
@@ -220,7 +240,7 @@ fn print_rows(rows: &[Row]) {
                 out.push_str(&format!("{s:<w$}"));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     let header: Vec<String> = header.into_iter().map(String::from).collect();
     line(&header);

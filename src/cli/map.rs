@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Ranges are merged as qemu-img merges them: same depth and attributes,
 /// and host offsets (where there are some) contiguous.
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"extents\": [{\"offset\", \"length\", \"depth\", \"present\", \"zero\", \"data\", \"compressed\", \"file\"}]}: consecutive guest ranges, each with the image that provides it."))]
 pub struct Args {
     /// The image (raw or qcow2); its backing chain is followed.
     pub image: PathBuf,
@@ -42,6 +42,7 @@ struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<u64>,
     /// The file of the image at `depth`.
+    #[serde(flatten, serialize_with = "qfault::json_path::file")]
     file: PathBuf,
 }
 
@@ -90,9 +91,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.json {
         return print_document(serde_json::json!({ "extents": rows }), None);
     }
-    println!(
+    outln!(
         "{:>16} {:>16} {:>12}  {:<10} {:>16}  file",
-        "start", "length", "size", "kind", "offset"
+        "start",
+        "length",
+        "size",
+        "kind",
+        "offset"
     );
     for r in &rows {
         let kind = match (r.present, r.zero, r.compressed) {
@@ -107,7 +112,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         } else {
             "-".to_string()
         };
-        println!(
+        outln!(
             "{:>#16x} {:>#16x} {:>12}  {:<10} {offset:>16}  {file}",
             r.start,
             r.length,

@@ -2,9 +2,39 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+#[macro_use]
+pub mod common;
+
+/// The exit-code table every `--help` ends with (as a literal, for
+/// `footer!`).
+macro_rules! exit_codes {
+    () => {
+        "\
+Exit codes:
+  0  done (also when a reader such as `head` closes the output early)
+  1  error (I/O, malformed or unsupported image, ...)
+  2  usage error (bad arguments, a range past the end of the disk, an ambiguous choice)
+  3  refused: a check said no (e.g. the damage would not be repairable, or a backing
+     file has no recorded format or lies outside --backing-root)
+  128+N  killed by signal N (SIGINT, SIGTERM, SIGHUP remove the file being written first)"
+    };
+}
+
+/// A command's help footer: what its `--json` prints, then the exit codes.
+macro_rules! footer {
+    ($json:literal) => {
+        concat!(
+            "JSON (--json): one object, ",
+            $json,
+            "\nA path that is not UTF-8 is shown with U+FFFD for bad bytes plus KEY_hex, \
+             its exact bytes in hex. Full schema: docs/json.md in qfault's source.\n\n",
+            exit_codes!()
+        )
+    };
+}
+
 mod batch;
 mod chain;
-mod common;
 mod export;
 mod info;
 mod inject;
@@ -14,13 +44,8 @@ mod recipes;
 mod report;
 mod verify;
 
-pub const AFTER_HELP: &str = "\
-Exit codes:
-  0  done
-  1  error (I/O, malformed or unsupported image, ...)
-  2  usage error (bad arguments, a range past the end of the disk, an ambiguous choice)
-  3  refused: a check said no (e.g. the damage would not be repairable, or a backing
-     file has no recorded format or lies outside --backing-root)";
+/// The exit-code table alone (commands without `--json`).
+pub const AFTER_HELP: &str = exit_codes!();
 
 /// `qfault --version`: the package version and the git commit it was built
 /// from (`unknown` outside a git work tree; see build.rs).
@@ -38,7 +63,13 @@ const VERSION: &str = concat!(
 /// by the untouched original. It needs no root and no external tools; the base
 /// image is only ever opened read-only.
 #[derive(Debug, Parser)]
-#[command(name = "qfault", version = VERSION, after_help = AFTER_HELP)]
+#[command(name = "qfault", version = VERSION, after_help = concat!(
+    "Byte counts (--offset, --length, --cluster-size, manifests) read as qemu-img reads sizes: \
+     a number with an optional suffix K, M, G, T, P, E in either case (binary: 1K = 1024; \
+     Ki/KiB, Mi/MiB, ... mean the same), B for bytes, and qfault's s for 512-byte sectors; \
+     a fraction (1.5M) must come to whole bytes. KB, MB, ... are refused as ambiguous.\n\n",
+    exit_codes!()
+))]
 pub struct Cli {
     /// Print nothing on stderr but errors: no progress bars.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -89,7 +120,10 @@ struct Man {
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return common::clap_exit(e),
+    };
     common::set_verbosity(if cli.quiet {
         common::Verbosity::Quiet
     } else if cli.verbose {
@@ -120,9 +154,13 @@ pub fn main() -> i32 {
         Command::Man(a) => write_man_pages(&a.dir),
     };
     match result {
-        Ok(()) => common::EXIT_OK,
+        Ok(()) => {
+            common::flush_stdout();
+            common::EXIT_OK
+        }
         Err(e) => {
-            eprintln!("qfault: error: {}", common::one_line(&e));
+            common::flush_stdout();
+            common::print_error_line(&common::one_line(&e));
             common::exit_code(&e)
         }
     }

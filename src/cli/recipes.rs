@@ -6,6 +6,7 @@ use qfault::recipe::RECIPES;
 /// List the recipes: what each damages, the predicted outcome per tool,
 /// the repair, the preconditions and the parameters.
 #[derive(Debug, clap::Args)]
+#[command(after_help = footer!("{\"schema\": 1, \"recipes\": [{\"name\", \"about\", \"targets\", \"damage\", \"outcomes\", \"repair\", \"preconditions\", \"repeatable\", \"fields\": [{\"name\", \"option\", \"type\", \"required\", \"default\", \"help\"}]}]}."))]
 pub struct Args {
     /// Print JSON (schema: docs/json.md): {schema, recipes: [...]}.
     #[arg(long)]
@@ -40,20 +41,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     for (i, r) in RECIPES.iter().enumerate() {
         if i > 0 {
-            println!();
+            outln!();
         }
         let c = r.catalogue();
-        println!("{}: {}", r.name(), r.about());
-        println!("  targets: {}", c.targets);
-        println!("  damage:  {}", c.damage);
+        outln!("{}: {}", r.name(), r.about());
+        outln!("  targets: {}", c.targets);
+        outln!("  damage:  {}", c.damage);
         for o in &c.outcomes {
-            println!("  {}", outcome_line(o));
+            outln!("  {}", outcome_line(o));
         }
         if let Some(rep) = c.repair {
-            println!("  repair command: {rep}");
+            outln!("  repair command: {rep}");
         }
         for p in &c.preconditions {
-            println!("  requires: {p}");
+            outln!("  requires: {p}");
         }
         let fields = r.fields();
         if !fields.is_empty() {
@@ -69,14 +70,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     }
                 })
                 .collect();
-            println!(
+            outln!(
                 "  usage:   qfault inject {} BASE -o OVERLAY {}",
                 r.name(),
                 opts.join(" ")
             );
         }
         if !r.repeatable() {
-            println!("  a chain applies it once (it cannot be applied on top of itself)");
+            outln!("  a chain applies it once (it cannot be applied on top of itself)");
         }
     }
     Ok(())

@@ -28,7 +28,7 @@ pub fn print_document(
     if let Some(t) = timings {
         doc.insert("timings".into(), t);
     }
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    outln!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }
 
@@ -50,10 +50,10 @@ pub fn outcome_line(o: &Outcome) -> String {
 /// Prints a prediction, each line prefixed by `indent`.
 pub fn print_prediction(p: &Prediction, indent: &str) {
     for o in &p.outcomes {
-        println!("{indent}{}", outcome_line(o));
+        outln!("{indent}{}", outcome_line(o));
     }
     if p.byte_identical_after_repair {
-        println!("{indent}the repair restores the base byte for byte");
+        outln!("{indent}the repair restores the base byte for byte");
     }
     let mut versions: Vec<&str> = Vec::new();
     for v in p.outcomes.iter().filter_map(|o| o.verified_with.as_deref()) {
@@ -62,21 +62,21 @@ pub fn print_prediction(p: &Prediction, indent: &str) {
         }
     }
     if !versions.is_empty() {
-        println!("{indent}verified with {}", versions.join(", "));
+        outln!("{indent}verified with {}", versions.join(", "));
     }
     for n in &p.notes {
-        println!("{indent}{n}");
+        outln!("{indent}{n}");
     }
 }
 
 /// Prints one target: where, what changed, what the tools will do.
 pub fn print_target(t: &Target) {
     match &t.partition {
-        Some(p) => println!("damaged {}", p.describe()),
-        None => println!("changed the disk"),
+        Some(p) => outln!("damaged {}", p.describe()),
+        None => outln!("changed the disk"),
     }
     for c in &t.changes {
-        println!(
+        outln!(
             "  guest bytes {}..{} ({})",
             c.offset,
             c.end(),
@@ -90,21 +90,21 @@ pub fn print_target(t: &Target) {
 pub fn print_output(o: &Output) {
     for t in &o.targets {
         print_target(t);
-        println!();
+        outln!();
     }
     for s in &o.skipped {
-        println!("skipped {}: {}", s.partition.describe(), s.reason);
-        println!();
+        outln!("skipped {}: {}", s.partition.describe(), s.reason);
+        outln!();
     }
     let r = &o.overlay;
     // An overlay's line stays "written PATH"; a standalone file names its
     // format.
     match o.output_format {
-        OutputFormat::Overlay => println!("{} {}", o.status.word(), r.path.display()),
-        f => println!("{} {} ({})", o.status.word(), r.path.display(), f.name()),
+        OutputFormat::Overlay => outln!("{} {}", o.status.word(), r.path.display()),
+        f => outln!("{} {} ({})", o.status.word(), r.path.display(), f.name()),
     }
     if let (Some(file), Some(format)) = (&r.backing_file, &r.backing_format) {
-        println!("  backing file: {file} (format {format})");
+        outln!("  backing file: {file} (format {format})");
     }
     if let (Some(cs), Some(data), Some(zero)) = (r.cluster_size, r.data_clusters, r.zero_clusters) {
         let mut line = format!(
@@ -118,16 +118,16 @@ pub fn print_output(o: &Output) {
         if let (Some(kind), Some(n)) = (r.compression, r.compressed_clusters) {
             line += &format!(", {n} compressed ({})", kind_name(kind));
         }
-        println!("{line}");
+        outln!("{line}");
     }
     match r.raw_copy {
         Some(RawCopy::Reflink) => {
-            println!("  a reflink clone of the base: unchanged blocks are shared with it")
+            outln!("  a reflink clone of the base: unchanged blocks are shared with it")
         }
-        Some(RawCopy::SparseCopy) => println!("  a sparse copy of the guest (zeros left as holes)"),
+        Some(RawCopy::SparseCopy) => outln!("  a sparse copy of the guest (zeros left as holes)"),
         _ => {}
     }
-    println!(
+    outln!(
         "  file size {} ({} allocated)",
         human_size(r.file_size),
         human_size(r.allocated_size)

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// partition it touches has a repair predicted to bring it back) or
 /// `unrepairable`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = super::AFTER_HELP)]
+#[command(after_help = footer!("{\"schema\": 1, \"chain\": [Layer...], \"changes\": [{\"offset\", \"length\"}], \"partitions\": [{\"partition\", \"changes\", \"filesystem_now\", \"prediction\"}], \"verdict\": unchanged|repairable|unrepairable}."))]
 pub struct Args {
     /// The overlay (a qcow2 with a backing file).
     pub overlay: PathBuf,
@@ -57,32 +57,32 @@ fn word(e: Expectation) -> &'static str {
 }
 
 fn print_human(v: &qfault::verify::OverlayVerification) {
-    println!("chain:");
+    outln!("chain:");
     print_chain(&v.chain);
-    println!();
+    outln!();
     if v.changes.is_empty() {
-        println!("the overlay reads exactly like its backing");
-        println!("verdict: {}", word(v.verdict));
+        outln!("the overlay reads exactly like its backing");
+        outln!("verdict: {}", word(v.verdict));
         return;
     }
-    println!("changed guest ranges (512-byte sectors; --json lists exact bytes):");
+    outln!("changed guest ranges (512-byte sectors; --json lists exact bytes):");
     for (start, end, differing) in sector_spans(&v.changes) {
-        println!(
+        outln!(
             "  {start}..{end} ({} bytes, {differing} of them differ)",
             end - start
         );
     }
     for p in &v.partitions {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{}: now identifies as {}",
             p.partition.describe(),
             p.filesystem_now.unwrap_or("nothing")
         );
         print_prediction(&p.prediction, "  ");
     }
-    println!();
-    println!("verdict: {}", word(v.verdict));
+    outln!();
+    outln!("verdict: {}", word(v.verdict));
 }
 
 /// Groups exact byte ranges into runs of whole 512-byte sectors:

@@ -18,8 +18,12 @@ use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// Default limit on the number of backing links followed.
-pub const DEFAULT_MAX_DEPTH: usize = 256;
+/// Default limit on the number of images in a chain: covers the chains
+/// `qfault chain` builds (QEMU itself fails near 870 images). Memory stays
+/// bounded whatever the depth: L1 tables by `MAX_CHAIN_L1_BYTES`, L2
+/// caches by a chain-wide budget (see `qcow2::l2_cache`), and the open
+/// files by the open-file limit, checked before opening.
+pub const DEFAULT_MAX_DEPTH: usize = 1024;
 /// Most bytes of L1 tables a whole chain may hold in memory (each image's is
 /// bounded by QEMU's 32 MiB limit; this bounds their sum).
 pub const MAX_CHAIN_L1_BYTES: u64 = 256 << 20;
@@ -101,6 +105,7 @@ impl Default for OpenOptions {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LayerInfo {
     /// Path the image was opened at.
+    #[serde(flatten, serialize_with = "crate::json_path::path")]
     pub path: PathBuf,
     /// Its format.
     pub format: Format,
@@ -340,6 +345,73 @@ pub struct Image {
 pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let mut layers = Vec::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut pending = None;
+    open_layers(path, opts, &mut layers, &mut seen, &mut pending)?;
+    let mut image = Image {
+        unallocated: Vec::new(),
+        layers,
+        files: seen,
+    };
+    image.share_l2_budget();
+    Ok(image)
+}
+
+/// What [`open_partial`] read: the images opened, top first, and why the
+/// chain stops short, if it does.
+#[derive(Debug)]
+pub struct PartialChain {
+    /// The images that opened, top first (empty when the top itself failed).
+    pub layers: Vec<LayerInfo>,
+    /// Why the chain could not be opened whole, if it could not.
+    pub error: Option<ChainBreak>,
+}
+
+/// Where and why a chain stops short (see [`open_partial`]).
+#[derive(Debug)]
+pub struct ChainBreak {
+    /// The error [`open`] returns for this chain.
+    pub error: Error,
+    /// The backing file name as stored in the last image that opened, when
+    /// the failure is on the file it names.
+    pub backing_file: Option<String>,
+    /// The path that name resolved to (what was tried), likewise.
+    pub tried: Option<PathBuf>,
+}
+
+/// Opens `path` and its backing chain as far as it goes, for reports such
+/// as `qfault info` on an overlay whose backing file is missing: the
+/// images that opened and, when the chain is incomplete, the error with
+/// the backing name and the path tried. The same checks as [`open`].
+pub fn open_partial(path: &Path, opts: &OpenOptions) -> PartialChain {
+    let mut layers = Vec::new();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut pending = None;
+    let result = open_layers(path, opts, &mut layers, &mut seen, &mut pending);
+    let layers: Vec<LayerInfo> = layers.iter().map(Layer::info).collect();
+    let error = result.err().map(|error| {
+        let (backing_file, tried) = match pending {
+            Some((name, path)) => (Some(name), Some(path)),
+            None => (None, None),
+        };
+        ChainBreak {
+            error,
+            backing_file,
+            tried,
+        }
+    });
+    PartialChain { layers, error }
+}
+
+/// The loop of [`open`]: pushes each image that opens onto `layers`; on
+/// failure `pending` holds the backing name and resolved path being opened
+/// when the failure concerns a backing file.
+fn open_layers(
+    path: &Path,
+    opts: &OpenOptions,
+    layers: &mut Vec<Layer>,
+    seen: &mut HashSet<(u64, u64)>,
+    pending: &mut Option<(String, PathBuf)>,
+) -> Result<()> {
     let root = opts.backing.resolved_root()?;
     // (path as named and shown, path to open, format).
     let mut next: Option<(PathBuf, PathBuf, Option<Format>)> =
@@ -347,19 +419,18 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let mut l1_bytes = 0u64;
     while let Some((p, open_at, format)) = next.take() {
         let nofollow = root.is_some() && !layers.is_empty();
-        let file =
-            open_image_file(&p, &open_at, nofollow, opts.force_share, &mut seen).map_err(|e| {
-                match e {
-                    Error::Io { .. } if !layers.is_empty() => Error::Chain {
-                        reason: format!(
-                            "cannot open backing file {}: {}",
-                            p.display(),
-                            io_reason(&e)
-                        ),
-                    },
-                    e => e,
-                }
-            })?;
+        let file = open_image_file(&p, &open_at, nofollow, opts.force_share, seen).map_err(
+            |e| match e {
+                Error::Io { .. } if !layers.is_empty() => Error::Chain {
+                    reason: format!(
+                        "cannot open backing file {}: {}",
+                        p.display(),
+                        io_reason(&e)
+                    ),
+                },
+                e => e,
+            },
+        )?;
         let format = match format {
             Some(f) => f,
             None => probe(&file, &p)?,
@@ -379,7 +450,7 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                 let mut files = ChainFiles {
                     root: root.as_deref(),
                     force_share: opts.force_share,
-                    seen: &mut seen,
+                    seen,
                 };
                 Layer::Driver(driver::open(
                     other,
@@ -388,6 +459,20 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                 )?)
             }
         };
+        // This file opened: errors from here on are about its own header,
+        // until the file it names is the one being tried.
+        *pending = None;
+        if let Layer::Qcow2(q) = &layer {
+            l1_bytes += q.l1_bytes();
+            if l1_bytes > MAX_CHAIN_L1_BYTES {
+                return Err(Error::Chain {
+                    reason: format!(
+                        "the chain's L1 tables exceed {MAX_CHAIN_L1_BYTES} bytes in all (at {})",
+                        p.display()
+                    ),
+                });
+            }
+        }
         if let Some((name, recorded)) = layer.backing() {
             let name = &name;
             {
@@ -401,32 +486,21 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
                         ),
                     });
                 }
+                *pending = Some((
+                    name.clone(),
+                    p.parent()
+                        .map_or_else(|| PathBuf::from(name), |d| d.join(name)),
+                ));
                 let backing_path = backing::resolve(name, &p)?;
+                *pending = Some((name.clone(), backing_path.clone()));
                 let backing_format = opts.backing.format(name, &p, recorded.as_deref())?;
                 let open_at = BackingPolicy::confine(root.as_deref(), name, &backing_path, &p)?;
                 next = Some((backing_path, open_at, backing_format));
             }
         }
-        if let Layer::Qcow2(q) = &layer {
-            l1_bytes += q.l1_bytes();
-            if l1_bytes > MAX_CHAIN_L1_BYTES {
-                return Err(Error::Chain {
-                    reason: format!(
-                        "the chain's L1 tables exceed {MAX_CHAIN_L1_BYTES} bytes in all (at {})",
-                        p.display()
-                    ),
-                });
-            }
-        }
         layers.push(layer);
     }
-    let mut image = Image {
-        unallocated: Vec::new(),
-        layers,
-        files: seen,
-    };
-    image.share_l2_budget();
-    Ok(image)
+    Ok(())
 }
 
 /// Opens one file of a chain read-only: `p` is the name shown, `open_at`

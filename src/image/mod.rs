@@ -22,6 +22,7 @@ pub mod vpc;
 
 pub use backing::BackingPolicy;
 pub use chain::{
-    open, BelowTop, ChainExtent, Format, Image, Layer, LayerInfo, OpenOptions, DEFAULT_MAX_DEPTH,
+    open, open_partial, BelowTop, ChainBreak, ChainExtent, Format, Image, Layer, LayerInfo,
+    OpenOptions, PartialChain, DEFAULT_MAX_DEPTH,
 };
 pub use read_at::{check_range, BlockCache, Cursor, MemDisk, ReadAt, Window};

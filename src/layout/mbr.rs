@@ -15,6 +15,9 @@ use std::collections::HashSet;
 
 /// Offset of the four 16-byte partition records in an MBR or EBR (UEFI table 5.1).
 pub const PARTITION_RECORDS_OFFSET: usize = 446;
+/// The disk identifier ("unique MBR disk signature", UEFI spec 5.2.1,
+/// table 5-1): 4 bytes, little-endian, at this offset of sector 0.
+pub const DISK_SIGNATURE_OFFSET: u64 = 440;
 /// Size of one partition record (UEFI table 5.2).
 pub const PARTITION_RECORD_SIZE: usize = 16;
 /// Boot indicator value of a bootable ("active") partition (UEFI table 5.2).
@@ -306,4 +309,20 @@ fn read_logical(
             None => return Ok(()),
         }
     }
+}
+
+/// The MBR disk identifier, as blkid reports it (`PTUUID=51a7fa17`, and
+/// `PARTUUID=51a7fa17-02` for partition 2, see [`partuuid`]): `None` when it
+/// is 0, which blkid does not report either.
+pub fn disk_identifier(disk: &mut dyn ReadAt) -> Result<Option<u32>> {
+    let mut b = [0u8; 4];
+    disk.read_at(DISK_SIGNATURE_OFFSET, &mut b)?;
+    let id = u32::from_le_bytes(b);
+    Ok((id != 0).then_some(id))
+}
+
+/// The PARTUUID blkid gives partition `number` of an MBR disk with
+/// identifier `id`: `%08x-%02x` (`51a7fa17-02`; logical partitions from 5).
+pub fn partuuid(id: u32, number: u32) -> String {
+    format!("{id:08x}-{number:02x}")
 }

@@ -140,6 +140,7 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OverlayReport {
     /// The file's path.
+    #[serde(flatten, serialize_with = "crate::json_path::path")]
     pub path: PathBuf,
     /// Virtual size (the base's).
     pub virtual_size: u64,
@@ -307,6 +308,7 @@ pub fn stage_overlay(
         allocated_size: 0,
     };
 
+    crate::output::check_target(out)?;
     let mut status = Status::Written;
     if out.symlink_metadata().is_ok() {
         // Compare what would be written with the file, writing nothing. A

@@ -15,12 +15,13 @@ pub struct Write;
 /// Parameters of `write`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct WriteParams {
-    /// Where to write (suffixes K, M, G, T, s=512 bytes); relative to the
+    /// Where to write (suffixes K, M, G, T as qemu-img, binary; s=512 bytes); relative to the
     /// partition's start with --partition.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes_arg)]
     pub offset: u64,
     /// The file whose bytes are written (in a manifest: relative to its directory).
     #[arg(long, value_name = "FILE")]
+    #[serde(flatten, serialize_with = "crate::json_path::from")]
     pub from: PathBuf,
     /// Address this partition (as `inspect` numbers them; 0 = the whole
     /// disk): --offset is relative to its start and the change stays inside it.

@@ -14,7 +14,7 @@ pub struct Zero;
 /// Parameters of `zero`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Serialize)]
 pub struct ZeroParams {
-    /// First byte to zero (suffixes K, M, G, T, s=512 bytes); relative to
+    /// First byte to zero (suffixes K, M, G, T as qemu-img, binary; s=512 bytes); relative to
     /// the partition's start with --partition.
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes_arg)]
     pub offset: u64,

@@ -7,8 +7,14 @@ use std::rc::Rc;
 pub const L2_CACHE_BYTES: u64 = 32 << 20;
 /// Never keep more tables than this (eviction scans the map).
 const MAX_TABLES: usize = 1024;
-/// Always keep at least this many tables.
-const MIN_TABLES: usize = 1;
+/// Tables of at most this many bytes (64 KiB clusters and smaller, QEMU's
+/// default) are always cached, one at least, whatever the budget's share:
+/// a chain of [`DEFAULT_MAX_DEPTH`](crate::image::DEFAULT_MAX_DEPTH) (1024)
+/// such images keeps at most 64 MiB beyond [`L2_CACHE_BYTES`]. Bigger
+/// tables are cached only within the share; with none, each lookup reads
+/// its table and drops it, so memory stays bounded in deep chains of
+/// 2 MiB-cluster images.
+const ALWAYS_CACHED_TABLE_BYTES: u64 = 64 << 10;
 
 /// L2 tables (as big-endian-decoded `u64` words) by file offset.
 #[derive(Debug)]
@@ -20,7 +26,8 @@ pub struct L2Cache {
 
 impl L2Cache {
     /// A cache of at most `budget` bytes of `cluster_size`-byte tables (at
-    /// least one table, at most 1024).
+    /// most 1024; at least one when tables are at most 64 KiB, else
+    /// possibly none).
     pub fn new(cluster_size: u64, budget: u64) -> Self {
         L2Cache {
             tables: HashMap::new(),
@@ -38,7 +45,8 @@ impl L2Cache {
     }
 
     fn tables_for(cluster_size: u64, budget: u64) -> usize {
-        (budget / cluster_size).clamp(MIN_TABLES as u64, MAX_TABLES as u64) as usize
+        let floor = u64::from(cluster_size <= ALWAYS_CACHED_TABLE_BYTES);
+        (budget / cluster_size.max(1)).clamp(floor, MAX_TABLES as u64) as usize
     }
 
     fn evict_one(&mut self) {
@@ -64,6 +72,9 @@ impl L2Cache {
 
     /// Caches `table`, evicting the least recently used one when full.
     pub fn insert(&mut self, offset: u64, table: Rc<[u64]>) {
+        if self.capacity == 0 {
+            return;
+        }
         if self.tables.len() >= self.capacity {
             self.evict_one();
         }
@@ -86,5 +97,23 @@ mod tests {
         c.insert(99, Rc::from(vec![99]));
         assert!(c.get(1).is_none(), "1 was least recently used");
         assert!(c.get(0).is_some() && c.get(99).is_some());
+    }
+
+    #[test]
+    fn small_tables_always_cached_big_ones_only_within_the_budget() {
+        // 1024 images sharing 32 MiB: 32 KiB each.
+        let share = L2_CACHE_BYTES / 1024;
+        let mut small = L2Cache::new(64 << 10, share);
+        small.insert(1, Rc::from(vec![1]));
+        assert!(small.get(1).is_some(), "one 64 KiB table is kept");
+        let mut big = L2Cache::new(2 << 20, share);
+        big.insert(1, Rc::from(vec![1]));
+        assert!(
+            big.get(1).is_none(),
+            "a 2 MiB table beyond the share is not kept"
+        );
+        let mut fits = L2Cache::new(2 << 20, L2_CACHE_BYTES);
+        fits.insert(1, Rc::from(vec![1]));
+        assert!(fits.get(1).is_some());
     }
 }
