@@ -2,8 +2,9 @@
 //!
 //! The pipeline, one module per stage:
 //!
-//! - [`image`]: raw and qcow2 images, through their whole backing chain, as
-//!   one guest disk ([`image::ReadAt`], plus `Read + Seek` via [`image::Cursor`]).
+//! - [`image`]: raw, qcow2, VMDK, VHDX, VHD and VDI images, through their
+//!   whole backing chain, as one guest disk ([`image::ReadAt`], plus
+//!   `Read + Seek` via [`image::Cursor`]).
 //! - [`layout`]: partition tables (MBR with logical partitions, GPT).
 //! - [`fs`]: filesystem probes and models (`fs::ntfs`: the boot sector,
 //!   ntfsfix's rules, a volume reader).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// One overlay on a base.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageJob {
-    /// The base image (raw or qcow2, with its chain); never written.
+    /// The base image (raw, qcow2, VMDK, VHDX, VHD or VDI, with its chain); never written.
     pub base: PathBuf,
     /// The overlay to write.
     pub output: PathBuf,

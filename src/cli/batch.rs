@@ -22,7 +22,7 @@ Manifest format (TOML). Relative paths resolve against the manifest's directory.
 integers or strings with a suffix (\"1M\", \"64K\", \"2048s\"). Unknown fields are errors.
 
 [[image]]  one overlay:
-  base = \"disk.qcow2\"         required; raw or qcow2, with its chain; never written
+  base = \"disk.qcow2\"         required; raw, qcow2, VMDK, VHDX, VHD or VDI, with its chain; never written
   output = \"out/b.qcow2\"      required; directories are created
   recipe = \"zero\"             required; a recipe of `qfault recipes`
   offset = \"1M\"               the recipe's parameters: the options of `qfault inject NAME` by

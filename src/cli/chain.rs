@@ -21,7 +21,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 #[command(after_help = footer!("{\"schema\": 1, \"command\": \"chain\", \"chain\": {\"base\", \"dir\", \"top\", \"links\": [Output...]}, \"timings\"}; links bottom first, each an Output as `qfault inject --help` shows."))]
 pub struct Args {
-    /// The base image (raw or qcow2, with its backing chain); never written.
+    /// The base image (raw, qcow2, VMDK, VHDX, VHD or VDI, with its backing chain); never written.
     pub base: PathBuf,
     /// Directory for the links (created if missing).
     #[arg(short = 'o', long = "output", value_name = "DIR", value_parser = super::common::OutputPath)]

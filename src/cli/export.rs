@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::AFTER_HELP)]
 pub struct Args {
-    /// The image (raw or qcow2); its backing chain is followed.
+    /// The image (raw, qcow2, VMDK, VHDX, VHD or VDI); its backing chain is followed.
     pub image: PathBuf,
     /// Where to write the raw file.
     #[arg(short = 'o', long = "output", value_name = "OUT", value_parser = super::common::OutputPath)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 #[command(after_help = footer!("{\"schema\": 1, \"chain\": [Layer...]}, top image first; a Layer is {\"path\", \"format\", \"virtual_size\", \"file_size\", \"cluster_size\", \"version\", \"compression_type\", \"extended_l2\", \"snapshots\", \"backing_file\", \"backing_format\"}. When a backing file cannot be opened, the images read so far and \"error\": {\"message\", \"kind\", \"backing_file\", \"tried\"}; exit 1."))]
 pub struct Args {
-    /// The image (raw or qcow2); its backing chain is followed.
+    /// The image (raw, qcow2, VMDK, VHDX, VHD or VDI); its backing chain is followed.
     pub image: PathBuf,
     /// Print JSON: {"chain": [...]}, top image first.
     #[arg(long)]

@@ -42,7 +42,7 @@ pub struct Injection {
 /// Arguments shared by every recipe.
 #[derive(Debug, clap::Args)]
 pub struct OverlayArgs {
-    /// The base image (raw or qcow2, with its backing chain); never written.
+    /// The base image (raw, qcow2, VMDK, VHDX, VHD or VDI, with its backing chain); never written.
     pub base: PathBuf,
     /// The overlay (or standalone image, see -O) to create. An existing file
     /// with exactly the bytes it would get is left alone ("unchanged"); one

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 #[command(after_help = footer!("{\"schema\": 1, \"chain\": [Layer...] (as `info`), \"table\": mbr|gpt|none, \"sector_size\", \"disk_size\", \"gpt\", \"disk_id\", \"warnings\", \"partitions\": [{\"number\", \"offset\", \"length\", \"type\", \"type_name\", \"bootable\", \"role\", \"name\", \"partuuid\", \"filesystem\", \"label\", \"uuid\", \"version\", \"ntfs\"}]}; byte offsets and lengths in the guest."))]
 pub struct Args {
-    /// The disk image (raw or qcow2; its backing chain is followed).
+    /// The disk image (raw, qcow2, VMDK, VHDX, VHD or VDI; its backing chain is followed).
     pub image: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 #[command(after_help = footer!("{\"schema\": 1, \"extents\": [{\"offset\", \"length\", \"depth\", \"present\", \"zero\", \"data\", \"compressed\", \"file\"}]}: consecutive guest ranges, each with the image that provides it."))]
 pub struct Args {
-    /// The image (raw or qcow2); its backing chain is followed.
+    /// The image (raw, qcow2, VMDK, VHDX, VHD or VDI); its backing chain is followed.
     pub image: PathBuf,
     /// Print JSON (schema: docs/json.md): {schema, extents: [{start, length,
     /// depth, present, zero, data, compressed, offset?, file}]}, the keys and

@@ -58,7 +58,8 @@ const VERSION: &str = concat!(
 
 /// Make disk images with precise, known, repairable damage.
 ///
-/// qfault reads raw and qcow2 images through their whole backing chain, finds
+/// qfault reads raw, qcow2, VMDK, VHDX, VHD and VDI images through their whole
+/// backing chain (any other format is refused, never read as raw), finds
 /// the partitions and filesystems inside, and writes new qcow2 overlays backed
 /// by the untouched original. It needs no root and no external tools; the base
 /// image is only ever opened read-only.
