@@ -120,7 +120,7 @@ fn non_utf8_paths_in_every_json_output_are_carried_as_path_hex() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["offset"] == 1 << 20)
+        .find(|e| e["start"] == 1 << 20)
         .expect("an extent at 1 MiB");
     assert_path_field(ours, "file", &out);
     // chain: into a non-UTF-8 directory.
@@ -503,7 +503,7 @@ fn usage_errors_are_one_line_with_exit_2_and_help_and_version_still_work() {
         ],
         vec!["inject", "no-such-recipe", s],
         vec!["nosuchcommand"],
-        vec!["info", s, "-f", "vmdk"],
+        vec!["info", s, "-f", "qed"],
         vec!["export", s, "-o", "json"],
         vec!["export", s, "-o", "-"],
         vec!["batch", "m.toml", "--jobs", "0"],
