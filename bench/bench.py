@@ -1095,7 +1095,7 @@ def write_results(path, info, load_start, load_end, results, elapsed):
         w("## Case 5: building a backing chain (issue 9)")
         w("")
         w("A chain of empty overlays on testdata/sample.qcow2. qfault: `qfault chain BASE -o DIR --depth N` "
-          "(each link written with qfault's own writer, fsynced, never reopening the chain). QEMU: "
+          "(each link written with qfault's own writer, never reopening the chain). QEMU: "
           "`qemu-img create -f qcow2 -b PREV -F qcow2 LINK` once per link, each opening the whole chain "
           f"below it. {RUNS_BUILD} interleaved runs. QEMU runs only at depth 100: each create opens the "
           "whole chain below it, so its cost per link grows with depth and 1000 links take more than "
