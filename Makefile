@@ -56,7 +56,8 @@ fixtures: deps ## regenerate testdata/sample.qcow2 (see testdata/README.md)
 
 bench: deps ## qfault vs QEMU's tools, same jobs; writes bench/RESULTS.md (BENCH_QUICK=1: smoke run)
 	$(CARGO) build --release
-	python3 bench/bench.py --qfault $(TARGET_DIR)/release/qfault
+	cc -O2 -o $(TARGET_DIR)/bench-floor bench/floor.c
+	python3 bench/bench.py --qfault $(TARGET_DIR)/release/qfault --floor $(TARGET_DIR)/bench-floor
 
 fuzz: ## fuzz every target for FUZZ_SECONDS (default 600) each; crashes go to fuzz/artifacts/
 	fuzz/run.sh
