@@ -172,7 +172,7 @@ fn zeroed_grains_in_a_vmdk_differencing_chain() {
     let m: Value = serde_json::from_str(&map).unwrap();
     let first = &m["extents"][0];
     assert_eq!(
-        (first["offset"].as_u64(), first["zero"].as_bool()),
+        (first["start"].as_u64(), first["zero"].as_bool()),
         (Some(0), Some(true)),
         "{m}"
     );
