@@ -18,25 +18,7 @@ pub fn qcow2_read(data: &[u8]) {
         return;
     };
     let mut image = Image::from_layer(Layer::Qcow2(Box::new(q)));
-    let size = image.size();
-    if size == 0 {
-        return;
-    }
-    let mut pos = 0;
-    for _ in 0..64 {
-        if pos >= size {
-            break;
-        }
-        match image.extent(pos, size - pos) {
-            Ok(e) => pos += e.length,
-            Err(_) => break,
-        }
-    }
-    let mut buf = vec![0u8; 8192];
-    for start in [0, size / 2, size.saturating_sub(8192)] {
-        let len = (size - start).min(buf.len() as u64) as usize;
-        let _ = image.read_at(start, &mut buf[..len]);
-    }
+    walk_and_read(&mut image);
 }
 
 /// MBR (with the EBR chain) and GPT parsing of the disk `data`.
