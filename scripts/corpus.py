@@ -479,10 +479,17 @@ def check_sfdisk(img):
         t = json.loads(out)["partitiontable"]
         label = t["label"]
         ss = t.get("sectorsize", 512)
+        # sfdisk -J prints no PARTUUID for a dos table: blkid's is the disk
+        # identifier and the partition number (51a7fa17-02), none when the
+        # identifier is 0.
+        dos_id = int(t["id"], 16) if label == "dos" and t.get("id") else 0
         for p in t.get("partitions", []):
             n = int(re.search(r"(\d+)$", p["node"]).group(1))
             ptype = p["type"]
-            theirs[n] = (p["start"] * ss, p["size"] * ss, ptype.upper() if "-" in ptype else int(ptype, 16), p.get("uuid"))
+            uuid = p.get("uuid")
+            if label == "dos" and dos_id:
+                uuid = f"{dos_id:08x}-{n:02d}"
+            theirs[n] = (p["start"] * ss, p["size"] * ss, ptype.upper() if "-" in ptype else int(ptype, 16), uuid)
     mine = {}
     if ins["table"] in ("dos", "gpt"):
         for p in ins["partitions"]:
