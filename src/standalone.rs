@@ -21,7 +21,10 @@ use crate::image::raw::RawImage;
 use crate::image::storage::FileStorage;
 use crate::image::{check_range, Image, Layer, ReadAt};
 use crate::output::{write_nonzero, AtomicFile};
-use crate::overlay::{layout, OverlayLayout, OverlayReport, Patch, Staged, Status};
+use crate::overlay::{
+    emit, layout, merge_spans, patched_clusters, OverlayLayout, OverlayReport, Patch, Staged,
+    Status,
+};
 use crate::verify::first_difference;
 use serde::Serialize;
 use std::fs::File;
@@ -296,7 +299,7 @@ pub fn stage_qcow2(
     let status = existing(base, patches, out, overwrite, &mut |f, base| {
         let mut layout = OverlayLayout::standalone(size, cs, &touched, compression)?;
         let mut w = layout::Writer::comparing(f, out);
-        let file_size = emit(base, patches, &touched, &mut layout, &mut w)?;
+        let file_size = emit(base, patches, &touched, &mut layout, &mut w, true)?;
         found = Some((
             layout.data_clusters(),
             layout.compressed_clusters(),
@@ -310,7 +313,7 @@ pub fn stage_qcow2(
             let t = AtomicFile::create(out, status == Status::Replaced)?;
             let mut layout = OverlayLayout::standalone(size, cs, &touched, compression)?;
             let mut w = layout::Writer::new(t.file(), t.target());
-            let file_size = emit(base, patches, &touched, &mut layout, &mut w)?;
+            let file_size = emit(base, patches, &touched, &mut layout, &mut w, true)?;
             let counts = (
                 layout.data_clusters(),
                 layout.compressed_clusters(),
@@ -334,11 +337,7 @@ pub fn stage_qcow2(
 /// as sorted, merged inclusive ranges.
 fn stored_candidates(base: &mut Image, patches: &[Patch], cs: u64) -> Result<Vec<(u64, u64)>> {
     let size = base.size();
-    let mut spans: Vec<(u64, u64)> = patches
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| (p.offset() / cs, (p.offset() + p.len() - 1) / cs))
-        .collect();
+    let mut spans = patched_clusters(patches, cs);
     let mut pos = 0;
     while pos < size {
         let e = base.extent(pos, size - pos)?;
@@ -347,48 +346,7 @@ fn stored_candidates(base: &mut Image, patches: &[Patch], cs: u64) -> Result<Vec
         }
         pos += e.length;
     }
-    Ok(merge(spans))
-}
-
-/// Sorts and merges inclusive ranges that overlap or touch.
-fn merge(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    spans.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
-    for (first, last) in spans {
-        match out.last_mut() {
-            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
-            _ => out.push((first, last)),
-        }
-    }
-    out
-}
-
-/// Reads each candidate cluster through `base`, applies `patches` and
-/// feeds it to `layout` (all-zero clusters stay unallocated); returns the
-/// file size.
-fn emit(
-    base: &mut Image,
-    patches: &[Patch],
-    touched: &[(u64, u64)],
-    layout: &mut OverlayLayout,
-    w: &mut layout::Writer,
-) -> Result<u64> {
-    let size = base.size();
-    let cs = layout.cluster_size();
-    let mut buf = vec![0u8; cs as usize];
-    for cluster in touched.iter().flat_map(|&(first, last)| first..=last) {
-        let start = cluster * cs;
-        let valid = (size - start).min(cs) as usize;
-        buf.fill(0);
-        base.read_at(start, &mut buf[..valid])?;
-        for p in patches {
-            p.apply(start, &mut buf[..valid]);
-        }
-        if buf.iter().any(|&b| b != 0) {
-            layout.add_cluster(w, cluster, layout::ClusterContent::Data(&buf))?;
-        }
-    }
-    layout.finish(w)
+    Ok(merge_spans(spans))
 }
 
 #[cfg(test)]
@@ -398,7 +356,7 @@ mod tests {
     #[test]
     fn candidate_ranges_merge() {
         assert_eq!(
-            merge(vec![(5, 6), (0, 1), (2, 2), (8, 9), (9, 12)]),
+            merge_spans(vec![(5, 6), (0, 1), (2, 2), (8, 9), (9, 12)]),
             vec![(0, 2), (5, 6), (8, 12)]
         );
     }

@@ -280,19 +280,7 @@ pub fn stage_overlay(
     let backing_format = base.format().name().to_string();
 
     // Every guest cluster a patch touches, as sorted, merged inclusive ranges.
-    let mut spans: Vec<(u64, u64)> = patches
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| (p.offset() / cs, (p.offset() + p.len() - 1) / cs))
-        .collect();
-    spans.sort_unstable();
-    let mut touched: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
-    for (first, last) in spans {
-        match touched.last_mut() {
-            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
-            _ => touched.push((first, last)),
-        }
-    }
+    let touched = merge_spans(patched_clusters(patches, cs));
     let report = |data_clusters, zero_clusters, file_size| OverlayReport {
         path: out.to_path_buf(),
         virtual_size: size,
@@ -316,7 +304,7 @@ pub fn stage_overlay(
         if let Ok(existing) = std::fs::File::open(out) {
             let mut layout = OverlayLayout::new(size, cs, &backing, &backing_format, &touched)?;
             let mut w = layout::Writer::comparing(&existing, out);
-            let file_size = emit(base, patches, &touched, &mut layout, &mut w)?;
+            let file_size = emit(base, patches, &touched, &mut layout, &mut w, false)?;
             if !w.differs() {
                 log::info!("{} already holds these bytes: left alone", out.display());
                 return Ok(Staged {
@@ -338,7 +326,7 @@ pub fn stage_overlay(
     let mut target = AtomicFile::create(out, status == Status::Replaced)?;
     target.set_sync(opts.sync);
     let mut writer = layout::Writer::new(target.file(), target.target());
-    let file_size = emit(base, patches, &touched, &mut layout, &mut writer)?;
+    let file_size = emit(base, patches, &touched, &mut layout, &mut writer, false)?;
     Ok(Staged {
         report: report(layout.data_clusters(), layout.zero_clusters(), file_size),
         file: Some(target),
@@ -357,14 +345,39 @@ pub(crate) fn check_cluster_size(cs: u64) -> Result<()> {
     Ok(())
 }
 
+/// The guest clusters each patch touches, as inclusive ranges (unsorted).
+pub(crate) fn patched_clusters(patches: &[Patch], cs: u64) -> Vec<(u64, u64)> {
+    patches
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| (p.offset() / cs, (p.offset() + p.len() - 1) / cs))
+        .collect()
+}
+
+/// Sorts and merges inclusive ranges that overlap or touch.
+pub(crate) fn merge_spans(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (first, last) in spans {
+        match out.last_mut() {
+            Some(prev) if first <= prev.1 + 1 => prev.1 = prev.1.max(last),
+            _ => out.push((first, last)),
+        }
+    }
+    out
+}
+
 /// Reads the `touched` clusters through `base`, applies `patches` and feeds
-/// them to `layout`; returns the file size.
-fn emit(
+/// them to `layout`; returns the file size. Clusters that end up all zeros
+/// are recorded as zero clusters, or left out with `skip_zeros` (a
+/// standalone image, where an unallocated cluster reads as zeros).
+pub(crate) fn emit(
     base: &mut Image,
     patches: &[Patch],
     touched: &[(u64, u64)],
     layout: &mut OverlayLayout,
     writer: &mut layout::Writer,
+    skip_zeros: bool,
 ) -> Result<u64> {
     let size = base.size();
     let cs = layout.cluster_size();
@@ -386,6 +399,9 @@ fn emit(
                 ClusterContent::Data(&buf)
             }
         };
+        if skip_zeros && matches!(content, ClusterContent::Zero) {
+            continue;
+        }
         layout.add_cluster(writer, cluster, content)?;
     }
     layout.finish(writer)
