@@ -12,7 +12,10 @@
 //! of the chain, the guest must read exactly as the base with the plan's
 //! patches applied, and every target's prediction, computed again from the
 //! written bytes, must equal the plan's. Only then is the overlay renamed
-//! into place.
+//! into place. An output found with exactly the planned bytes is left
+//! alone after that comparison: nothing was written, nothing is checked.
+//! [`stage_as`] stops before the commit, so many outputs can share one
+//! flush ([`StagedOutput::commit_each`], used by `batch`).
 
 use crate::error::{Error, Result};
 use crate::image::qcow2::header::CompressionType;
@@ -148,8 +151,23 @@ pub fn stage_as(
     format: OutputFormat,
     open: &OpenOptions,
 ) -> Result<StagedOutput> {
-    let start = Instant::now();
     let plan = spec.plan(base)?;
+    stage_planned(base, spec, plan, out, opts, format, open)
+}
+
+/// [`stage_as`] with `plan`, already made by `spec.plan(base)` (a batch
+/// plans every entry while validating it, and entries that apply the same
+/// recipe to the same base share one plan).
+pub fn stage_planned(
+    base: &mut Image,
+    spec: &Spec,
+    plan: Plan,
+    out: &Path,
+    opts: &OverlayOptions,
+    format: OutputFormat,
+    open: &OpenOptions,
+) -> Result<StagedOutput> {
+    let start = Instant::now();
     let dir = crate::output::parent_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let staged: Staged = match format {

@@ -657,13 +657,17 @@ fn parse_pid(digits: &[u8]) -> Option<u32> {
 ///   ([`on_local_filesystem`]), where no other host can have written it; on
 ///   NFS, CIFS, FUSE or an unknown filesystem it is kept, since it might be
 ///   a live writer's on another host, and is for the user to delete.
+///
+/// The directory is listed once per [`SCAN_REUSE`] (its temporaries
+/// remembered), not once per target: a batch writing thousands of outputs
+/// into one directory would otherwise list it once for each.
 fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Some(found) = temporaries_in(dir) else {
         return;
     };
     let mut local = None;
-    for entry in entries.flatten() {
-        let pid = match temporary_owner(name, &entry.file_name()) {
+    for file_name in found {
+        let pid = match temporary_owner(name, &file_name) {
             Some(TempOwner::Host { host, pid }) if host == this_host() => pid,
             Some(TempOwner::Legacy { pid })
                 if *local.get_or_insert_with(|| on_local_filesystem(dir)) =>
@@ -673,9 +677,41 @@ fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
             _ => continue,
         };
         if pid == std::process::id() || !process_alive(pid) {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_file(dir.join(&file_name));
         }
     }
+}
+
+/// How long one listing of a directory's temporaries is reused.
+const SCAN_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Directories listed lately: (directory, when, the temporaries in it).
+type Scans = Vec<(PathBuf, std::time::Instant, Vec<OsString>)>;
+
+/// The names of the temporary files (any target's) in `dir`, from a
+/// listing at most [`SCAN_REUSE`] old; `None` when it cannot be listed.
+fn temporaries_in(dir: &Path) -> Option<Vec<OsString>> {
+    static SCANS: Mutex<Scans> = Mutex::new(Vec::new());
+    let now = std::time::Instant::now();
+    {
+        let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+        scans.retain(|(_, at, _)| now.duration_since(*at) < SCAN_REUSE);
+        if let Some((_, _, names)) = scans.iter().find(|(d, _, _)| d == dir) {
+            return Some(names.clone());
+        }
+    }
+    let marker = TMP_MARKER.as_bytes();
+    let names: Vec<OsString> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.as_bytes().windows(marker.len()).any(|w| w == marker))
+        .collect();
+    let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+    if scans.len() < 64 {
+        scans.push((dir.to_path_buf(), now, names.clone()));
+    }
+    Some(names)
 }
 
 /// Whether `dir` is on a filesystem only this host writes: one of the

@@ -590,3 +590,79 @@ fn a_batch_is_flushed_once_per_run_and_reruns_write_nothing() {
     assert_eq!(mtime(&e0), before);
     guard.assert_unchanged();
 }
+
+/// A batch killed at any moment leaves only whole outputs (each staged
+/// output is flushed before any is moved into place), and a re-run
+/// completes it and removes the temporaries.
+#[test]
+fn sigkill_during_a_batch_never_leaves_a_partial_output() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, payload) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let manifest = |name: &str| {
+        let mut m = String::new();
+        for k in 0..20u64 {
+            m += &format!(
+                "[[image]]\nbase = {:?}\noutput = \"{name}/e{k}.qcow2\"\nrecipe = \"write\"\noffset = {}\nfrom = {:?}\n\n",
+                base.to_str().unwrap(),
+                k << 20,
+                payload.to_str().unwrap()
+            );
+        }
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, m).unwrap();
+        path
+    };
+    let (reference, m) = (manifest("reference"), manifest("out"));
+    let t = Instant::now();
+    qfault_ok([
+        "batch".as_ref(),
+        reference.as_os_str(),
+        "-j".as_ref(),
+        "2".as_ref(),
+    ]);
+    let full = t.elapsed().max(Duration::from_millis(5));
+    let out = dir.path().join("out");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        let _ = std::fs::remove_dir_all(&out);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full.as_micros() as u64 * 3 / 2 + 1));
+        let mut child = Command::new(qfault_bin())
+            .args(["batch".as_ref(), m.as_os_str(), "-j".as_ref(), "2".as_ref()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        for k in 0..20 {
+            let name = format!("e{k}.qcow2");
+            let o = out.join(&name);
+            if o.exists() {
+                assert_eq!(
+                    sha256_file(&o),
+                    sha256_file(&dir.path().join("reference").join(&name)),
+                    "{name} is in place but not whole"
+                );
+            }
+        }
+    }
+    qfault_ok(["batch".as_ref(), m.as_os_str()]);
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    for k in 0..20 {
+        let name = format!("e{k}.qcow2");
+        assert_eq!(
+            sha256_file(&out.join(&name)),
+            sha256_file(&dir.path().join("reference").join(&name))
+        );
+    }
+    assert_qemu_img_check_clean(&out.join("e19.qcow2"));
+    guard.assert_unchanged();
+}

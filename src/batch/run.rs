@@ -4,7 +4,8 @@
 use super::job::{Entry, ImageJob, Job};
 use super::report::{combined_status, BatchReport, EntryReport, EntryStatus};
 use super::shard::Shard;
-use crate::apply::{stage_as, StagedOutput};
+use super::validate::Plans;
+use crate::apply::{stage_as, stage_planned, StagedOutput};
 use crate::chain::ChainBuilder;
 use crate::error::{Error, Result};
 use crate::image::{open, Image, OpenOptions};
@@ -195,7 +196,8 @@ impl Batch {
         done: &(dyn Fn(usize, Option<&EntryReport>) + Sync),
     ) -> Result<BatchReport> {
         let start = Instant::now();
-        self.validate()?;
+        let plans = super::validate::validate_planned(&self.entries, &self.open)
+            .map_err(|e| self.in_manifest(e))?;
         let mine: Vec<usize> = (0..self.entries.len())
             .filter(|&k| self.shard.owns(k))
             .collect();
@@ -215,7 +217,7 @@ impl Batch {
                     loop {
                         let j = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&k) = mine.get(j) else { break };
-                        let (report, staged) = self.run_entry(k, together, &mut bases);
+                        let (report, staged) = self.run_entry(k, together, &mut bases, &plans);
                         done(k, staged.is_none().then_some(&report));
                         *slots[j].lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((report, staged));
@@ -270,12 +272,13 @@ impl Batch {
         k: usize,
         together: bool,
         bases: &mut Bases,
+        plans: &Plans,
     ) -> (EntryReport, Option<StagedOutput>) {
         let entry = &self.entries[k];
         let start = Instant::now();
         let mut staged = None;
         let result = match &entry.job {
-            Job::Image(j) => match self.stage_image(j, bases) {
+            Job::Image(j) => match self.stage_image(j, bases, plans) {
                 Ok(mut s) if together => {
                     s.close();
                     staged = Some(s);
@@ -314,7 +317,7 @@ impl Batch {
         (report, staged)
     }
 
-    fn stage_image(&self, j: &ImageJob, bases: &mut Bases) -> Result<StagedOutput> {
+    fn stage_image(&self, j: &ImageJob, bases: &mut Bases, plans: &Plans) -> Result<StagedOutput> {
         let base = bases.get(&j.base, &self.open)?;
         let opts = OverlayOptions {
             cluster_size: j.cluster_size,
@@ -326,14 +329,25 @@ impl Batch {
             overwrite: self.overwrite,
             sync: self.sync,
         };
-        stage_as(
-            base,
-            &j.recipe,
-            &j.output,
-            &opts,
-            j.output_format,
-            &self.open,
-        )
+        match plans.get(&j.base, &j.recipe) {
+            Some(plan) => stage_planned(
+                base,
+                &j.recipe,
+                plan,
+                &j.output,
+                &opts,
+                j.output_format,
+                &self.open,
+            ),
+            None => stage_as(
+                base,
+                &j.recipe,
+                &j.output,
+                &opts,
+                j.output_format,
+                &self.open,
+            ),
+        }
     }
 }
 

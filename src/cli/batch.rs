@@ -16,7 +16,8 @@ Produce the images and chains a TOML manifest lists.
 The whole manifest is validated first (syntax, bases, recipe parameters, outputs); nothing is \
 written if any entry is wrong. Entries run in parallel (--jobs); outputs that exist with the bytes \
 they would get are left alone, so a re-run is a no-op. A failed entry does not stop the others; the \
-exit code is that of the first failure.
+exit code is that of the first failure. [[image]] outputs are flushed together and moved into place \
+once every entry is done (with --json-lines, each entry's as it finishes).
 
 Manifest format (TOML). Relative paths resolve against the manifest's directory. Byte counts are \
 integers or strings with a suffix (\"1M\", \"64K\", \"2048s\"). Unknown fields are errors.
