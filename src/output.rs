@@ -665,8 +665,16 @@ fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
     let Some(found) = temporaries_in(dir) else {
         return;
     };
+    // Every temporary name of this target starts with "." and the
+    // target's name cut to MAX_PREFIX bytes (less at most 3, never inside a
+    // UTF-8 sequence): a cheap test before the full one, which hashes.
+    let lead = &name.as_bytes()[..name.len().min(MAX_PREFIX - 3)];
     let mut local = None;
     for file_name in found {
+        let f = file_name.as_bytes();
+        if f.first() != Some(&b'.') || !f[1..].starts_with(lead) {
+            continue;
+        }
         let pid = match temporary_owner(name, &file_name) {
             Some(TempOwner::Host { host, pid }) if host == this_host() => pid,
             Some(TempOwner::Legacy { pid })
