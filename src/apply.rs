@@ -12,7 +12,10 @@
 //! of the chain, the guest must read exactly as the base with the plan's
 //! patches applied, and every target's prediction, computed again from the
 //! written bytes, must equal the plan's. Only then is the overlay renamed
-//! into place.
+//! into place. An output found with exactly the planned bytes is left
+//! alone after that comparison: nothing was written, nothing is checked.
+//! [`stage_as`] stops before the commit, so many outputs can share one
+//! flush ([`StagedOutput::commit_each`], used by `batch`).
 
 use crate::error::{Error, Result};
 use crate::image::qcow2::header::CompressionType;
@@ -132,20 +135,55 @@ pub fn apply_as(
     format: OutputFormat,
     open: &OpenOptions,
 ) -> Result<Output> {
-    let start = Instant::now();
+    stage_as(base, spec, out, opts, format, open)?.commit()
+}
+
+/// [`apply_as`] up to the commit: plans, writes the file to a temporary
+/// beside `out` and checks it (an output found with exactly the planned
+/// bytes is left as it is, its bytes compared, not checked again), without
+/// moving it into place: [`StagedOutput::commit`], or
+/// [`StagedOutput::commit_each`] for many outputs with one flush.
+pub fn stage_as(
+    base: &mut Image,
+    spec: &Spec,
+    out: &Path,
+    opts: &OverlayOptions,
+    format: OutputFormat,
+    open: &OpenOptions,
+) -> Result<StagedOutput> {
     let plan = spec.plan(base)?;
+    stage_planned(base, spec, plan, out, opts, format, open)
+}
+
+/// [`stage_as`] with `plan`, already made by `spec.plan(base)` (a batch
+/// plans every entry while validating it, and entries that apply the same
+/// recipe to the same base share one plan).
+pub fn stage_planned(
+    base: &mut Image,
+    spec: &Spec,
+    plan: Plan,
+    out: &Path,
+    opts: &OverlayOptions,
+    format: OutputFormat,
+    open: &OpenOptions,
+) -> Result<StagedOutput> {
+    let start = Instant::now();
     let dir = crate::output::parent_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let staged: Staged = match format {
         OutputFormat::Overlay => {
             let s = stage_overlay(base, &plan.patches, out, opts)?;
-            check_overlay(base, spec, &plan, s.path(), out, open)?;
+            if s.status() != Status::Unchanged {
+                check_overlay(base, spec, &plan, s.path(), out, open)?;
+            }
             s
         }
         OutputFormat::Raw => {
             let s = stage_raw(base, &plan.patches, out, opts.overwrite)?;
-            let mut written = open_raw(s.path(), out)?;
-            check_standalone(&mut written, base, spec, &plan)?;
+            if s.status() != Status::Unchanged {
+                let mut written = open_raw(s.path(), out)?;
+                check_standalone(&mut written, base, spec, &plan)?;
+            }
             s
         }
         OutputFormat::Qcow2Standalone { compression } => {
@@ -157,24 +195,100 @@ pub fn apply_as(
                 compression,
                 opts.overwrite,
             )?;
-            let mut written = open_qcow2(s.path(), out)?;
-            check_standalone(&mut written, base, spec, &plan)?;
+            if s.status() != Status::Unchanged {
+                let mut written = open_qcow2(s.path(), out)?;
+                check_standalone(&mut written, base, spec, &plan)?;
+            }
             s
         }
     };
     let mut staged = staged;
     staged.set_sync(opts.sync);
-    let (overlay, status) = staged.commit()?;
-    Ok(Output {
+    Ok(StagedOutput {
+        staged,
         path: out.to_path_buf(),
         recipe: spec.clone(),
-        status,
         output_format: format,
-        overlay,
         targets: plan.targets,
         skipped: plan.skipped,
-        seconds: start.elapsed().as_secs_f64(),
+        start,
     })
+}
+
+/// An output written to its temporary file and checked (or found
+/// unchanged), not yet in place: see [`stage_as`]. Dropping it removes the
+/// temporary file and leaves the target alone.
+#[derive(Debug)]
+pub struct StagedOutput {
+    staged: Staged,
+    path: PathBuf,
+    recipe: Spec,
+    output_format: OutputFormat,
+    targets: Vec<Target>,
+    skipped: Vec<Skipped>,
+    start: Instant,
+}
+
+impl StagedOutput {
+    /// What will happen to the target on commit.
+    pub fn status(&self) -> Status {
+        self.staged.status()
+    }
+
+    /// Releases the temporary file's descriptor (see [`Staged::close`]).
+    pub fn close(&mut self) {
+        self.staged.close();
+    }
+
+    /// Flushes the output (unless `--no-sync`), moves it into place and
+    /// reports it.
+    pub fn commit(self) -> Result<Output> {
+        let mut all = StagedOutput::commit_each(vec![self]);
+        all.remove(0)
+    }
+
+    /// Commits many outputs with one flush for all of them
+    /// ([`Staged::commit_each`]): one result per output, in order; one
+    /// output's failure leaves the others placed.
+    pub fn commit_each(staged: Vec<StagedOutput>) -> Vec<Result<Output>> {
+        let (files, rest): (Vec<Staged>, Vec<_>) = staged
+            .into_iter()
+            .map(|s| {
+                let StagedOutput {
+                    staged,
+                    path,
+                    recipe,
+                    output_format,
+                    targets,
+                    skipped,
+                    start,
+                } = s;
+                (
+                    staged,
+                    (path, recipe, output_format, targets, skipped, start),
+                )
+            })
+            .unzip();
+        Staged::commit_each(files)
+            .into_iter()
+            .zip(rest)
+            .map(
+                |(r, (path, recipe, output_format, targets, skipped, start))| {
+                    let (overlay, status) = r?;
+                    Ok(Output {
+                        path,
+                        recipe,
+                        status,
+                        output_format,
+                        overlay,
+                        targets,
+                        skipped,
+                        seconds: start.elapsed().as_secs_f64(),
+                    })
+                },
+            )
+            .collect()
+    }
 }
 
 /// Puts the overlay held by `file` (to be named `name`) on top of `base`,

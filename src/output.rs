@@ -62,6 +62,8 @@ pub struct AtomicFile {
     target: PathBuf,
     overwrite: bool,
     sync: bool,
+    /// Not yet moved into place: dropping it removes the temporary file.
+    pending: bool,
 }
 
 impl AtomicFile {
@@ -100,6 +102,7 @@ impl AtomicFile {
             target: target.to_path_buf(),
             overwrite,
             sync: true,
+            pending: true,
         })
     }
 
@@ -111,7 +114,28 @@ impl AtomicFile {
 
     /// The temporary file to write into.
     pub fn file(&self) -> &File {
-        self.file.as_ref().expect("file is present until commit")
+        self.file
+            .as_ref()
+            .expect("file is open until commit or close")
+    }
+
+    /// Closes the temporary file's descriptor, keeping the file staged (so
+    /// many staged files need no descriptor each until they are committed
+    /// together); commit reopens it to flush it. Nothing may be written
+    /// after this.
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// The temporary file, open (reopened read-only after
+    /// [`AtomicFile::close`]), to flush or stat it.
+    fn handle(&self) -> Result<Handle<'_>> {
+        match &self.file {
+            Some(f) => Ok(Handle::Open(f)),
+            None => File::open(&self.tmp)
+                .map(Handle::Reopened)
+                .map_err(|e| Error::io(&self.target, e)),
+        }
     }
 
     /// Path of the temporary file, to reopen what was written. Error
@@ -132,7 +156,7 @@ impl AtomicFile {
     /// removed (by `Drop`) and the target is untouched.
     pub fn commit(mut self) -> Result<()> {
         if self.sync {
-            self.file()
+            self.handle()?
                 .sync_all()
                 .map_err(|e| Error::io(&self.target, e))?;
         }
@@ -160,6 +184,7 @@ impl AtomicFile {
             })?;
         }
         // In place: from here on nothing may remove it.
+        self.pending = false;
         if let Some(meta) = self.file.take().and_then(|f| f.metadata().ok()) {
             log::info!(
                 "renamed {} to {}: {} bytes ({} allocated)",
@@ -171,6 +196,23 @@ impl AtomicFile {
         }
         unregister_live(&self.tmp);
         Ok(())
+    }
+}
+
+/// The temporary file of an [`AtomicFile`]: its own descriptor, or one
+/// opened again after [`AtomicFile::close`].
+enum Handle<'a> {
+    Open(&'a File),
+    Reopened(File),
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self {
+            Handle::Open(f) => f,
+            Handle::Reopened(f) => f,
+        }
     }
 }
 
@@ -186,7 +228,7 @@ pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
     for (i, f) in files.iter().enumerate().filter(|(_, f)| f.sync) {
         use std::os::unix::fs::MetadataExt;
         let dev = f
-            .file()
+            .handle()?
             .metadata()
             .map_err(|e| Error::io(&f.target, e))?
             .dev();
@@ -198,11 +240,12 @@ pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
     for (_, group) in &by_dev {
         use std::os::fd::AsRawFd;
         let f = &files[group[0]];
+        let h = f.handle()?;
         let flushed = if group.len() == 1 {
-            f.file().sync_all()
+            h.sync_all()
         } else {
             // SAFETY: syncfs on a descriptor we own; no memory is passed.
-            match unsafe { libc::syncfs(f.file().as_raw_fd()) } {
+            match unsafe { libc::syncfs(h.as_raw_fd()) } {
                 0 => Ok(()),
                 _ => Err(std::io::Error::last_os_error()),
             }
@@ -223,6 +266,78 @@ pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<()> {
     Ok(())
 }
 
+/// Commits `files` like [`commit_all`] (one `syncfs` per filesystem before
+/// any is moved into place, one fsync per directory after), but each file
+/// on its own terms: the result for each, in order. A file whose flush
+/// failed is not placed (its temporary file is removed) and the others go
+/// on; a file whose directory could not be flushed is in place but reported
+/// with that error. For a batch, where one output's failure must not stop
+/// the others.
+pub fn commit_each(files: Vec<AtomicFile>) -> Vec<Result<()>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let mut results: Vec<Result<()>> = files.iter().map(|_| Ok(())).collect();
+    // Group the files to flush by filesystem: one is fsynced, more are
+    // flushed by one syncfs of their filesystem.
+    let mut by_dev: Vec<(u64, Vec<usize>)> = Vec::new();
+    for (i, f) in files.iter().enumerate().filter(|(_, f)| f.sync) {
+        let dev = f
+            .handle()
+            .and_then(|h| h.metadata().map_err(|e| Error::io(&f.target, e)));
+        match dev {
+            Ok(m) => match by_dev.iter_mut().find(|(d, _)| *d == m.dev()) {
+                Some((_, group)) => group.push(i),
+                None => by_dev.push((m.dev(), vec![i])),
+            },
+            Err(e) => results[i] = Err(e),
+        }
+    }
+    for (_, group) in &by_dev {
+        let f = &files[group[0]];
+        let flushed = match f.handle() {
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+            Ok(h) if group.len() == 1 => h.sync_all(),
+            // SAFETY: syncfs on a descriptor we own; no memory is passed.
+            Ok(h) => match unsafe { libc::syncfs(h.as_raw_fd()) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            },
+        };
+        if let Err(e) = flushed {
+            for &i in group {
+                let e = std::io::Error::new(e.kind(), e.to_string());
+                results[i] = Err(Error::io(&files[i].target, e));
+            }
+        }
+    }
+    let mut dirs: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    for (i, mut f) in files.into_iter().enumerate() {
+        if results[i].is_err() {
+            continue; // dropped: its temporary file is removed
+        }
+        if let Err(e) = f.place() {
+            results[i] = Err(e);
+            continue;
+        }
+        if f.sync {
+            let dir = parent_dir(&f.target);
+            match dirs.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, members)) => members.push(i),
+                None => dirs.push((dir, vec![i])),
+            }
+        }
+    }
+    for (dir, members) in dirs {
+        if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+            for i in members {
+                let e = std::io::Error::new(e.kind(), e.to_string());
+                results[i] = Err(Error::io(&dir, e));
+            }
+        }
+    }
+    results
+}
+
 /// Fsyncs the directory `dir` (so a rename in it is durable).
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -232,7 +347,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        self.file = None;
+        if std::mem::take(&mut self.pending) {
             let _ = std::fs::remove_file(&self.tmp);
             unregister_live(&self.tmp);
         }
@@ -541,13 +657,25 @@ fn parse_pid(digits: &[u8]) -> Option<u32> {
 ///   ([`on_local_filesystem`]), where no other host can have written it; on
 ///   NFS, CIFS, FUSE or an unknown filesystem it is kept, since it might be
 ///   a live writer's on another host, and is for the user to delete.
+///
+/// The directory is listed once per [`SCAN_REUSE`] (its temporaries
+/// remembered), not once per target: a batch writing thousands of outputs
+/// into one directory would otherwise list it once for each.
 fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Some(found) = temporaries_in(dir) else {
         return;
     };
+    // Every temporary name of this target starts with "." and the
+    // target's name cut to MAX_PREFIX bytes (less at most 3, never inside a
+    // UTF-8 sequence): a cheap test before the full one, which hashes.
+    let lead = &name.as_bytes()[..name.len().min(MAX_PREFIX - 3)];
     let mut local = None;
-    for entry in entries.flatten() {
-        let pid = match temporary_owner(name, &entry.file_name()) {
+    for file_name in found {
+        let f = file_name.as_bytes();
+        if f.first() != Some(&b'.') || !f[1..].starts_with(lead) {
+            continue;
+        }
+        let pid = match temporary_owner(name, &file_name) {
             Some(TempOwner::Host { host, pid }) if host == this_host() => pid,
             Some(TempOwner::Legacy { pid })
                 if *local.get_or_insert_with(|| on_local_filesystem(dir)) =>
@@ -557,9 +685,41 @@ fn remove_stale_temporaries(dir: &Path, name: &OsStr) {
             _ => continue,
         };
         if pid == std::process::id() || !process_alive(pid) {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_file(dir.join(&file_name));
         }
     }
+}
+
+/// How long one listing of a directory's temporaries is reused.
+const SCAN_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Directories listed lately: (directory, when, the temporaries in it).
+type Scans = Vec<(PathBuf, std::time::Instant, Vec<OsString>)>;
+
+/// The names of the temporary files (any target's) in `dir`, from a
+/// listing at most [`SCAN_REUSE`] old; `None` when it cannot be listed.
+fn temporaries_in(dir: &Path) -> Option<Vec<OsString>> {
+    static SCANS: Mutex<Scans> = Mutex::new(Vec::new());
+    let now = std::time::Instant::now();
+    {
+        let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+        scans.retain(|(_, at, _)| now.duration_since(*at) < SCAN_REUSE);
+        if let Some((_, _, names)) = scans.iter().find(|(d, _, _)| d == dir) {
+            return Some(names.clone());
+        }
+    }
+    let marker = TMP_MARKER.as_bytes();
+    let names: Vec<OsString> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.as_bytes().windows(marker.len()).any(|w| w == marker))
+        .collect();
+    let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+    if scans.len() < 64 {
+        scans.push((dir.to_path_buf(), now, names.clone()));
+    }
+    Some(names)
 }
 
 /// Whether `dir` is on a filesystem only this host writes: one of the

@@ -489,3 +489,180 @@ fn sigkill_during_a_chain_never_leaves_a_partial_link() {
     assert_qemu_img_check_clean(&out.join("link-0030.qcow2"));
     guard.assert_unchanged();
 }
+
+/// Issue 16, goal 2 for batches: a run's outputs are flushed once, together
+/// (one syncfs for every output, one fsync per output directory), not two
+/// fsyncs per output; `--no-sync` flushes nothing and writes the same
+/// bytes; `--json-lines` places (and flushes) each entry as it finishes; a
+/// re-run finds every output unchanged, flushes nothing and changes no byte.
+#[test]
+fn a_batch_is_flushed_once_per_run_and_reruns_write_nothing() {
+    if !require_tools(&["strace", "qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, payload) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let manifest = |name: &str| {
+        let mut m = String::new();
+        for k in 0..12u64 {
+            // Two output directories; zero and write entries.
+            let sub = if k % 2 == 0 { "a" } else { "b" };
+            m += &format!(
+                "[[image]]\nbase = {:?}\noutput = \"{name}/{sub}/e{k}.qcow2\"\n",
+                base.to_str().unwrap()
+            );
+            if k % 3 == 0 {
+                m += &format!(
+                    "recipe = \"write\"\noffset = {}\nfrom = {:?}\n\n",
+                    (k + 1) << 20,
+                    payload.to_str().unwrap()
+                );
+            } else {
+                m += &format!(
+                    "recipe = \"zero\"\noffset = {}\nlength = {}\n\n",
+                    (k << 20) + 4096,
+                    512 * (k + 1)
+                );
+            }
+        }
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, m).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (synced, fast, lines) = (manifest("synced"), manifest("fast"), manifest("lines"));
+    assert_eq!(
+        sync_calls(&["batch", &synced, "-j", "2"]),
+        ["syncfs", "fsync", "fsync"],
+        "a durable batch: one syncfs, one fsync per output directory"
+    );
+    assert_eq!(
+        sync_calls(&["batch", &fast, "-j", "2", "--no-sync"]),
+        Vec::<String>::new(),
+        "a --no-sync batch"
+    );
+    assert_eq!(
+        sync_calls(&["batch", &lines, "-j", "1", "--json-lines"]).len(),
+        24,
+        "streamed: each output flushed as its entry finishes (file, directory)"
+    );
+    let files = |name: &str| -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for sub in ["a", "b"] {
+            let d = dir.path().join(name).join(sub);
+            let mut names: Vec<String> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                v.push((format!("{sub}/{n}"), sha256_file(&d.join(&n))));
+            }
+        }
+        v
+    };
+    let written = files("synced");
+    assert_eq!(written.len(), 12, "{written:?}: no temporary left");
+    assert_eq!(files("fast"), written, "--no-sync wrote other bytes");
+    assert_eq!(files("lines"), written, "--json-lines wrote other bytes");
+    for k in [0, 1] {
+        let sub = if k % 2 == 0 { "a" } else { "b" };
+        let out = dir.path().join(format!("synced/{sub}/e{k}.qcow2"));
+        assert_qemu_img_check_clean(&out);
+    }
+    // e1 zeroes 1024 bytes at 1 MiB + 4 KiB of the patterned base.
+    let mut expected = qemu_raw_bytes(&base);
+    expected[(1 << 20) + 4096..(1 << 20) + 4096 + 1024].fill(0);
+    assert!(qemu_raw_bytes(&dir.path().join("synced/b/e1.qcow2")) == expected);
+
+    // A re-run: every output unchanged, nothing flushed, no byte changed.
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let e0 = dir.path().join("synced/a/e0.qcow2");
+    let before = mtime(&e0);
+    assert_eq!(
+        sync_calls(&["batch", &synced, "-j", "2"]),
+        Vec::<String>::new(),
+        "a re-run flushes nothing"
+    );
+    let report = qfault_ok(["batch", &synced, "--json"]);
+    assert_eq!(report.matches("\"unchanged\"").count(), 24, "{report}");
+    assert_eq!(files("synced"), written);
+    assert_eq!(mtime(&e0), before);
+    guard.assert_unchanged();
+}
+
+/// A batch killed at any moment leaves only whole outputs (each staged
+/// output is flushed before any is moved into place), and a re-run
+/// completes it and removes the temporaries.
+#[test]
+fn sigkill_during_a_batch_never_leaves_a_partial_output() {
+    if !require_tools(&["qemu-img"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let (base, payload) = base_and_payload(dir.path());
+    let guard = BaseGuard::new(&[&base]);
+    let manifest = |name: &str| {
+        let mut m = String::new();
+        for k in 0..20u64 {
+            m += &format!(
+                "[[image]]\nbase = {:?}\noutput = \"{name}/e{k}.qcow2\"\nrecipe = \"write\"\noffset = {}\nfrom = {:?}\n\n",
+                base.to_str().unwrap(),
+                k << 20,
+                payload.to_str().unwrap()
+            );
+        }
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, m).unwrap();
+        path
+    };
+    let (reference, m) = (manifest("reference"), manifest("out"));
+    let t = Instant::now();
+    qfault_ok([
+        "batch".as_ref(),
+        reference.as_os_str(),
+        "-j".as_ref(),
+        "2".as_ref(),
+    ]);
+    let full = t.elapsed().max(Duration::from_millis(5));
+    let out = dir.path().join("out");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        let _ = std::fs::remove_dir_all(&out);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full.as_micros() as u64 * 3 / 2 + 1));
+        let mut child = Command::new(qfault_bin())
+            .args(["batch".as_ref(), m.as_os_str(), "-j".as_ref(), "2".as_ref()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        for k in 0..20 {
+            let name = format!("e{k}.qcow2");
+            let o = out.join(&name);
+            if o.exists() {
+                assert_eq!(
+                    sha256_file(&o),
+                    sha256_file(&dir.path().join("reference").join(&name)),
+                    "{name} is in place but not whole"
+                );
+            }
+        }
+    }
+    qfault_ok(["batch".as_ref(), m.as_os_str()]);
+    assert_eq!(temporaries(&out), Vec::<String>::new());
+    for k in 0..20 {
+        let name = format!("e{k}.qcow2");
+        assert_eq!(
+            sha256_file(&out.join(&name)),
+            sha256_file(&dir.path().join("reference").join(&name))
+        );
+    }
+    assert_qemu_img_check_clean(&out.join("e19.qcow2"));
+    guard.assert_unchanged();
+}

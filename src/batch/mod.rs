@@ -7,7 +7,8 @@
 //!   fields come from the recipe registry ([`crate::recipe::Spec::from_table`]).
 //! - [`validate`]: checking every entry before anything is written.
 //! - [`Batch`]: running a shard of the entries on a pool of threads, each
-//!   output through the one write path ([`crate::apply`]).
+//!   output through the one write path ([`crate::apply`]), every output of
+//!   the run flushed once, together, at its end.
 //! - Reports ([`BatchReport`]) give each output's recipe, targets and
 //!   prediction; timings only under `timings`.
 

@@ -4,11 +4,13 @@
 use super::job::{Entry, ImageJob, Job};
 use super::report::{combined_status, BatchReport, EntryReport, EntryStatus};
 use super::shard::Shard;
-use crate::apply::{apply_as, Output};
+use super::validate::Plans;
+use crate::apply::{stage_as, stage_planned, StagedOutput};
 use crate::chain::ChainBuilder;
 use crate::error::{Error, Result};
-use crate::image::{open, OpenOptions};
+use crate::image::{open, Image, OpenOptions};
 use crate::overlay::{BackingName, OverlayOptions};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -151,40 +153,108 @@ impl Batch {
         super::validate::validate(&self.entries, &self.open).map_err(|e| self.in_manifest(e))
     }
 
-    /// Validates, then produces this shard's entries (see [`Batch::run_with`]).
+    /// Validates, then produces this shard's entries with one flush for the
+    /// whole run (see [`Batch::run_with_progress`]).
     pub fn run(&self) -> Result<BatchReport> {
-        self.run_with(&|_| {})
+        self.run_with_progress(&|_| {})
     }
 
     /// Validates the whole batch (an error there writes nothing), then
     /// produces this shard's entries on up to `jobs` threads, calling
-    /// `on_entry` as each one finishes. An entry that fails does not stop
-    /// the others; its error is in the report ([`BatchReport::first_error`]).
+    /// `on_entry` as each one finishes, its outputs in place (and, unless
+    /// `sync(false)`, flushed on their own: two fsyncs per overlay), so the
+    /// report can be streamed. An entry that fails does not stop the
+    /// others; its error is in the report ([`BatchReport::first_error`]).
     pub fn run_with(&self, on_entry: &(dyn Fn(&EntryReport) + Sync)) -> Result<BatchReport> {
+        self.run_inner(false, &|_, report: Option<&EntryReport>| {
+            if let Some(r) = report {
+                on_entry(r)
+            }
+        })
+    }
+
+    /// Like [`Batch::run_with`], but durability costs one flush for the
+    /// whole run, not two per output: every `[[image]]` output is written to
+    /// a temporary file beside its target and checked, and once every entry
+    /// is done they are flushed together (one `syncfs` per filesystem) and
+    /// moved into place (a chain entry is placed whole when it finishes,
+    /// with one flush of its own). `on_staged(k)` is called as entry `k`
+    /// (its manifest index) is written and checked, not yet in place: for a
+    /// progress bar. An entry that fails, or whose output cannot be flushed
+    /// or moved into place, does not stop the others; a process killed
+    /// before the end leaves no `[[image]]` output of this run behind.
+    pub fn run_with_progress(&self, on_staged: &(dyn Fn(usize) + Sync)) -> Result<BatchReport> {
+        self.run_inner(true, &|k, _| on_staged(k))
+    }
+
+    /// Runs the shard: with `together`, image outputs are staged and
+    /// committed at the end; `done(k, report)` as entry `k` finishes, with
+    /// its report when that is final (always, without `together`).
+    fn run_inner(
+        &self,
+        together: bool,
+        done: &(dyn Fn(usize, Option<&EntryReport>) + Sync),
+    ) -> Result<BatchReport> {
         let start = Instant::now();
-        self.validate()?;
+        let plans = super::validate::validate_planned(&self.entries, &self.open)
+            .map_err(|e| self.in_manifest(e))?;
         let mine: Vec<usize> = (0..self.entries.len())
             .filter(|&k| self.shard.owns(k))
             .collect();
         let jobs = self.jobs.min(mine.len()).max(1);
+        if together {
+            // Staged outputs wait with their descriptors closed; bases stay
+            // open, one per worker and base.
+            crate::chain::ensure_open_files(jobs * BASES_PER_WORKER * 4 + 64);
+        }
         let next = AtomicUsize::new(0);
-        let slots: Vec<Mutex<Option<EntryReport>>> =
-            mine.iter().map(|_| Mutex::new(None)).collect();
+        type Slot = (EntryReport, Option<StagedOutput>);
+        let slots: Vec<Mutex<Option<Slot>>> = mine.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|s| {
             for _ in 0..jobs {
-                s.spawn(|| loop {
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&k) = mine.get(j) else { break };
-                    let report = self.run_entry(k);
-                    on_entry(&report);
-                    *slots[j].lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+                s.spawn(|| {
+                    let mut bases = Bases::default();
+                    loop {
+                        let j = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&k) = mine.get(j) else { break };
+                        let (report, staged) = self.run_entry(k, together, &mut bases, &plans);
+                        done(k, staged.is_none().then_some(&report));
+                        *slots[j].lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((report, staged));
+                    }
                 });
             }
         });
-        let entries = slots
-            .into_iter()
-            .filter_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .collect();
+        let mut entries = Vec::with_capacity(slots.len());
+        let mut pending = Vec::new();
+        for slot in slots {
+            if let Some((report, staged)) = slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                if let Some(staged) = staged {
+                    pending.push((entries.len(), staged));
+                }
+                entries.push(report);
+            }
+        }
+        // One flush for every staged output, then each is moved into place.
+        let t = Instant::now();
+        let (at, staged): (Vec<usize>, Vec<StagedOutput>) = pending.into_iter().unzip();
+        let committed = StagedOutput::commit_each(staged);
+        let share = t.elapsed().as_secs_f64() / committed.len().max(1) as f64;
+        for (i, result) in at.into_iter().zip(committed) {
+            let e: &mut EntryReport = &mut entries[i];
+            e.seconds += share;
+            match result {
+                Ok(mut o) => {
+                    o.seconds = e.seconds;
+                    e.outputs = vec![o];
+                    e.status = combined_status(&e.outputs);
+                }
+                Err(err) => {
+                    e.status = EntryStatus::Failed;
+                    e.error = Some(self.in_manifest(err.context(e.entry.clone())));
+                }
+            }
+        }
         Ok(BatchReport {
             manifest: self.manifest.clone().unwrap_or_default(),
             shard: self.shard.to_string(),
@@ -194,11 +264,29 @@ impl Batch {
         })
     }
 
-    fn run_entry(&self, k: usize) -> EntryReport {
+    /// Runs entry `k`: its report, and with `together` an image's output
+    /// staged (the report's outputs and status are then filled in once it
+    /// is committed).
+    fn run_entry(
+        &self,
+        k: usize,
+        together: bool,
+        bases: &mut Bases,
+        plans: &Plans,
+    ) -> (EntryReport, Option<StagedOutput>) {
         let entry = &self.entries[k];
         let start = Instant::now();
+        let mut staged = None;
         let result = match &entry.job {
-            Job::Image(j) => self.run_image(j).map(|o| vec![o]),
+            Job::Image(j) => match self.stage_image(j, bases, plans) {
+                Ok(mut s) if together => {
+                    s.close();
+                    staged = Some(s);
+                    Ok(Vec::new())
+                }
+                Ok(s) => s.commit().map(|o| vec![o]),
+                Err(e) => Err(e),
+            },
             Job::Chain(c) => c
                 .clone()
                 .overwrite(self.overwrite)
@@ -218,18 +306,19 @@ impl Batch {
                 Some(self.in_manifest(e.context(entry.name.clone()))),
             ),
         };
-        EntryReport {
+        let report = EntryReport {
             entry: entry.name.clone(),
             index: k,
             outputs,
             status,
             seconds: start.elapsed().as_secs_f64(),
             error,
-        }
+        };
+        (report, staged)
     }
 
-    fn run_image(&self, j: &ImageJob) -> Result<Output> {
-        let mut base = open(&j.base, &self.open)?;
+    fn stage_image(&self, j: &ImageJob, bases: &mut Bases, plans: &Plans) -> Result<StagedOutput> {
+        let base = bases.get(&j.base, &self.open)?;
         let opts = OverlayOptions {
             cluster_size: j.cluster_size,
             backing_name: if j.absolute_backing {
@@ -240,13 +329,51 @@ impl Batch {
             overwrite: self.overwrite,
             sync: self.sync,
         };
-        apply_as(
-            &mut base,
-            &j.recipe,
-            &j.output,
-            &opts,
-            j.output_format,
-            &self.open,
-        )
+        match plans.get(&j.base, &j.recipe) {
+            Some(plan) => stage_planned(
+                base,
+                &j.recipe,
+                plan,
+                &j.output,
+                &opts,
+                j.output_format,
+                &self.open,
+            ),
+            None => stage_as(
+                base,
+                &j.recipe,
+                &j.output,
+                &opts,
+                j.output_format,
+                &self.open,
+            ),
+        }
+    }
+}
+
+/// Bases a worker has open, by the path the manifest gives: entries on the
+/// same base share one opened chain (its headers and tables read once)
+/// instead of opening it again each. At most [`BASES_PER_WORKER`] are kept.
+#[derive(Default)]
+struct Bases {
+    open: HashMap<PathBuf, Image>,
+}
+
+/// Bases one worker keeps open at a time.
+const BASES_PER_WORKER: usize = 16;
+
+impl Bases {
+    fn get(&mut self, path: &Path, opts: &OpenOptions) -> Result<&mut Image> {
+        if !self.open.contains_key(path) {
+            if self.open.len() >= BASES_PER_WORKER {
+                self.open.clear();
+            }
+            let image = open(path, opts)?;
+            self.open.insert(path.to_path_buf(), image);
+        }
+        Ok(self
+            .open
+            .get_mut(path)
+            .expect("inserted above when missing"))
     }
 }

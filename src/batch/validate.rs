@@ -5,10 +5,13 @@
 use super::job::{Entry, Job};
 use crate::chain::chain_files;
 use crate::error::{Error, Result};
-use crate::image::{open, OpenOptions};
+use crate::image::{open, Image, OpenOptions};
+use crate::overlay::Patch;
+use crate::recipe::{Plan, Spec};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Validates every entry (whatever the shard) without writing anything:
 /// every base opens, every recipe plans on its base (every chain link on the
@@ -16,26 +19,99 @@ use std::path::{Component, Path, PathBuf};
 /// base's chain. The first problem found, in order, is returned, naming the
 /// entry and the field (`image[3].offset: …`).
 pub fn validate(entries: &[Entry], open_opts: &OpenOptions) -> Result<()> {
+    validate_planned(entries, open_opts).map(|_| ())
+}
+
+/// The plans [`validate_planned`] made, by base path (as the manifest
+/// gives it) and recipe, to be used again when the entries are written.
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    plans: HashMap<(PathBuf, String), Arc<Plan>>,
+    /// Bytes of data patches held.
+    bytes: usize,
+}
+
+/// Data patch bytes [`Plans`] holds at most (plans beyond it are made again
+/// when the entry is written), so a manifest of big `write` payloads does
+/// not hold them all in memory.
+const PLAN_BYTES: usize = 16 << 20;
+
+/// Bases validation keeps open at a time.
+const OPEN_BASES: usize = 64;
+
+/// The key of `spec` on `base` in [`Plans`]: recipes are compared by name
+/// and parameters.
+fn plan_key(base: &Path, spec: &Spec) -> (PathBuf, String) {
+    (
+        base.to_path_buf(),
+        format!("{} {}", spec.name(), spec.params_json()),
+    )
+}
+
+impl Plans {
+    /// The plan of `spec` on `base`, if it was kept.
+    pub(crate) fn get(&self, base: &Path, spec: &Spec) -> Option<Plan> {
+        self.plans
+            .get(&plan_key(base, spec))
+            .map(|p| Plan::clone(p))
+    }
+}
+
+/// [`validate`], keeping the plans it made ([`Plans`]). Each base is opened
+/// once, and entries applying the same recipe to the same base are planned
+/// once (a plan depends on the base's bytes and the recipe only).
+pub(crate) fn validate_planned(entries: &[Entry], open_opts: &OpenOptions) -> Result<Plans> {
     // Files of bases' chains: by (device, inode) and by normalized path.
     let mut base_ids: HashMap<(u64, u64), String> = HashMap::new();
     let mut base_paths: HashMap<PathBuf, String> = HashMap::new();
     // Every output: normalized path -> (entry.field).
     let mut outputs: Vec<(PathBuf, PathBuf, String)> = Vec::new();
+    // Bases of [[image]] entries, opened once each.
+    let mut opened: HashMap<PathBuf, Image> = HashMap::new();
+    let mut plans = Plans::default();
     for entry in entries {
         let at = |e: Error| super::within(&entry.name, e);
-        let image = match &entry.job {
+        let chain_image;
+        let image: &Image = match &entry.job {
             Job::Image(j) => {
-                let mut image = open(&j.base, open_opts).map_err(|e| at(e.context("base")))?;
-                j.recipe.plan(&mut image).map_err(at)?;
+                let new = !opened.contains_key(&j.base);
+                if new {
+                    if opened.len() >= OPEN_BASES {
+                        opened.clear();
+                    }
+                    let image = open(&j.base, open_opts).map_err(|e| at(e.context("base")))?;
+                    opened.insert(j.base.clone(), image);
+                }
+                let image = opened.get_mut(&j.base).expect("opened above");
+                let key = plan_key(&j.base, &j.recipe);
+                if !plans.plans.contains_key(&key) {
+                    let plan = j.recipe.plan(image).map_err(at)?;
+                    let bytes: usize = plan
+                        .patches
+                        .iter()
+                        .map(|p| match p {
+                            Patch::Data { bytes, .. } => bytes.len(),
+                            Patch::Zero { .. } => 0,
+                        })
+                        .sum();
+                    if plans.bytes + bytes <= PLAN_BYTES {
+                        plans.bytes += bytes;
+                        plans.plans.insert(key, Arc::new(plan));
+                    }
+                }
                 outputs.push((
                     j.output.clone(),
                     normalize(&j.output),
                     format!("{}.output", entry.name),
                 ));
-                image
+                if !new {
+                    // Its chain's files are recorded already.
+                    continue;
+                }
+                &*image
             }
             Job::Chain(c) => {
-                let image = c
+                chain_image = c
                     .clone()
                     .open_options(open_opts.clone())
                     .check()
@@ -44,10 +120,10 @@ pub fn validate(entries: &[Entry], open_opts: &OpenOptions) -> Result<()> {
                 for out in c.outputs() {
                     outputs.push((out.clone(), normalize(&out), format!("{}.dir", entry.name)));
                 }
-                image
+                &chain_image
             }
         };
-        for id in chain_files(&image)? {
+        for id in chain_files(image)? {
             base_ids.entry(id).or_insert_with(|| entry.name.clone());
         }
         for layer in image.chain_info() {
@@ -77,7 +153,7 @@ pub fn validate(entries: &[Entry], open_opts: &OpenOptions) -> Result<()> {
             .context(field.clone()));
         }
     }
-    Ok(())
+    Ok(plans)
 }
 
 /// An absolute path for comparisons: its longest existing ancestor

@@ -16,7 +16,8 @@ Produce the images and chains a TOML manifest lists.
 The whole manifest is validated first (syntax, bases, recipe parameters, outputs); nothing is \
 written if any entry is wrong. Entries run in parallel (--jobs); outputs that exist with the bytes \
 they would get are left alone, so a re-run is a no-op. A failed entry does not stop the others; the \
-exit code is that of the first failure.
+exit code is that of the first failure. [[image]] outputs are flushed together and moved into place \
+once every entry is done (with --json-lines, each entry's as it finishes).
 
 Manifest format (TOML). Relative paths resolve against the manifest's directory. Byte counts are \
 integers or strings with a suffix (\"1M\", \"64K\", \"2048s\"). Unknown fields are errors.
@@ -63,16 +64,19 @@ pub struct Args {
     /// Replace outputs that exist with other bytes (by default that is an error).
     #[arg(long)]
     pub overwrite: bool,
-    /// Do not flush the output to stable storage before reporting it done
+    /// Do not flush the outputs to stable storage before reporting them done
     /// (like qemu-img's default output cache mode): faster, still complete or
     /// absent if qfault dies, but possibly lost or torn after a power loss.
+    /// By default the outputs are flushed together, once per run (with
+    /// --json-lines, each entry's as it finishes).
     #[arg(long)]
     pub no_sync: bool,
     /// Print the report as JSON.
     #[arg(long, conflicts_with = "json_lines")]
     pub json: bool,
     /// Stream JSON lines instead of a table: one object per entry as soon
-    /// as it finishes (in order of completion, flushed), then one summary.
+    /// as it finishes, its outputs in place (in order of completion,
+    /// flushed; each entry's outputs are flushed on their own), then one summary.
     /// Entry lines: {"schema":1, "event":"entry", "entry", "index", "outputs",
     /// "status", "error", "timings":{"seconds"}}; the last line:
     /// {"schema":1, "event":"summary", "manifest", "shard", "entries",
@@ -103,17 +107,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let progress = Progress::items("batch", total as u64, "entries");
     // The first error printing a JSON line; the batch itself goes on.
     let stream_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
-    let mut report = batch.run_with(&|e| {
-        progress.inc();
-        if args.json_lines {
+    // Streaming JSON lines: each entry is placed (and flushed) as it
+    // finishes, so its line means its outputs are there. Otherwise every
+    // output is flushed once, together, at the end of the run.
+    let mut report = if args.json_lines {
+        batch.run_with(&|e| {
+            progress.inc();
             if let Err(err) = entry_line(e).and_then(print_line) {
                 stream_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get_or_insert(err);
             }
-        }
-    })?;
+        })?
+    } else {
+        batch.run_with_progress(&|_| progress.inc())?
+    };
     drop(progress);
     if let Some(e) = stream_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e.context("printing the JSON lines"));

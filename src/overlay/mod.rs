@@ -215,6 +215,44 @@ impl Staged {
         self.status
     }
 
+    /// Releases the temporary file's descriptor once it is written and
+    /// checked (see [`crate::output::AtomicFile::close`]): a batch stages
+    /// many files before committing them together.
+    pub fn close(&mut self) {
+        if let Some(f) = &mut self.file {
+            f.close();
+        }
+    }
+
+    /// Commits files staged together (a batch's outputs) with one flush for
+    /// all of them, each on its own terms ([`crate::output::commit_each`]):
+    /// one result per file, in order; a failure leaves the others placed.
+    pub fn commit_each(staged: Vec<Staged>) -> Vec<Result<(OverlayReport, Status)>> {
+        let mut files = Vec::new();
+        let mut done = Vec::with_capacity(staged.len());
+        for s in staged {
+            let slot = s.file.as_ref().map(|_| files.len());
+            files.extend(s.file);
+            done.push((s.report, s.status, slot));
+        }
+        let mut results: Vec<Option<Result<()>>> = crate::output::commit_each(files)
+            .into_iter()
+            .map(Some)
+            .collect();
+        done.into_iter()
+            .map(|(mut report, status, slot)| {
+                if let Some(r) = slot.and_then(|i| results[i].take()) {
+                    r?;
+                }
+                // Stat after the sync, as commit_all does.
+                use std::os::unix::fs::MetadataExt;
+                report.allocated_size =
+                    std::fs::metadata(&report.path).map_or(0, |m| m.blocks() * 512);
+                Ok((report, status))
+            })
+            .collect()
+    }
+
     /// Fsyncs the overlay and moves it into place (nothing to do when
     /// unchanged), and reports it.
     pub fn commit(self) -> Result<(OverlayReport, Status)> {
