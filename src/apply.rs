@@ -16,11 +16,11 @@
 
 use crate::error::{Error, Result};
 use crate::image::qcow2::header::CompressionType;
-use crate::image::{self, Image, LayerInfo, OpenOptions};
+use crate::image::{self, BlockStore, Image, LayerInfo, OpenOptions, ReadAt, Stored};
 use crate::overlay::{stage_overlay, BackingName, OverlayOptions, OverlayReport, Staged, Status};
 use crate::recipe::{Plan, Skipped, Spec, Target};
 use crate::standalone::{open_qcow2, open_raw, stage_qcow2, stage_raw};
-use crate::verify::{differences, first_difference};
+use crate::verify::{differences_stored, first_difference, TopView};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -133,13 +133,15 @@ pub fn apply_as(
     open: &OpenOptions,
 ) -> Result<Output> {
     let start = Instant::now();
-    let plan = spec.plan(base)?;
+    // What the plan reads of the base serves the post-write check again.
+    let mut base_blocks = BlockStore::new();
+    let plan = spec.plan(&mut Stored::new(&mut *base, &mut base_blocks))?;
     let dir = crate::output::parent_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let staged: Staged = match format {
         OutputFormat::Overlay => {
             let s = stage_overlay(base, &plan.patches, out, opts)?;
-            check_overlay(base, spec, &plan, s.path(), out, open)?;
+            check_overlay_stored(base, spec, &plan, s.path(), out, open, &mut base_blocks)?;
             s
         }
         OutputFormat::Raw => {
@@ -187,8 +189,23 @@ pub fn check_overlay(
     name: &Path,
     open: &OpenOptions,
 ) -> Result<()> {
+    check_overlay_stored(base, spec, plan, file, name, open, &mut BlockStore::new())
+}
+
+/// [`check_overlay`], reading the base's bytes through `base_blocks`
+/// (blocks of `base`'s guest, e.g. those the plan read): see
+/// [`check_top_stored`].
+pub fn check_overlay_stored(
+    base: &mut Image,
+    spec: &Spec,
+    plan: &Plan,
+    file: &Path,
+    name: &Path,
+    open: &OpenOptions,
+    base_blocks: &mut BlockStore,
+) -> Result<()> {
     base.push_staged(file, name, open)?;
-    let result = check_top(base, spec, plan);
+    let result = check_top_stored(base, spec, plan, base_blocks);
     base.pop_top();
     result
 }
@@ -199,20 +216,41 @@ pub fn check_overlay(
 /// computed from the written bytes equals the plan's. Fails with
 /// [`Error::Refused`] naming the first difference.
 pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
+    check_top_stored(image, spec, plan, &mut BlockStore::new())
+}
+
+/// [`check_top`], reading the backing chain's bytes through `below_blocks`
+/// (blocks of the guest below the top, e.g. those the plan read of the
+/// base). The top image's own bytes are read from its file, each once
+/// ([`TopView`]).
+pub fn check_top_stored(
+    image: &mut Image,
+    spec: &Spec,
+    plan: &Plan,
+    below_blocks: &mut BlockStore,
+) -> Result<()> {
     let name = image.path().display().to_string();
     let fail = |why: String| {
         Error::Refused(format!(
             "the written overlay {name} failed its check: {why}"
         ))
     };
-    if let Some(r) = differences(image, &plan.patches)?.first() {
+    let mut top_blocks = BlockStore::new();
+    if let Some(r) =
+        differences_stored(image, &plan.patches, &mut top_blocks, below_blocks)?.first()
+    {
         return Err(fail(format!(
             "guest bytes {}..{} do not read as the plan says",
             r.offset,
             r.end()
         )));
     }
-    check_predictions(image, spec, plan, &fail)
+    check_predictions(
+        &mut TopView::new(image, &mut top_blocks, below_blocks),
+        spec,
+        plan,
+        &fail,
+    )
 }
 
 /// The post-write check of a standalone output, `written` opened on its
@@ -239,7 +277,7 @@ pub fn check_standalone(
 
 /// Each target's prediction, computed again from `image`, equals the plan's.
 fn check_predictions(
-    image: &mut Image,
+    image: &mut dyn ReadAt,
     spec: &Spec,
     plan: &Plan,
     fail: &dyn Fn(String) -> Error,

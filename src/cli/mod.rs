@@ -144,6 +144,7 @@ pub fn main() -> i32 {
         Command::Chain(a) => chain::run(a),
         Command::Batch(a) => batch::run(a),
         Command::Completions(a) => {
+            inject::build_every_recipe();
             clap_complete::generate(
                 a.shell,
                 &mut Cli::command(),
@@ -169,6 +170,7 @@ pub fn main() -> i32 {
 
 /// Writes one man page per command and subcommand into `dir`.
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    inject::build_every_recipe();
     std::fs::create_dir_all(dir).map_err(|e| qfault::Error::io(dir, e))?;
     clap_mangen::generate_to(Cli::command(), dir).map_err(|e| qfault::Error::io(dir, e))?;
     common::verbose_line(&format!("wrote the man pages into {}", dir.display()));
@@ -185,5 +187,43 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// A recipe's subcommand holds the same whether it was deferred (the
+    /// one named on the command line) or built with every other
+    /// (completions, man pages). (Where clap lists the global -q and -v
+    /// among the options may differ, as it always did between the two.)
+    #[test]
+    fn deferred_recipes_build_as_eager_ones() {
+        let describe = |cmd: &mut clap::Command| {
+            let inject = cmd.find_subcommand_mut("inject").expect("inject");
+            let mut out = Vec::new();
+            for r in qfault::recipe::RECIPES {
+                let sub = inject.find_subcommand_mut(r.name()).expect("recipe");
+                let mut args: Vec<String> = sub
+                    .get_arguments()
+                    .map(|a| a.get_id().to_string())
+                    .collect();
+                args.sort();
+                out.push(format!(
+                    "{:?} {:?} {:?} {}",
+                    sub.get_about().map(|a| a.to_string()),
+                    sub.get_long_about().map(|a| a.to_string()),
+                    sub.get_after_help().map(|a| a.to_string()),
+                    args.join(" ")
+                ));
+                out.push(sub.render_usage().to_string());
+            }
+            out
+        };
+        let mut deferred = Cli::command();
+        deferred.build();
+        inject::build_every_recipe();
+        let mut eager = Cli::command();
+        eager.build();
+        let (d, e) = (describe(&mut deferred), describe(&mut eager));
+        assert!(d[0].contains("No change"), "{}", d[0]);
+        assert!(d[1].contains("qfault inject empty"), "{}", d[1]);
+        assert_eq!(d, e);
     }
 }
