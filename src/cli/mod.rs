@@ -132,8 +132,11 @@ enum Command {
     Man(Man),
 }
 
+/// Adds a command's arguments to its (deferred) command.
+type Augment = fn(clap::Command) -> clap::Command;
+
 /// Each command's arguments, as [`Command`] defers them.
-const COMMANDS: [(&str, fn(clap::Command) -> clap::Command); 11] = [
+const COMMANDS: [(&str, Augment); 11] = [
     ("info", <info::Args as clap::Args>::augment_args),
     ("export", <export::Args as clap::Args>::augment_args),
     ("inspect", <inspect::Args as clap::Args>::augment_args),
