@@ -212,7 +212,7 @@ pub fn check_overlay_stored(
 
 /// The post-write check, with the written overlay on top of `image`: the
 /// guest reads exactly as the overlay's backing chain with `plan`'s patches
-/// applied ([`differences`] is empty), and each target's prediction
+/// applied ([`crate::verify::differences`] is empty), and each target's prediction
 /// computed from the written bytes equals the plan's. Fails with
 /// [`Error::Refused`] naming the first difference.
 pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
