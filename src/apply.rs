@@ -19,11 +19,11 @@
 
 use crate::error::{Error, Result};
 use crate::image::qcow2::header::CompressionType;
-use crate::image::{self, Image, LayerInfo, OpenOptions};
+use crate::image::{self, BlockStore, Image, LayerInfo, OpenOptions, ReadAt, Stored};
 use crate::overlay::{stage_overlay, BackingName, OverlayOptions, OverlayReport, Staged, Status};
 use crate::recipe::{Plan, Skipped, Spec, Target};
 use crate::standalone::{open_qcow2, open_raw, stage_qcow2, stage_raw};
-use crate::verify::{differences, first_difference};
+use crate::verify::{differences_stored, first_difference, TopView};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -151,8 +151,10 @@ pub fn stage_as(
     format: OutputFormat,
     open: &OpenOptions,
 ) -> Result<StagedOutput> {
-    let plan = spec.plan(base)?;
-    stage_planned(base, spec, plan, out, opts, format, open)
+    // What the plan reads of the base serves the post-write check again.
+    let mut base_blocks = BlockStore::new();
+    let plan = spec.plan(&mut Stored::new(&mut *base, &mut base_blocks))?;
+    stage_with(base, spec, plan, out, opts, format, open, &mut base_blocks)
 }
 
 /// [`stage_as`] with `plan`, already made by `spec.plan(base)` (a batch
@@ -167,6 +169,23 @@ pub fn stage_planned(
     format: OutputFormat,
     open: &OpenOptions,
 ) -> Result<StagedOutput> {
+    let mut base_blocks = BlockStore::new();
+    stage_with(base, spec, plan, out, opts, format, open, &mut base_blocks)
+}
+
+/// [`stage_planned`], the post-write check reading the base through
+/// `base_blocks` (what planning already read of it).
+#[allow(clippy::too_many_arguments)]
+fn stage_with(
+    base: &mut Image,
+    spec: &Spec,
+    plan: Plan,
+    out: &Path,
+    opts: &OverlayOptions,
+    format: OutputFormat,
+    open: &OpenOptions,
+    base_blocks: &mut BlockStore,
+) -> Result<StagedOutput> {
     let start = Instant::now();
     let dir = crate::output::parent_dir(out);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -174,7 +193,7 @@ pub fn stage_planned(
         OutputFormat::Overlay => {
             let s = stage_overlay(base, &plan.patches, out, opts)?;
             if s.status() != Status::Unchanged {
-                check_overlay(base, spec, &plan, s.path(), out, open)?;
+                check_overlay_stored(base, spec, &plan, s.path(), out, open, base_blocks)?;
             }
             s
         }
@@ -301,32 +320,68 @@ pub fn check_overlay(
     name: &Path,
     open: &OpenOptions,
 ) -> Result<()> {
+    check_overlay_stored(base, spec, plan, file, name, open, &mut BlockStore::new())
+}
+
+/// [`check_overlay`], reading the base's bytes through `base_blocks`
+/// (blocks of `base`'s guest, e.g. those the plan read): see
+/// [`check_top_stored`].
+pub fn check_overlay_stored(
+    base: &mut Image,
+    spec: &Spec,
+    plan: &Plan,
+    file: &Path,
+    name: &Path,
+    open: &OpenOptions,
+    base_blocks: &mut BlockStore,
+) -> Result<()> {
     base.push_staged(file, name, open)?;
-    let result = check_top(base, spec, plan);
+    let result = check_top_stored(base, spec, plan, base_blocks);
     base.pop_top();
     result
 }
 
 /// The post-write check, with the written overlay on top of `image`: the
 /// guest reads exactly as the overlay's backing chain with `plan`'s patches
-/// applied ([`differences`] is empty), and each target's prediction
+/// applied ([`crate::verify::differences`] is empty), and each target's prediction
 /// computed from the written bytes equals the plan's. Fails with
 /// [`Error::Refused`] naming the first difference.
 pub fn check_top(image: &mut Image, spec: &Spec, plan: &Plan) -> Result<()> {
+    check_top_stored(image, spec, plan, &mut BlockStore::new())
+}
+
+/// [`check_top`], reading the backing chain's bytes through `below_blocks`
+/// (blocks of the guest below the top, e.g. those the plan read of the
+/// base). The top image's own bytes are read from its file, each once
+/// ([`TopView`]).
+pub fn check_top_stored(
+    image: &mut Image,
+    spec: &Spec,
+    plan: &Plan,
+    below_blocks: &mut BlockStore,
+) -> Result<()> {
     let name = image.path().display().to_string();
     let fail = |why: String| {
         Error::Refused(format!(
             "the written overlay {name} failed its check: {why}"
         ))
     };
-    if let Some(r) = differences(image, &plan.patches)?.first() {
+    let mut top_blocks = BlockStore::new();
+    if let Some(r) =
+        differences_stored(image, &plan.patches, &mut top_blocks, below_blocks)?.first()
+    {
         return Err(fail(format!(
             "guest bytes {}..{} do not read as the plan says",
             r.offset,
             r.end()
         )));
     }
-    check_predictions(image, spec, plan, &fail)
+    check_predictions(
+        &mut TopView::new(image, &mut top_blocks, below_blocks),
+        spec,
+        plan,
+        &fail,
+    )
 }
 
 /// The post-write check of a standalone output, `written` opened on its
@@ -353,7 +408,7 @@ pub fn check_standalone(
 
 /// Each target's prediction, computed again from `image`, equals the plan's.
 fn check_predictions(
-    image: &mut Image,
+    image: &mut dyn ReadAt,
     spec: &Spec,
     plan: &Plan,
     fail: &dyn Fn(String) -> Error,

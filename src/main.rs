@@ -9,6 +9,17 @@
 mod cli;
 
 fn main() {
+    // Buffers up to 1 MiB (L2 tables, clusters, the NTFS upcase table)
+    // come from the heap and are reused once freed, rather than from fresh
+    // mappings whose every page faults in when first touched (glibc's
+    // default threshold is 128 KiB, adjusted upwards only after a free):
+    // a hundred page faults fewer per `inject`.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's parameters; called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     // SIGPIPE stays ignored (Rust's default): writes to a closed pipe fail
     // with EPIPE, which the CLI's output functions turn into a quiet exit
     // after removing any temporary file, rather than a death mid-write.

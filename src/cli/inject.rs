@@ -113,18 +113,50 @@ impl FromArgMatches for Injection {
 impl clap::Args for Injection {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         let cmd = cmd.subcommand_required(true).arg_required_else_help(true);
+        // Each recipe's arguments are built only when clap needs them (the
+        // recipe named on the command line): building all of them took a
+        // millisecond per run. The name and about are all `inject --help`
+        // lists. Completions and man pages build every one at once, so that
+        // `help inject RECIPE` and the options come out as they always did.
+        let eager = EVERY_RECIPE.load(std::sync::atomic::Ordering::Relaxed);
         RECIPES.iter().fold(cmd, |cmd, r| {
-            let sub = OverlayArgs::augment_args(r.command().disable_help_flag(false))
+            let stub = clap::Command::new(r.name())
                 .about(r.about())
-                .long_about(r.about())
-                .after_help(footer!("{\"schema\": 1, \"command\": \"inject\", \"base_chain\": [Layer...] (as `info`), \"output\": Output, \"timings\"}; an Output is {\"path\", \"recipe\": {\"name\", \"params\"}, \"status\": written|unchanged|replaced, \"overlay\": {\"path\", \"virtual_size\", \"cluster_size\", \"backing_file\", \"backing_format\", \"data_clusters\", \"zero_clusters\", \"file_size\", \"allocated_size\"}, \"targets\": [{\"recipe\", \"partition\", \"changes\": [{\"offset\", \"length\"}], \"prediction\": {\"outcomes\": [{\"role\", \"tool\", \"command\", \"result\", \"exit_code\", \"message\", \"verified_with\"}], \"byte_identical_after_repair\", \"notes\"}}], \"skipped\"}."));
-            cmd.subcommand(sub)
+                .long_about(r.about());
+            cmd.subcommand(if eager {
+                recipe_command(stub)
+            } else {
+                stub.defer(recipe_command)
+            })
         })
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         Self::augment_args(cmd)
     }
+}
+
+/// Whether `inject`'s recipe subcommands are built at once rather than
+/// deferred (see [`build_every_recipe`]).
+static EVERY_RECIPE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the commands built from now on hold every recipe's subcommand in
+/// full (for completions and man pages), not deferred until one is used.
+pub fn build_every_recipe() {
+    EVERY_RECIPE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The rest of a recipe's subcommand, deferred by [`Injection`]'s
+/// `augment_args`: the recipe's parameters, then the arguments every recipe
+/// shares, and the help footer.
+fn recipe_command(cmd: clap::Command) -> clap::Command {
+    let Some(r) = qfault::recipe::find(cmd.get_name()) else {
+        return cmd;
+    };
+    <OverlayArgs as clap::Args>::augment_args(r.augment_args(cmd))
+        .about(r.about())
+        .long_about(r.about())
+        .after_help(footer!("{\"schema\": 1, \"command\": \"inject\", \"base_chain\": [Layer...] (as `info`), \"output\": Output, \"timings\"}; an Output is {\"path\", \"recipe\": {\"name\", \"params\"}, \"status\": written|unchanged|replaced, \"overlay\": {\"path\", \"virtual_size\", \"cluster_size\", \"backing_file\", \"backing_format\", \"data_clusters\", \"zero_clusters\", \"file_size\", \"allocated_size\"}, \"targets\": [{\"recipe\", \"partition\", \"changes\": [{\"offset\", \"length\"}], \"prediction\": {\"outcomes\": [{\"role\", \"tool\", \"command\", \"result\", \"exit_code\", \"message\", \"verified_with\"}], \"byte_identical_after_repair\", \"notes\"}}], \"skipped\"}."))
 }
 
 /// `-O`/`--output-format` values (the names of [`OutputFormat`]).

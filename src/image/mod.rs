@@ -25,4 +25,4 @@ pub use chain::{
     open, open_partial, BelowTop, ChainBreak, ChainExtent, Format, Image, Layer, LayerInfo,
     OpenOptions, PartialChain, DEFAULT_MAX_DEPTH,
 };
-pub use read_at::{check_range, BlockCache, Cursor, MemDisk, ReadAt, Window};
+pub use read_at::{check_range, BlockCache, BlockStore, Cursor, MemDisk, ReadAt, Stored, Window};

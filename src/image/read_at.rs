@@ -182,6 +182,106 @@ impl<R: ReadAt> ReadAt for BlockCache<R> {
     }
 }
 
+/// Guest blocks of one disk kept for the length of one job, so that what
+/// one stage reads serves the next without reading the file again: the
+/// plan's probes read the same superblocks several times, and the
+/// post-write check reads the base's bytes the plan already read
+/// ([`crate::apply`]). The store is keyed by guest offset: every reader
+/// given the same store must read the same, unchanging guest (the base
+/// chain, opened read-only and locked).
+///
+/// Reads are served in aligned blocks of [`BlockStore::BLOCK`] bytes; a
+/// miss reads the whole run of missing blocks in one read of the inner
+/// reader. Reads longer than [`BlockStore::MAX_READ`] go straight through
+/// (keeping them cost more in fresh memory, a page fault per 4 KiB, than
+/// reading them again), and at most [`BlockStore::MAX_BLOCKS`] blocks are
+/// kept (later misses are read without being kept): at most 4 MiB.
+#[derive(Debug, Default)]
+pub struct BlockStore {
+    blocks: std::collections::HashMap<u64, Box<[u8]>>,
+}
+
+impl BlockStore {
+    /// Block size in bytes.
+    pub const BLOCK: u64 = 512;
+    /// Most blocks kept.
+    pub const MAX_BLOCKS: usize = 8192;
+    /// Longest read served through the store.
+    pub const MAX_READ: usize = 16 << 10;
+
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fills `buf` with the bytes of `inner` at `offset`, from the blocks
+    /// kept where they are, else from `inner` (keeping what it read).
+    pub fn read(&mut self, inner: &mut dyn ReadAt, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let size = inner.size();
+        check_range(offset, buf.len() as u64, size)?;
+        if buf.len() > Self::MAX_READ {
+            return inner.read_at(offset, buf);
+        }
+        let end = offset + buf.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / Self::BLOCK;
+            let block_start = index * Self::BLOCK;
+            if let Some(b) = self.blocks.get(&index) {
+                let stop = end.min(block_start + b.len() as u64);
+                buf[(pos - offset) as usize..(stop - offset) as usize].copy_from_slice(
+                    &b[(pos - block_start) as usize..(stop - block_start) as usize],
+                );
+                pos = stop;
+                continue;
+            }
+            // The run of missing blocks from here to the end of the read.
+            let mut last = index;
+            while (last + 1) * Self::BLOCK < end && !self.blocks.contains_key(&(last + 1)) {
+                last += 1;
+            }
+            let run_end = size.min((last + 1) * Self::BLOCK);
+            let mut run = vec![0u8; (run_end - block_start) as usize];
+            inner.read_at(block_start, &mut run)?;
+            let stop = end.min(run_end);
+            buf[(pos - offset) as usize..(stop - offset) as usize]
+                .copy_from_slice(&run[(pos - block_start) as usize..(stop - block_start) as usize]);
+            for (i, chunk) in run.chunks(Self::BLOCK as usize).enumerate() {
+                if self.blocks.len() >= Self::MAX_BLOCKS {
+                    break;
+                }
+                self.blocks.insert(index + i as u64, chunk.into());
+            }
+            pos = stop;
+        }
+        Ok(())
+    }
+}
+
+/// A reader whose reads go through a [`BlockStore`] it borrows.
+#[derive(Debug)]
+pub struct Stored<'s, R> {
+    inner: R,
+    store: &'s mut BlockStore,
+}
+
+impl<'s, R: ReadAt> Stored<'s, R> {
+    /// Reads of `inner` served through `store`.
+    pub fn new(inner: R, store: &'s mut BlockStore) -> Self {
+        Stored { inner, store }
+    }
+}
+
+impl<R: ReadAt> ReadAt for Stored<'_, R> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.store.read(&mut self.inner, offset, buf)
+    }
+}
+
 /// Adapts any [`ReadAt`] to [`std::io::Read`] + [`std::io::Seek`].
 ///
 /// Reads stop at the end of the disk (a short read, then `Ok(0)`).
@@ -279,6 +379,61 @@ mod tests {
         }
         let mut b = [0u8; 2];
         assert!(c.read_at(19_999, &mut b).is_err());
+    }
+
+    /// Counts the reads reaching it.
+    struct Counting(MemDisk, usize);
+
+    impl ReadAt for Counting {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            self.1 += 1;
+            self.0.read_at(offset, buf)
+        }
+    }
+
+    #[test]
+    fn block_store_reads_like_its_inner_reader_and_reads_once() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut inner = Counting(MemDisk(data.clone()), 0);
+        let mut store = BlockStore::new();
+        let cases = [
+            (0, 1),
+            (4095, 2),
+            (8190, 5000),
+            (19_999, 1),
+            (100, 4096),
+            (0, 16_384),
+            (16_000, 4000),
+        ];
+        for (off, len) in cases {
+            let mut b = vec![0u8; len];
+            store.read(&mut inner, off as u64, &mut b).unwrap();
+            assert_eq!(b, data[off..off + len], "{off}+{len}");
+        }
+        // Every block (the last one short) read once.
+        let reads = inner.1;
+        for (off, len) in cases {
+            let mut b = vec![0u8; len];
+            Stored::new(&mut inner, &mut store)
+                .read_at(off as u64, &mut b)
+                .unwrap();
+            assert_eq!(b, data[off..off + len], "{off}+{len}");
+        }
+        assert_eq!(inner.1, reads, "the second pass is served from the store");
+        let mut b = [0u8; 2];
+        assert!(store.read(&mut inner, 19_999, &mut b).is_err());
+        // Past MAX_READ: straight through, nothing kept.
+        let big = BlockStore::MAX_READ + 1;
+        let mut inner = Counting(MemDisk(vec![3u8; big]), 0);
+        let mut store = BlockStore::new();
+        let mut b = vec![0u8; big];
+        store.read(&mut inner, 0, &mut b).unwrap();
+        store.read(&mut inner, 0, &mut b).unwrap();
+        assert_eq!(inner.1, 2);
+        assert!(store.blocks.is_empty());
     }
 
     #[test]

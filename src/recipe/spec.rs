@@ -24,6 +24,9 @@ pub trait DynRecipe: Send + Sync {
     fn catalogue(&self) -> Catalogue;
     /// The clap command `NAME [ARGS]` holding the parameters' arguments.
     fn command(&self) -> clap::Command;
+    /// `cmd` with the parameters' arguments added (what [`DynRecipe::command`]
+    /// adds to a new command named [`DynRecipe::name`]).
+    fn augment_args(&self, cmd: clap::Command) -> clap::Command;
     /// The parameters from parsed arguments of [`DynRecipe::command`].
     fn spec_from_matches(&self, m: &clap::ArgMatches) -> Result<Spec>;
     /// The parameters with relative paths resolved against `dir`.
@@ -114,11 +117,15 @@ impl<R: Recipe> DynRecipe for Entry<R> {
     }
 
     fn command(&self) -> clap::Command {
-        <R::Params as clap::Args>::augment_args(
+        self.augment_args(
             clap::Command::new(R::NAME)
                 .about(R::ABOUT)
                 .disable_help_flag(true),
         )
+    }
+
+    fn augment_args(&self, cmd: clap::Command) -> clap::Command {
+        <R::Params as clap::Args>::augment_args(cmd)
     }
 
     fn spec_from_matches(&self, m: &clap::ArgMatches) -> Result<Spec> {

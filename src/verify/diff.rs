@@ -8,7 +8,7 @@
 //! byte by byte.
 
 use crate::error::Result;
-use crate::image::{Image, ReadAt};
+use crate::image::{check_range, BlockStore, Image, ReadAt};
 use crate::overlay::Patch;
 use crate::recipe::Range;
 
@@ -25,6 +25,17 @@ pub fn changed_ranges(top: &mut Image) -> Result<Vec<Range>> {
 /// with `patches` applied (in order), merged and in order: empty when the
 /// top image holds exactly those patches.
 pub fn differences(top: &mut Image, patches: &[Patch]) -> Result<Vec<Range>> {
+    differences_stored(top, patches, &mut BlockStore::new(), &mut BlockStore::new())
+}
+
+/// [`differences`], reading the guest through `top_store` and the backing
+/// chain through `below_store` (see [`TopView`]).
+pub fn differences_stored(
+    top: &mut Image,
+    patches: &[Patch],
+    top_store: &mut BlockStore,
+    below_store: &mut BlockStore,
+) -> Result<Vec<Range>> {
     let size = top.size();
     // What can differ: every extent the top provides, and every patch.
     let mut spans: Vec<(u64, u64)> = patches
@@ -51,8 +62,8 @@ pub fn differences(top: &mut Image, patches: &[Patch]) -> Result<Vec<Range>> {
             let n = (e - at).min(CHUNK) as usize;
             a.resize(n, 0);
             b.resize(n, 0);
-            top.read_at(at, &mut a)?;
-            top.below_top().read_at(at, &mut b)?;
+            top_store.read(top, at, &mut a)?;
+            below_store.read(&mut top.below_top(), at, &mut b)?;
             for p in patches {
                 p.apply(at, &mut b);
             }
@@ -66,6 +77,59 @@ pub fn differences(top: &mut Image, patches: &[Patch]) -> Result<Vec<Range>> {
         done = done.max(e);
     }
     Ok(out)
+}
+
+/// The guest as `top` (an overlay on its backing chain) reads it, for the
+/// post-write check: ranges the top image provides are read through the
+/// whole chain by way of `top_store`, which holds only what this check read
+/// (the overlay's own bytes come from its file, read once); the rest is read
+/// from the backing chain by way of `below_store`, which may hold what the
+/// plan read of the base before the overlay existed.
+#[derive(Debug)]
+pub struct TopView<'a> {
+    top: &'a mut Image,
+    top_store: &'a mut BlockStore,
+    below_store: &'a mut BlockStore,
+}
+
+impl<'a> TopView<'a> {
+    /// `top` read through `top_store` and `below_store`.
+    pub fn new(
+        top: &'a mut Image,
+        top_store: &'a mut BlockStore,
+        below_store: &'a mut BlockStore,
+    ) -> Self {
+        TopView {
+            top,
+            top_store,
+            below_store,
+        }
+    }
+}
+
+impl ReadAt for TopView<'_> {
+    fn size(&self) -> u64 {
+        self.top.size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len() as u64, self.size())?;
+        let end = offset + buf.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let (provided, len) = self.top.top_extent(pos, end - pos)?;
+            let stop = end.min(pos + len.max(1));
+            let part = &mut buf[(pos - offset) as usize..(stop - offset) as usize];
+            if provided {
+                self.top_store.read(self.top, pos, part)?;
+            } else {
+                self.below_store
+                    .read(&mut self.top.below_top(), pos, part)?;
+            }
+            pos = stop;
+        }
+        Ok(())
+    }
 }
 
 /// The first guest byte at which `written` (a standalone image: the whole

@@ -4,5 +4,5 @@
 pub mod diff;
 pub mod overlay;
 
-pub use diff::{changed_ranges, differences, first_difference};
+pub use diff::{changed_ranges, differences, differences_stored, first_difference, TopView};
 pub use overlay::{verify_overlay, Expectation, OverlayVerification, PartitionVerdict};
