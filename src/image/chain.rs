@@ -419,8 +419,8 @@ fn open_layers(
     let mut l1_bytes = 0u64;
     while let Some((p, open_at, format)) = next.take() {
         let nofollow = root.is_some() && !layers.is_empty();
-        let (file, file_len) = open_image_file(&p, &open_at, nofollow, opts.force_share, seen).map_err(
-            |e| match e {
+        let (file, file_len) = open_image_file(&p, &open_at, nofollow, opts.force_share, seen)
+            .map_err(|e| match e {
                 Error::Io { .. } if !layers.is_empty() => Error::Chain {
                     reason: format!(
                         "cannot open backing file {}: {}",
@@ -429,8 +429,7 @@ fn open_layers(
                     ),
                 },
                 e => e,
-            },
-        )?;
+            })?;
         let format = match format {
             Some(f) => f,
             None => probe(&file, &p, file_len)?,
