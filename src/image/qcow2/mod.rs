@@ -337,17 +337,20 @@ impl Qcow2Image {
                 ),
             ));
         }
-        self.check_no_overlap(host, cs, &format!("data cluster for guest offset {guest}"))?;
+        self.check_no_overlap(host, cs, || {
+            format!("data cluster for guest offset {guest}")
+        })?;
         Ok(host)
     }
 
-    /// Refuses a cluster that overlaps the header, the L1 table or the refcount table.
-    fn check_no_overlap(&self, start: u64, len: u64, what: &str) -> Result<()> {
+    /// Refuses a cluster that overlaps the header, the L1 table or the
+    /// refcount table; `what` names it (made only for the error).
+    fn check_no_overlap(&self, start: u64, len: u64, what: impl Fn() -> String) -> Result<()> {
         for &(m_start, m_len, name) in &self.metadata {
             if start < m_start.saturating_add(m_len) && m_start < start.saturating_add(len) {
                 return Err(Error::malformed(
                     &self.path,
-                    format!("{what} at host offset 0x{start:x} points into {name}"),
+                    format!("{} at host offset 0x{start:x} points into {name}", what()),
                 ));
             }
         }
@@ -366,23 +369,24 @@ impl Qcow2Image {
         if let Some(found) = self.l2_cache.get(slice_offset, at) {
             return Ok(found);
         }
-        let what = format!("L2 table of L1 entry {l1_index}");
+        let what = || format!("L2 table of L1 entry {l1_index}");
         if l2_offset % cs != 0 {
             return Err(Error::malformed(
                 &self.path,
-                format!("{what} at 0x{l2_offset:x} is not cluster-aligned"),
+                format!("{} at 0x{l2_offset:x} is not cluster-aligned", what()),
             ));
         }
         if !header::fits(l2_offset, cs, self.file_len) {
             return Err(Error::malformed(
                 &self.path,
                 format!(
-                    "{what} at 0x{l2_offset:x} lies past the end of the file ({} bytes)",
+                    "{} at 0x{l2_offset:x} lies past the end of the file ({} bytes)",
+                    what(),
                     self.file_len
                 ),
             ));
         }
-        self.check_no_overlap(l2_offset, cs, &what)?;
+        self.check_no_overlap(l2_offset, cs, what)?;
         let mut raw = vec![0u8; slice_bytes as usize];
         self.storage.read_at(slice_offset, &mut raw)?;
         let slice = be_words(&raw).into_boxed_slice();
