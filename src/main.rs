@@ -23,6 +23,9 @@ fn main() {
     // SIGPIPE stays ignored (Rust's default): writes to a closed pipe fail
     // with EPIPE, which the CLI's output functions turn into a quiet exit
     // after removing any temporary file, rather than a death mid-write.
+    // Before any thread starts: see reserve_fd_table.
+    cli::common::raise_open_file_limit();
+    cli::common::reserve_fd_table();
     if let Err(e) = qfault::output::install_signal_cleanup() {
         cli::common::print_error_line(&format!("{e}"));
         std::process::exit(cli::common::EXIT_ERROR);

@@ -287,6 +287,7 @@ fn print_table(r: &BatchReport) {
 
 /// Prints one line on stdout and flushes it, so a reader sees it now.
 fn print_line(line: String) -> anyhow::Result<()> {
+    super::common::write_pending_out()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()?;

@@ -198,7 +198,6 @@ pub fn main() -> i32 {
     } else {
         common::Verbosity::Normal
     });
-    common::raise_open_file_limit();
     let result = match &cli.command {
         Command::Info(a) => info::run(a),
         Command::Export(a) => export::run(a),

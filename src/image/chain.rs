@@ -419,8 +419,8 @@ fn open_layers(
     let mut l1_bytes = 0u64;
     while let Some((p, open_at, format)) = next.take() {
         let nofollow = root.is_some() && !layers.is_empty();
-        let file = open_image_file(&p, &open_at, nofollow, opts.force_share, seen).map_err(
-            |e| match e {
+        let (file, file_len) = open_image_file(&p, &open_at, nofollow, opts.force_share, seen)
+            .map_err(|e| match e {
                 Error::Io { .. } if !layers.is_empty() => Error::Chain {
                     reason: format!(
                         "cannot open backing file {}: {}",
@@ -429,23 +429,21 @@ fn open_layers(
                     ),
                 },
                 e => e,
-            },
-        )?;
+            })?;
         let format = match format {
             Some(f) => f,
-            None => probe(&file, &p)?,
+            None => probe(&file, &p, file_len)?,
         };
         log::info!(
-            "open {} read-only as {} ({} bytes)",
+            "open {} read-only as {} ({file_len} bytes)",
             p.display(),
             format.name(),
-            file.metadata().map_or(0, |m| m.len())
         );
         let layer = match format {
             Format::Raw => Layer::Raw(RawImage::from_file(file, &p)?),
-            Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(Box::new(FileStorage::new(
-                file, &p,
-            )?))?)),
+            Format::Qcow2 => Layer::Qcow2(Box::new(Qcow2Image::open(Box::new(
+                FileStorage::with_len(file, &p, file_len),
+            ))?)),
             other => {
                 let mut files = ChainFiles {
                     root: root.as_deref(),
@@ -507,14 +505,15 @@ fn open_layers(
 /// the path to open (canonical under a backing root, then opened without
 /// following a symlink swapped in after the check). Refuses loops (a file
 /// already in `seen`), directories, non-regular and empty files, and files
-/// another process writes (unless `force_share`).
+/// another process writes (unless `force_share`). Returns the file and
+/// its length.
 fn open_image_file(
     p: &Path,
     open_at: &Path,
     nofollow: bool,
     force_share: bool,
     seen: &mut HashSet<(u64, u64)>,
-) -> Result<File> {
+) -> Result<(File, u64)> {
     // O_NONBLOCK: a FIFO named by an image must not hang the open.
     let flags = libc::O_NONBLOCK | if nofollow { libc::O_NOFOLLOW } else { 0 };
     let file = std::fs::OpenOptions::new()
@@ -552,7 +551,7 @@ fn open_image_file(
     if !force_share {
         lock::lock_for_reading(&file, p)?;
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// The I/O error's own text, without the path [`Error::Io`] adds.
@@ -575,7 +574,7 @@ impl driver::Files for ChainFiles<'_> {
     fn open_named(&mut self, name: &str, referrer: &Path) -> Result<Box<dyn Storage>> {
         let path = backing::resolve(name, referrer)?;
         let open_at = BackingPolicy::confine(self.root, name, &path, referrer)?;
-        let file = open_image_file(
+        let (file, len) = open_image_file(
             &path,
             &open_at,
             self.root.is_some(),
@@ -593,17 +592,16 @@ impl driver::Files for ChainFiles<'_> {
             },
             e => e,
         })?;
-        Ok(Box::new(FileStorage::new(file, &path)?))
+        Ok(Box::new(FileStorage::with_len(file, &path, len)))
     }
 }
 
-/// The format of an image file, from its first and last bytes, as QEMU's
+/// The format of an image file of `len` bytes, from its first and last bytes, as QEMU's
 /// probes tell them; raw when no known format's magic is there. A format
 /// qfault recognises but cannot read is refused with the conversion that
 /// makes it readable: treating it as raw would damage its metadata, not the
 /// guest's disk.
-fn probe(file: &File, path: &Path) -> Result<Format> {
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+fn probe(file: &File, path: &Path, len: u64) -> Result<Format> {
     let mut head = vec![0u8; len.min(PROBE_BYTES) as usize];
     read_exact_at(file, path, 0, &mut head)?;
     let mut tail = [0u8; 512];
@@ -894,7 +892,7 @@ impl Image {
     }
 
     /// Splits the chain-wide L2 cache budget among the qcow2 images, so
-    /// memory does not grow with depth beyond one table per image.
+    /// memory does not grow with depth beyond one L2 slice (4 KiB) per image.
     fn share_l2_budget(&mut self) {
         self.unallocated = vec![None; self.layers.len()];
         let n = self.layers.len().max(1) as u64;

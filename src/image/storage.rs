@@ -50,6 +50,18 @@ impl FileStorage {
     }
 }
 
+impl FileStorage {
+    /// Wraps an open file named `path` whose length the caller just read
+    /// (one `fstat` per file of a chain, not two).
+    pub fn with_len(file: File, path: &Path, len: u64) -> Self {
+        FileStorage {
+            file,
+            path: path.to_path_buf(),
+            len,
+        }
+    }
+}
+
 impl Storage for FileStorage {
     fn len(&self) -> u64 {
         self.len

@@ -118,15 +118,26 @@ impl Header {
     }
 
     /// Bytes needed from the start of the file to parse the header: at least
-    /// the fixed fields, at most one cluster. `prefix` is the file's first bytes.
+    /// the fixed fields, at most one cluster. `prefix` is the file's first
+    /// bytes: when all that [`Header::parse`] reads (the header, its
+    /// extensions up to the end marker, the backing file name) lies in it,
+    /// `prefix` is enough (cut to one cluster), else the whole first
+    /// cluster is needed. Images put all of it in the first few hundred
+    /// bytes, so a 64 KiB-cluster image is not read whole to open it.
     pub fn needed_len(prefix: &[u8]) -> Option<usize> {
         if prefix.len() < 24 || prefix[0..4] != MAGIC {
             return None;
         }
         let bits = be32(prefix, 20);
-        (MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS)
-            .contains(&bits)
-            .then(|| 1usize << bits)
+        if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&bits) {
+            return None;
+        }
+        let cluster = 1usize << bits;
+        Some(if parsed_within(prefix, cluster) {
+            cluster.min(prefix.len())
+        } else {
+            cluster
+        })
     }
 
     /// Parses and validates the header found in `buf` (the file's first
@@ -503,6 +514,53 @@ fn backing_name(path: &Path, buf: &[u8], cluster_size: u64) -> Result<Option<Str
             format!("backing file name at byte {offset} ({len} bytes) lies outside the first cluster or the file"),
         )),
     }
+}
+
+/// Whether all that [`Header::parse`] reads from a first cluster of
+/// `cluster` bytes lies in `prefix`, so that it parses `prefix` exactly as
+/// it would the whole cluster: the header, the extensions it walks (up to
+/// the end marker or the extension area's end) and the backing file name.
+/// `false` when in doubt (the cluster is then read whole).
+fn parsed_within(prefix: &[u8], cluster: usize) -> bool {
+    let n = prefix.len();
+    if n < V3_MIN_HEADER_LEN as usize {
+        return false;
+    }
+    let header_length = match be32(prefix, 4) {
+        2 => V2_HEADER_LEN as usize,
+        3 => be32(prefix, 100) as usize,
+        _ => return false,
+    };
+    if header_length > n {
+        return false;
+    }
+    // The extension area ends at the cluster's end or where the backing
+    // file name starts (as in parse_extensions).
+    let mut end = cluster;
+    let backing_offset = be64(prefix, 8);
+    if backing_offset != 0 {
+        let name_end = backing_offset.checked_add(u64::from(be32(prefix, 16)));
+        if name_end.is_none_or(|e| e > n as u64) {
+            return false;
+        }
+        end = end.min(usize::try_from(backing_offset).unwrap_or(usize::MAX));
+    }
+    let mut pos = header_length;
+    while pos + 8 <= end {
+        if pos + 8 > n {
+            return false;
+        }
+        if be32(prefix, pos) == EXT_END {
+            return true;
+        }
+        let len = be32(prefix, pos + 4) as usize;
+        match (pos + 8).checked_add(len) {
+            Some(data_end) if data_end <= n => {}
+            _ => return false,
+        }
+        pos = pos + 8 + len.div_ceil(8) * 8;
+    }
+    true
 }
 
 /// A UTF-8 string from an image field.

@@ -1,119 +1,172 @@
-//! A bounded least-recently-used cache of L2 tables, keyed by file offset.
+//! A bounded least-recently-used cache of L2 table slices, keyed by file
+//! offset.
+//!
+//! Like QEMU's `l2-cache-entry-size`, the unit cached is a slice of an L2
+//! table ([`slice_bytes`]: 4 KiB, or the whole table when clusters are
+//! smaller), not the whole table: a lookup reads only the slice holding
+//! its entry, so a chain keeps about 4 KiB per image for the offsets it
+//! reads, not a whole table (64 KiB, up to 2 MiB) per image.
 
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::collections::{BTreeMap, HashMap};
 
-/// Bytes of L2 tables a whole chain keeps in memory (split across its images).
-pub const L2_CACHE_BYTES: u64 = 32 << 20;
-/// Never keep more tables than this (eviction scans the map).
-const MAX_TABLES: usize = 1024;
-/// Tables of at most this many bytes (64 KiB clusters and smaller, QEMU's
-/// default) are always cached, one at least, whatever the budget's share:
-/// a chain of [`DEFAULT_MAX_DEPTH`](crate::image::DEFAULT_MAX_DEPTH) (1024)
-/// such images keeps at most 64 MiB beyond [`L2_CACHE_BYTES`]. Bigger
-/// tables are cached only within the share; with none, each lookup reads
-/// its table and drops it, so memory stays bounded in deep chains of
-/// 2 MiB-cluster images.
-const ALWAYS_CACHED_TABLE_BYTES: u64 = 64 << 10;
+/// Bytes of L2 slices a whole chain keeps in memory (split across its
+/// images, each keeping at least one slice).
+pub const L2_CACHE_BYTES: u64 = 16 << 20;
+/// Bytes of an L2 slice at most: one page, 512 standard entries or 256
+/// extended ones (a multiple of both entry sizes, so no entry straddles
+/// two slices).
+pub const L2_SLICE_BYTES: u64 = 4096;
 
-/// L2 tables (as big-endian-decoded `u64` words) by file offset.
+/// Bytes of each slice of the L2 tables of an image with `cluster_size`-byte
+/// clusters: [`L2_SLICE_BYTES`], or the whole table when it is smaller.
+pub fn slice_bytes(cluster_size: u64) -> u64 {
+    cluster_size.clamp(1, L2_SLICE_BYTES)
+}
+
+/// L2 slices (as big-endian-decoded `u64` words) by file offset.
 #[derive(Debug)]
 pub struct L2Cache {
-    tables: HashMap<u64, (Rc<[u64]>, u64)>,
+    /// Slice by file offset, with the tick it was last used at.
+    slices: HashMap<u64, (Box<[u64]>, u64)>,
+    /// File offset by last-use tick: the first is the least recently used.
+    by_use: BTreeMap<u64, u64>,
     capacity: usize,
     tick: u64,
 }
 
 impl L2Cache {
-    /// A cache of at most `budget` bytes of `cluster_size`-byte tables (at
-    /// most 1024; at least one when tables are at most 64 KiB, else
-    /// possibly none).
+    /// A cache of at most `budget` bytes of `cluster_size`-byte tables' slices
+    /// (at least one slice).
     pub fn new(cluster_size: u64, budget: u64) -> Self {
         L2Cache {
-            tables: HashMap::new(),
-            capacity: Self::tables_for(cluster_size, budget),
+            slices: HashMap::new(),
+            by_use: BTreeMap::new(),
+            capacity: Self::slices_for(cluster_size, budget),
             tick: 0,
         }
     }
 
-    /// Resizes the cache to `budget` bytes, evicting as needed.
+    /// Resizes the cache to `budget` bytes (at least one slice), evicting as
+    /// needed.
     pub fn set_budget(&mut self, cluster_size: u64, budget: u64) {
-        self.capacity = Self::tables_for(cluster_size, budget);
-        while self.tables.len() > self.capacity {
+        self.capacity = Self::slices_for(cluster_size, budget);
+        while self.slices.len() > self.capacity {
             self.evict_one();
         }
     }
 
-    fn tables_for(cluster_size: u64, budget: u64) -> usize {
-        let floor = u64::from(cluster_size <= ALWAYS_CACHED_TABLE_BYTES);
-        (budget / cluster_size.max(1)).clamp(floor, MAX_TABLES as u64) as usize
+    fn slices_for(cluster_size: u64, budget: u64) -> usize {
+        let n = budget / slice_bytes(cluster_size);
+        usize::try_from(n).unwrap_or(usize::MAX).max(1)
     }
 
     fn evict_one(&mut self) {
-        if let Some(&victim) = self
-            .tables
-            .iter()
-            .min_by_key(|(_, (_, used))| *used)
-            .map(|(k, _)| k)
-        {
-            self.tables.remove(&victim);
+        if let Some((_, victim)) = self.by_use.pop_first() {
+            self.slices.remove(&victim);
         }
     }
 
-    /// The table at `offset`, if cached (and marks it used).
-    pub fn get(&mut self, offset: u64) -> Option<Rc<[u64]>> {
+    /// The words `at` and `at + 1` (the latter 0 past the slice's end) of the
+    /// slice at `offset`, if cached (and marks it used).
+    pub fn get(&mut self, offset: u64, at: usize) -> Option<(u64, u64)> {
+        let (slice, used) = self.slices.get_mut(&offset)?;
         self.tick += 1;
-        let tick = self.tick;
-        self.tables.get_mut(&offset).map(|(t, used)| {
-            *used = tick;
-            Rc::clone(t)
-        })
+        self.by_use.remove(used);
+        *used = self.tick;
+        self.by_use.insert(self.tick, offset);
+        Some(words(slice, at))
     }
 
-    /// Caches `table`, evicting the least recently used one when full.
-    pub fn insert(&mut self, offset: u64, table: Rc<[u64]>) {
-        if self.capacity == 0 {
-            return;
+    /// Caches `slice`, evicting the least recently used one when full, and
+    /// returns its words `at` and `at + 1` as [`L2Cache::get`] does.
+    pub fn insert(&mut self, offset: u64, slice: Box<[u64]>, at: usize) -> (u64, u64) {
+        let found = words(&slice, at);
+        if let Some((_, used)) = self.slices.remove(&offset) {
+            self.by_use.remove(&used);
         }
-        if self.tables.len() >= self.capacity {
+        while self.slices.len() >= self.capacity {
             self.evict_one();
         }
         self.tick += 1;
-        self.tables.insert(offset, (table, self.tick));
+        self.by_use.insert(self.tick, offset);
+        self.slices.insert(offset, (slice, self.tick));
+        found
     }
+
+    /// Number of slices held.
+    pub fn len(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// Whether no slice is held.
+    pub fn is_empty(&self) -> bool {
+        self.slices.is_empty()
+    }
+}
+
+/// Words `at` and `at + 1` of `slice` (0 where past its end).
+fn words(slice: &[u64], at: usize) -> (u64, u64) {
+    let w = |i: usize| slice.get(i).copied().unwrap_or(0);
+    (w(at), w(at + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn evicts_least_recently_used() {
-        let mut c = L2Cache::new(1024, 4 * 1024); // four 1 KiB tables
-        for k in 0..4 {
-            c.insert(k, Rc::from(vec![k]));
-        }
-        assert!(c.get(0).is_some()); // 0 is now the most recent
-        c.insert(99, Rc::from(vec![99]));
-        assert!(c.get(1).is_none(), "1 was least recently used");
-        assert!(c.get(0).is_some() && c.get(99).is_some());
+    fn slice(k: u64) -> Box<[u64]> {
+        vec![k, k + 1].into_boxed_slice()
     }
 
     #[test]
-    fn small_tables_always_cached_big_ones_only_within_the_budget() {
-        // 1024 images sharing 32 MiB: 32 KiB each.
+    fn evicts_least_recently_used() {
+        let mut c = L2Cache::new(64 << 10, 4 * L2_SLICE_BYTES); // four slices
+        for k in 0..4 {
+            c.insert(k, slice(k), 0);
+        }
+        assert_eq!(c.get(0, 0), Some((0, 1))); // 0 is now the most recent
+        c.insert(99, slice(99), 1);
+        assert!(c.get(1, 0).is_none(), "1 was least recently used");
+        assert_eq!(c.get(0, 1), Some((1, 0)));
+        assert_eq!(c.get(99, 0), Some((99, 100)));
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn one_slice_at_least_whatever_the_cluster_size() {
+        // 1024 images sharing the budget: 16 KiB each.
         let share = L2_CACHE_BYTES / 1024;
-        let mut small = L2Cache::new(64 << 10, share);
-        small.insert(1, Rc::from(vec![1]));
-        assert!(small.get(1).is_some(), "one 64 KiB table is kept");
-        let mut big = L2Cache::new(2 << 20, share);
-        big.insert(1, Rc::from(vec![1]));
-        assert!(
-            big.get(1).is_none(),
-            "a 2 MiB table beyond the share is not kept"
-        );
-        let mut fits = L2Cache::new(2 << 20, L2_CACHE_BYTES);
-        fits.insert(1, Rc::from(vec![1]));
-        assert!(fits.get(1).is_some());
+        for cs in [512, 64 << 10, 2 << 20] {
+            let mut c = L2Cache::new(cs, share.min(1));
+            c.insert(1, slice(1), 0);
+            c.insert(2, slice(2), 0);
+            assert!(c.get(1, 0).is_none() && c.get(2, 0).is_some(), "{cs}");
+            assert_eq!(c.len(), 1);
+        }
+        let mut c = L2Cache::new(2 << 20, share);
+        for k in 0..10 {
+            c.insert(k, slice(k), 0);
+        }
+        assert_eq!(c.len(), 4, "16 KiB holds four 4 KiB slices of 2 MiB tables");
+    }
+
+    #[test]
+    fn shrinking_the_budget_evicts_the_oldest() {
+        let mut c = L2Cache::new(64 << 10, 8 * L2_SLICE_BYTES);
+        for k in 0..8 {
+            c.insert(k, slice(k), 0);
+        }
+        c.get(0, 0);
+        c.set_budget(64 << 10, 2 * L2_SLICE_BYTES);
+        assert_eq!(c.len(), 2);
+        assert!(c.get(0, 0).is_some() && c.get(7, 0).is_some());
+    }
+
+    #[test]
+    fn slices_are_a_page_or_the_whole_smaller_table() {
+        assert_eq!(slice_bytes(512), 512);
+        assert_eq!(slice_bytes(4096), 4096);
+        assert_eq!(slice_bytes(64 << 10), 4096);
+        assert_eq!(slice_bytes(2 << 20), 4096);
     }
 }

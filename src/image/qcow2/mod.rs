@@ -17,7 +17,6 @@ use compressed::CompressedDescriptor;
 pub use header::{CompressionType, Header};
 use l2_cache::L2Cache;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 /// Bits 9-55 of an L1 or standard L2 entry: a host offset (spec: "L1 table entry").
 pub const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -123,7 +122,7 @@ impl Qcow2Image {
         })
     }
 
-    /// Limits this image's L2 cache to `budget` bytes (at least one table).
+    /// Limits this image's L2 cache to `budget` bytes (at least one slice).
     pub fn set_l2_cache_budget(&mut self, budget: u64) {
         let cs = self.header.cluster_size();
         self.l2_cache.set_budget(cs, budget);
@@ -219,9 +218,7 @@ impl Qcow2Image {
                 mapping: Mapping::Unallocated,
             });
         }
-        let table = self.l2_table(l2_offset, l1_index)?;
-        let at = (l2_index * words_per_entry) as usize;
-        let entry = table[at];
+        let (entry, bitmap) = self.l2_entry(l2_offset, l1_index, l2_index * words_per_entry)?;
 
         if entry & L2_COMPRESSED != 0 {
             let descriptor = CompressedDescriptor::decode(entry, bits);
@@ -247,7 +244,6 @@ impl Qcow2Image {
 
         let host = entry & OFFSET_MASK;
         if ext_l2 {
-            let bitmap = table[at + 1];
             let sc_size = cs / SUBCLUSTERS;
             let sc = in_cluster / sc_size;
             // The run of following sub-clusters in the same state, taken in
@@ -341,51 +337,60 @@ impl Qcow2Image {
                 ),
             ));
         }
-        self.check_no_overlap(host, cs, &format!("data cluster for guest offset {guest}"))?;
+        self.check_no_overlap(host, cs, || {
+            format!("data cluster for guest offset {guest}")
+        })?;
         Ok(host)
     }
 
-    /// Refuses a cluster that overlaps the header, the L1 table or the refcount table.
-    fn check_no_overlap(&self, start: u64, len: u64, what: &str) -> Result<()> {
+    /// Refuses a cluster that overlaps the header, the L1 table or the
+    /// refcount table; `what` names it (made only for the error).
+    fn check_no_overlap(&self, start: u64, len: u64, what: impl Fn() -> String) -> Result<()> {
         for &(m_start, m_len, name) in &self.metadata {
             if start < m_start.saturating_add(m_len) && m_start < start.saturating_add(len) {
                 return Err(Error::malformed(
                     &self.path,
-                    format!("{what} at host offset 0x{start:x} points into {name}"),
+                    format!("{} at host offset 0x{start:x} points into {name}", what()),
                 ));
             }
         }
         Ok(())
     }
 
-    /// Loads (or takes from the cache) the L2 table at `l2_offset`.
-    fn l2_table(&mut self, l2_offset: u64, l1_index: u64) -> Result<Rc<[u64]>> {
-        if let Some(t) = self.l2_cache.get(l2_offset) {
-            return Ok(t);
-        }
+    /// Words `word` and `word + 1` of the L2 table at `l2_offset` (an entry,
+    /// and with extended L2 entries its sub-cluster bitmap): the slice
+    /// holding them is taken from the cache or read (only that slice).
+    fn l2_entry(&mut self, l2_offset: u64, l1_index: u64, word: u64) -> Result<(u64, u64)> {
         let cs = self.header.cluster_size();
-        let what = format!("L2 table of L1 entry {l1_index}");
+        let slice_bytes = l2_cache::slice_bytes(cs);
+        let slice_words = slice_bytes / 8;
+        let slice_offset = l2_offset + word / slice_words * slice_bytes;
+        let at = (word % slice_words) as usize;
+        if let Some(found) = self.l2_cache.get(slice_offset, at) {
+            return Ok(found);
+        }
+        let what = || format!("L2 table of L1 entry {l1_index}");
         if l2_offset % cs != 0 {
             return Err(Error::malformed(
                 &self.path,
-                format!("{what} at 0x{l2_offset:x} is not cluster-aligned"),
+                format!("{} at 0x{l2_offset:x} is not cluster-aligned", what()),
             ));
         }
         if !header::fits(l2_offset, cs, self.file_len) {
             return Err(Error::malformed(
                 &self.path,
                 format!(
-                    "{what} at 0x{l2_offset:x} lies past the end of the file ({} bytes)",
+                    "{} at 0x{l2_offset:x} lies past the end of the file ({} bytes)",
+                    what(),
                     self.file_len
                 ),
             ));
         }
-        self.check_no_overlap(l2_offset, cs, &what)?;
-        let mut raw = vec![0u8; cs as usize];
-        self.storage.read_at(l2_offset, &mut raw)?;
-        let table: Rc<[u64]> = be_words(&raw).into();
-        self.l2_cache.insert(l2_offset, Rc::clone(&table));
-        Ok(table)
+        self.check_no_overlap(l2_offset, cs, what)?;
+        let mut raw = vec![0u8; slice_bytes as usize];
+        self.storage.read_at(slice_offset, &mut raw)?;
+        let slice = be_words(&raw).into_boxed_slice();
+        Ok(self.l2_cache.insert(slice_offset, slice, at))
     }
 
     /// Reads stored data at `host` (a [`Mapping::Data`] offset).
