@@ -47,14 +47,30 @@ pub fn decompress(
     out: &mut Vec<u8>,
     guest_offset: u64,
 ) -> Result<()> {
+    out.clear();
+    out.resize(cluster + 1, 0);
+    decompress_into(path, kind, input, out, guest_offset)
+}
+
+/// Inflates `input` into exactly `out.len() - 1` bytes (one cluster) at the
+/// start of `out`; the last byte of `out` is scratch, there to notice a
+/// stream that produces more than one cluster (then it may be overwritten).
+/// Such a stream, or one that ends before filling the cluster, is
+/// malformed. `out` must not be empty.
+pub fn decompress_into(
+    path: &Path,
+    kind: CompressionType,
+    input: &[u8],
+    out: &mut [u8],
+    guest_offset: u64,
+) -> Result<()> {
     let bad = |why: String| {
         Error::malformed(
             path,
             format!("compressed cluster at guest offset {guest_offset}: {why}"),
         )
     };
-    out.clear();
-    out.resize(cluster + 1, 0);
+    let cluster = out.len().saturating_sub(1);
     let (name, produced) = match kind {
         CompressionType::Zlib => {
             let mut d = flate2::Decompress::new(false);

@@ -388,6 +388,12 @@ impl Qcow2Image {
         Ok(table)
     }
 
+    /// The image file, when it is one (not memory): [`Mapping::Data`] and
+    /// compressed descriptor offsets are offsets in it.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.storage.file()
+    }
+
     /// Reads stored data at `host` (a [`Mapping::Data`] offset).
     ///
     /// Bytes past the end of the file read as zeros, as QEMU's file driver does.
