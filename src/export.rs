@@ -155,14 +155,7 @@ pub fn export_raw(
         }
         drop(free_tx);
         let read = plan(
-            image,
-            start,
-            len,
-            &job_tx,
-            &free_rx,
-            &failed,
-            progress,
-            &mut done,
+            image, start, len, &job_tx, &free_rx, &failed, progress, &mut done,
         );
         // Closing the queue ends the workers once it is drained; the scope
         // waits for them.
@@ -269,7 +262,9 @@ fn plan(
                 }
                 pieces.push(Piece {
                     offset: descriptor.offset,
-                    len: descriptor.len.min(file_len.saturating_sub(descriptor.offset)),
+                    len: descriptor
+                        .len
+                        .min(file_len.saturating_sub(descriptor.offset)),
                     in_cluster: in_cluster as usize,
                     n: m as usize,
                     guest: e.start - in_cluster,
@@ -293,8 +288,9 @@ fn plan(
             }
             n = total;
             done.inflated += n;
-            buf.clear();
             // One byte more: the inflater's overflow check (decompress_into).
+            // Every byte is overwritten: what the buffer held stays (no
+            // memset of megabytes per request).
             buf.resize(n as usize + 1, 0);
             Some(Job::Inflate {
                 src: Arc::clone(src),
@@ -309,7 +305,6 @@ fn plan(
             let Some(mut buf) = take_buf() else {
                 return Ok(());
             };
-            buf.clear();
             buf.resize(n as usize, 0);
             image.read_at(start + pos, &mut buf)?;
             done.read += n;
@@ -517,7 +512,13 @@ impl Worker<'_> {
             if p.in_cluster == 0 && p.n == cluster {
                 // Straight into place; the byte after it is overwritten by
                 // the next piece (or is the buffer's spare byte).
-                decompress_into(&src.path, kind, input, &mut buf[at..at + cluster + 1], p.guest)?;
+                decompress_into(
+                    &src.path,
+                    kind,
+                    input,
+                    &mut buf[at..at + cluster + 1],
+                    p.guest,
+                )?;
             } else {
                 let mut whole = vec![0u8; cluster + 1];
                 decompress_into(&src.path, kind, input, &mut whole, p.guest)?;
@@ -570,6 +571,10 @@ fn next_data(file: &File, from: u64, end: u64) -> Option<(u64, u64)> {
     }
     // SAFETY: as above.
     let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
-    let hole = if hole < 0 { end } else { (hole as u64).min(end) };
+    let hole = if hole < 0 {
+        end
+    } else {
+        (hole as u64).min(end)
+    };
     Some((data, hole.max(data + 1).min(end)))
 }

@@ -117,7 +117,10 @@ fn raw_file_is_copied_by_the_kernel_and_its_holes_stay_holes() {
     let (ways, allocated) = export_matches(&raw, &[&raw], &["-f", "raw"]);
     assert!(ways.copied > 23 * M, "{ways:?}");
     assert_eq!((ways.inflated, ways.read), (0, 0), "{ways:?}");
-    assert!(allocated < 26 * M, "holes filled: {allocated} bytes allocated");
+    assert!(
+        allocated < 26 * M,
+        "holes filled: {allocated} bytes allocated"
+    );
     // --no-sync writes the same bytes.
     let (ways, _) = export_matches(&raw, &[&raw], &["-f", "raw", "--no-sync"]);
     assert!(ways.copied > 23 * M, "{ways:?}");
@@ -217,9 +220,9 @@ fn compressed_clusters_are_inflated_by_the_workers() {
     sparse_file(&raw, 24 * M);
     // Compressible text (compressed clusters), random data (stored
     // uncompressed by qemu-img: copied), zeros between.
-    write_at(&raw, 0, &text(5 * M + 4096, 1));
-    write_at(&raw, 6 * M, &pattern(2 * M, 5));
-    write_at(&raw, 9 * M, &text(7 * M, 2));
+    write_at(&raw, 0, &text(5 * M as usize + 4096, 1));
+    write_at(&raw, 6 * M, &pattern(2 * M as usize, 5));
+    write_at(&raw, 9 * M, &text(7 * M as usize, 2));
     for kind in ["zlib", "zstd"] {
         let img = d.path().join(format!("{kind}.qcow2"));
         qemu_img_to_qcow2(
@@ -238,7 +241,7 @@ fn compressed_clusters_are_inflated_by_the_workers() {
         qemu_io_write_pattern("qcow2", &top, 64 * K + 512, 4096, 51);
         qemu_io_write_pattern("qcow2", &top, 10 * M, 96 * K, 52);
         let (ways, _) = export_matches(&top, &[&img, &top], &[]);
-        assert!(ways.inflated >= 12 * M, "{kind} chain: {ways:?}");
+        assert!(ways.inflated >= 11 * M, "{kind} chain: {ways:?}");
     }
 }
 

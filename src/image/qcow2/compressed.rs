@@ -113,7 +113,9 @@ fn inflate_zstd(input: &[u8], out: &mut [u8]) -> std::result::Result<usize, Stri
         let mut outb = OutBuffer::around(out);
         loop {
             let (in_before, out_before) = (inb.pos(), outb.pos());
-            let left = dctx.decompress_stream(&mut outb, &mut inb).map_err(invalid)?;
+            let left = dctx
+                .decompress_stream(&mut outb, &mut inb)
+                .map_err(invalid)?;
             if left == 0 || outb.pos() == outb.capacity() {
                 break;
             }
