@@ -15,7 +15,8 @@ TOOLS := qemu-img:qemu-utils qemu-io:qemu-utils \
 	xfs_repair:xfsprogs xfs_io:xfsprogs btrfs:btrfs-progs mount:mount umount:mount \
 	genisoimage:genisoimage \
 	fsck.fat:dosfstools fsck.exfat:exfatprogs mount.exfat-fuse:exfat-fuse mcopy:mtools mdir:mtools \
-	script:bsdutils man:man-db groff:groff-base python3:python3
+	script:bsdutils man:man-db groff:groff-base python3:python3 \
+	cc:gcc
 
 .PHONY: help deps test demo man lint fixtures bench fuzz corpus check-clean difftest
 

@@ -8,6 +8,13 @@ use std::path::PathBuf;
 ///
 /// The output is written to a temporary file beside OUT and renamed into
 /// place, so OUT is either absent or complete.
+///
+/// Ranges the chain maps as zeros or unallocated, holes in the image files,
+/// and 4 KiB blocks of zeros in compressed or otherwise decoded data stay
+/// holes. Data stored uncompressed in raw and qcow2 files is copied by the
+/// kernel (copy_file_range) without being looked at: a stored run of zeros
+/// there is written out, where `qemu-img convert` leaves a hole (the bytes
+/// read the same). Compressed clusters are inflated on every core.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::AFTER_HELP)]
 pub struct Args {

@@ -168,6 +168,18 @@ impl Layer {
         }
     }
 
+    /// The file holding this layer's data at the host offsets its
+    /// [`Layer::map`] reports: a raw file, or a qcow2 file opened from disk.
+    /// `None` for other formats (their data may lie in other files) and
+    /// for images in memory.
+    pub fn data_file(&self) -> Option<&File> {
+        match self {
+            Layer::Raw(r) => Some(r.file()),
+            Layer::Qcow2(q) => q.file(),
+            Layer::Driver(_) => None,
+        }
+    }
+
     /// The backing file this layer names: (name as stored, recorded format).
     fn backing(&self) -> Option<(String, Option<String>)> {
         match self {
@@ -1029,6 +1041,21 @@ impl Image {
                 }
             }
         }
+    }
+}
+
+impl Image {
+    /// What image `layer` of the chain (0 = top) alone stores at `offset`,
+    /// for at most `max_len` bytes, as [`Layer::map`] with holes: e.g. the
+    /// compressed cluster behind an extent [`Image::extent`] reported as
+    /// compressed. `offset` must lie below that image's size.
+    pub fn layer_map(&mut self, layer: usize, offset: u64, max_len: u64) -> Result<Extent> {
+        let l = self
+            .layers
+            .get_mut(layer)
+            .ok_or_else(|| Error::Usage(format!("the chain has no image {layer}")))?;
+        check_range(offset, 1, l.size())?;
+        l.map(offset, max_len, true)
     }
 }
 

@@ -25,6 +25,12 @@ pub trait Storage: std::fmt::Debug {
 
     /// The name used in messages and to resolve relative backing names.
     fn path(&self) -> &Path;
+
+    /// The open file, when the bytes come from one (for in-kernel copies,
+    /// `copy_file_range`, and hole queries); `None` for memory.
+    fn file(&self) -> Option<&File> {
+        None
+    }
 }
 
 /// A file opened read-only.
@@ -71,6 +77,9 @@ impl Storage for FileStorage {
     }
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
     }
 }
 

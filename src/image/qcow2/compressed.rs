@@ -6,7 +6,6 @@
 
 use super::header::CompressionType;
 use crate::error::{Error, Result};
-use std::io::Read;
 use std::path::Path;
 
 /// Size of the sectors in which compressed lengths are counted (spec: "512-byte sectors").
@@ -47,14 +46,30 @@ pub fn decompress(
     out: &mut Vec<u8>,
     guest_offset: u64,
 ) -> Result<()> {
+    out.clear();
+    out.resize(cluster + 1, 0);
+    decompress_into(path, kind, input, out, guest_offset)
+}
+
+/// Inflates `input` into exactly `out.len() - 1` bytes (one cluster) at the
+/// start of `out`; the last byte of `out` is scratch, there to notice a
+/// stream that produces more than one cluster (then it may be overwritten).
+/// Such a stream, or one that ends before filling the cluster, is
+/// malformed. `out` must not be empty.
+pub fn decompress_into(
+    path: &Path,
+    kind: CompressionType,
+    input: &[u8],
+    out: &mut [u8],
+    guest_offset: u64,
+) -> Result<()> {
     let bad = |why: String| {
         Error::malformed(
             path,
             format!("compressed cluster at guest offset {guest_offset}: {why}"),
         )
     };
-    out.clear();
-    out.resize(cluster + 1, 0);
+    let cluster = out.len().saturating_sub(1);
     let (name, produced) = match kind {
         CompressionType::Zlib => {
             let mut d = flate2::Decompress::new(false);
@@ -62,19 +77,7 @@ pub fn decompress(
                 .map_err(|e| bad(format!("deflate stream is invalid: {e}")))?;
             ("deflate stream", d.total_out() as usize)
         }
-        CompressionType::Zstd => {
-            let mut dec = ruzstd::decoding::StreamingDecoder::new(input)
-                .map_err(|e| bad(format!("zstd frame is invalid: {e}")))?;
-            let mut filled = 0;
-            while filled < out.len() {
-                match dec.read(&mut out[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) => return Err(bad(format!("zstd frame is invalid: {e}"))),
-                }
-            }
-            ("zstd frame", filled)
-        }
+        CompressionType::Zstd => ("zstd frame", inflate_zstd(input, out).map_err(bad)?),
     };
     if produced > cluster {
         return Err(bad(format!(
@@ -87,6 +90,42 @@ pub fn decompress(
         )));
     }
     Ok(())
+}
+
+/// Inflates the zstd frame at the start of `input` (bytes after it are
+/// ignored, as QEMU ignores them) into `out`, stopping when `out` is full;
+/// returns the bytes produced. Each thread reuses one decompression context.
+fn inflate_zstd(input: &[u8], out: &mut [u8]) -> std::result::Result<usize, String> {
+    use std::cell::RefCell;
+    use zstd_safe::{DCtx, InBuffer, OutBuffer, ResetDirective};
+    thread_local! {
+        static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+    }
+    let invalid = |code| format!("zstd frame is invalid: {}", zstd_safe::get_error_name(code));
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dctx = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(DCtx::try_create().ok_or("cannot allocate a zstd context")?),
+        };
+        dctx.reset(ResetDirective::SessionOnly).map_err(invalid)?;
+        let mut inb = InBuffer::around(input);
+        let mut outb = OutBuffer::around(out);
+        loop {
+            let (in_before, out_before) = (inb.pos(), outb.pos());
+            let left = dctx
+                .decompress_stream(&mut outb, &mut inb)
+                .map_err(invalid)?;
+            if left == 0 || outb.pos() == outb.capacity() {
+                break;
+            }
+            if inb.pos() == in_before && outb.pos() == out_before {
+                // No progress: the input ends inside the frame.
+                return Err("zstd frame is truncated".to_string());
+            }
+        }
+        Ok(outb.pos())
+    })
 }
 
 #[cfg(test)]

@@ -393,6 +393,12 @@ impl Qcow2Image {
         Ok(self.l2_cache.insert(slice_offset, slice, at))
     }
 
+    /// The image file, when it is one (not memory): [`Mapping::Data`] and
+    /// compressed descriptor offsets are offsets in it.
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.storage.file()
+    }
+
     /// Reads stored data at `host` (a [`Mapping::Data`] offset).
     ///
     /// Bytes past the end of the file read as zeros, as QEMU's file driver does.
