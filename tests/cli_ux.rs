@@ -668,3 +668,58 @@ fn map_json_is_qemu_img_map_on_chains() {
     guard.assert_unchanged();
     guard2.assert_unchanged();
 }
+
+/// Runs inside one L2 table are scanned a slice (512 entries) at a time:
+/// `map --json` stays `qemu-img map` for runs of data (contiguous and not),
+/// plain and allocated zero clusters, discarded and unallocated clusters
+/// that cross slice and table boundaries, on 64 KiB and 4 KiB clusters and
+/// on a version 2 image (no zero flag).
+#[test]
+fn map_json_is_qemu_img_map_across_l2_slices() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let dir = tmpdir();
+    let d = dir.path();
+    // (cluster size, slice span in bytes: 512 entries of it)
+    for (cs, compat) in [(65536u64, "1.1"), (4096, "1.1"), (65536, "0.10")] {
+        let span = 512 * cs;
+        let img = d.join(format!("runs-{cs}-{compat}.qcow2"));
+        let size = 3 * span;
+        qemu_img([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            &format!("cluster_size={cs},compat={compat}"),
+            p(&img),
+            &size.to_string(),
+        ]);
+        let at = |slice: u64, clusters: i64| (slice * span) as i64 + clusters * cs as i64;
+        let mut cmds = vec![
+            // Contiguous data across the first slice boundary.
+            format!("write -P 1 {} {}", at(1, -8), 16 * cs),
+            // Data written backwards: host clusters not contiguous.
+            format!("write -P 2 {} {}", at(0, 21), cs),
+            format!("write -P 3 {} {}", at(0, 20), cs),
+            // The tail of the last slice: data up to the disk's end.
+            format!("write -P 4 {} {}", at(3, -3), 3 * cs),
+        ];
+        if compat == "1.1" {
+            // Plain zero clusters across the second slice boundary, and
+            // allocated zero clusters (ZERO_ALLOC) over data, then a hole.
+            cmds.push(format!("write -z -u {} {}", at(2, -4), 8 * cs));
+            cmds.push(format!("write -P 5 {} {}", at(1, 100), 8 * cs));
+            cmds.push(format!("write -z {} {}", at(1, 100), 8 * cs));
+            cmds.push(format!("discard {} {}", at(1, 103), cs));
+        } else {
+            cmds.push(format!("write -P 5 {} {}", at(1, 100), 8 * cs));
+            cmds.push(format!("discard {} {}", at(1, 103), cs));
+        }
+        let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        qemu_io("qcow2", &img, &cmds);
+        let entries = assert_maps_equal(&img);
+        assert!(entries.len() >= 8, "{}: {entries:?}", img.display());
+    }
+}

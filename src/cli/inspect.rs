@@ -4,7 +4,7 @@ use super::common::{human_size, print_chain, ImageOpts};
 use super::report::print_document;
 use qfault::fs::{NtfsGeometry, Signatures};
 use qfault::image::{ReadAt, Window};
-use qfault::layout::{read_layout, DiskLayout, Partition};
+use qfault::layout::{read_layout_probed, DiskLayout, Partition, Probed};
 use std::path::PathBuf;
 
 /// Show the partition table and the filesystem in each partition.
@@ -75,7 +75,11 @@ impl<'a> Row<'a> {
 
 /// Identifies the filesystem of every partition that lies on the disk;
 /// extended partitions are containers and are not probed.
-fn probe_all(disk: &mut dyn ReadAt, layout: &mut DiskLayout) -> anyhow::Result<Vec<Signatures>> {
+fn probe_all(
+    disk: &mut dyn ReadAt,
+    layout: &mut DiskLayout,
+    probed: &Probed,
+) -> anyhow::Result<Vec<Signatures>> {
     let mut out = Vec::with_capacity(layout.partitions.len());
     for p in &layout.partitions {
         if p.is_extended() {
@@ -84,7 +88,11 @@ fn probe_all(disk: &mut dyn ReadAt, layout: &mut DiskLayout) -> anyhow::Result<V
         }
         match Window::new(&mut *disk, p.start, p.size) {
             Ok(mut w) => {
-                let sig = qfault::fs::probe_all(&mut w)?;
+                // Probed already when the MBR's sector size was guessed.
+                let sig = match probed.get(p.start, p.size) {
+                    Some(sig) => sig.clone(),
+                    None => qfault::fs::probe_all(&mut w)?,
+                };
                 if sig.ambivalent() {
                     layout.warnings.push(format!(
                         "partition {} holds several filesystem signatures ({}): blkid -p reports \"ambivalent result\" (exit 8) and no type; \
@@ -111,8 +119,9 @@ fn probe_all(disk: &mut dyn ReadAt, layout: &mut DiskLayout) -> anyhow::Result<V
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut image = args.open.open(&args.image)?;
     let chain = image.chain_info();
-    let mut layout = read_layout(&mut image)?;
-    let fs = probe_all(&mut image, &mut layout)?;
+    let mut probed = Probed::default();
+    let mut layout = read_layout_probed(&mut image, &mut probed)?;
+    let fs = probe_all(&mut image, &mut layout, &probed)?;
     // blkid's PTUUID: the MBR disk identifier, or the GPT disk GUID.
     let mbr_id = match layout.table {
         qfault::layout::TableKind::Dos => qfault::layout::mbr::disk_identifier(&mut image)?,

@@ -130,6 +130,15 @@ pub const MBR_SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
 /// first EBR carries the 0x55AA signature. The size with the most wins;
 /// 512 on a tie (what sfdisk and blkid assume for a file).
 pub fn guess_sector_size(disk: &mut dyn ReadAt, sector0: &[u8]) -> Result<u32> {
+    guess_sector_size_probed(disk, sector0, &mut super::Probed::default())
+}
+
+/// [`guess_sector_size`], keeping in `probed` the partition probes it made.
+pub fn guess_sector_size_probed(
+    disk: &mut dyn ReadAt,
+    sector0: &[u8],
+    probed: &mut super::Probed,
+) -> Result<u32> {
     let records = MbrRecord::all(sector0);
     let mut best = (0usize, SECTOR_512);
     for ss in MBR_SECTOR_SIZES {
@@ -144,8 +153,7 @@ pub fn guess_sector_size(disk: &mut dyn ReadAt, sector0: &[u8]) -> Result<u32> {
             let found = if is_mbr_extended(rec.ptype) {
                 has_signature(&disk.read_vec(start, SECTOR_512 as usize)?)
             } else {
-                let mut w = crate::image::Window::new(&mut *disk, start, size)?;
-                !crate::fs::probe_all(&mut w)?.found.is_empty()
+                !probed.window(disk, start, size)?.found.is_empty()
             };
             score += usize::from(found);
         }

@@ -212,6 +212,47 @@ pub const SECTOR_4096: u32 = 4096;
 /// over a filesystem at offset 0 (an exFAT boot sector looks like that) is
 /// taken as the filesystem.
 pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
+    read_layout_probed(disk, &mut Probed::default())
+}
+
+/// Filesystem signatures found while reading a layout (guessing an MBR's
+/// sector size probes its partitions), by the byte range probed, so a
+/// caller probing the partitions next probes each once.
+#[derive(Debug, Default, Clone)]
+pub struct Probed {
+    /// (start, size, what [`crate::fs::probe_all`] found in that window).
+    windows: Vec<(u64, u64, crate::fs::Signatures)>,
+}
+
+impl Probed {
+    /// What was found in the `size` bytes at `start` of the disk, if probed.
+    pub fn get(&self, start: u64, size: u64) -> Option<&crate::fs::Signatures> {
+        self.windows
+            .iter()
+            .find(|(s, n, _)| (*s, *n) == (start, size))
+            .map(|(_, _, sig)| sig)
+    }
+
+    /// [`crate::fs::probe_all`] of the `size` bytes at `start` of `disk`,
+    /// probed at most once.
+    pub(crate) fn window(
+        &mut self,
+        disk: &mut dyn ReadAt,
+        start: u64,
+        size: u64,
+    ) -> Result<crate::fs::Signatures> {
+        if let Some(found) = self.get(start, size) {
+            return Ok(found.clone());
+        }
+        let mut w = crate::image::Window::new(&mut *disk, start, size)?;
+        let found = crate::fs::probe_all(&mut w)?;
+        self.windows.push((start, size, found.clone()));
+        Ok(found)
+    }
+}
+
+/// [`read_layout`], keeping in `probed` the partition probes it made.
+pub fn read_layout_probed(disk: &mut dyn ReadAt, probed: &mut Probed) -> Result<DiskLayout> {
     let disk_size = disk.size();
     let mut layout = DiskLayout {
         table: TableKind::None,
@@ -262,7 +303,7 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
         }
         if mbr::looks_like_mbr(&sector0) && !crate::fs::is_boot_sector_filesystem(disk)? {
             layout.table = TableKind::Dos;
-            let ss = mbr::guess_sector_size(disk, &sector0)?;
+            let ss = mbr::guess_sector_size_probed(disk, &sector0, probed)?;
             if ss != SECTOR_512 {
                 layout.warnings.push(format!(
                     "the MBR's partitions hold filesystems when its sectors are {ss} bytes (the table does not record its sector size): \
@@ -276,15 +317,14 @@ pub fn read_layout(disk: &mut dyn ReadAt) -> Result<DiskLayout> {
     }
     // An exFAT (or other) boot sector carries 0x55AA and passes for an empty
     // MBR; with no partitions in it, the filesystem at offset 0 wins.
-    if layout.table == TableKind::Dos
-        && layout.partitions.is_empty()
-        && !crate::fs::probe_all(disk)?.found.is_empty()
-    {
+    // The whole disk, probed once for both questions below.
+    let whole = crate::fs::probe_all(disk)?;
+    if layout.table == TableKind::Dos && layout.partitions.is_empty() && !whole.found.is_empty() {
         layout.table = TableKind::None;
     }
     // Any signature counts, an ambivalent pair too (blkid then names none,
     // but the disk is still a filesystem, not empty).
-    if let Some(fs) = crate::fs::probe_all(disk)?.found.first() {
+    if let Some(fs) = whole.found.first() {
         if layout.table != TableKind::None {
             // A hybrid image (an ISO 9660 with an MBR or GPT in its system
             // area), or any filesystem that leaves sector 0 to a table:

@@ -575,3 +575,31 @@ fn filesystem_at_offset_0_beside_a_table_is_partition_0() {
         l.warnings
     );
 }
+
+#[test]
+fn partition_probes_made_guessing_the_sector_size_are_kept() {
+    // A 512-byte-sector MBR over a swap partition: guessing the sector size
+    // probes it; the probe is kept, equal to probing the partition anew.
+    let mut d = vec![0u8; 16 * MIB];
+    put_record(&mut d[..512], 0, 0, 0x82, 2048, 4096);
+    let at = 2048 * 512;
+    d[at + 4086..at + 4096].copy_from_slice(b"SWAPSPACE2");
+    d[at + 1024..at + 1028].copy_from_slice(&1u32.to_le_bytes()); // version
+    d[at + 1028..at + 1032].copy_from_slice(&511u32.to_le_bytes()); // last page
+    let mut disk = MemDisk(d);
+    let mut probed = Probed::default();
+    let l = read_layout_probed(&mut disk, &mut probed).unwrap();
+    assert_eq!(
+        format!("{l:?}"),
+        format!("{:?}", read_layout(&mut disk).unwrap())
+    );
+    let p = &l.partitions[0];
+    let kept = probed.get(p.start, p.size).expect("probed while guessing");
+    let mut w = crate::image::Window::new(&mut disk, p.start, p.size).unwrap();
+    assert_eq!(kept, &crate::fs::probe_all(&mut w).unwrap());
+    assert_eq!(kept.types(), ["swap"]);
+    // The partition list a recipe sees is built from it, unchanged.
+    let found = crate::recipe::select::partitions(&mut disk).unwrap();
+    assert_eq!(found[0].fstype(), Some("swap"));
+    assert_eq!(found[0].partition, *p);
+}

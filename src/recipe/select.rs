@@ -77,9 +77,15 @@ impl Found {
 
 /// Every partition of `disk` (extended containers excluded) with its filesystem.
 pub fn partitions(disk: &mut dyn ReadAt) -> Result<Vec<Found>> {
-    let table = layout::read_layout(disk)?;
+    let mut probed = layout::Probed::default();
+    let table = layout::read_layout_probed(disk, &mut probed)?;
     let mut out = Vec::new();
     for p in table.partitions.into_iter().filter(|p| !p.is_extended()) {
+        // Probed already when the MBR's sector size was guessed.
+        if let Some(signatures) = probed.get(p.start, p.size) {
+            out.push(Found::new(p, signatures.clone()));
+            continue;
+        }
         let signatures = match Window::new(&mut *disk, p.start, p.size) {
             Ok(mut w) => fs::probe_all(&mut w)?,
             // A partition past the end of the disk: report it, probe nothing.

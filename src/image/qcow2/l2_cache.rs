@@ -77,6 +77,16 @@ impl L2Cache {
         Some(words(slice, at))
     }
 
+    /// The whole slice at `offset`, if cached (and marks it used).
+    pub fn slice(&mut self, offset: u64) -> Option<&[u64]> {
+        let (slice, used) = self.slices.get_mut(&offset)?;
+        self.tick += 1;
+        self.by_use.remove(used);
+        *used = self.tick;
+        self.by_use.insert(self.tick, offset);
+        Some(slice)
+    }
+
     /// Caches `slice`, evicting the least recently used one when full, and
     /// returns its words `at` and `at + 1` as [`L2Cache::get`] does.
     pub fn insert(&mut self, offset: u64, slice: Box<[u64]>, at: usize) -> (u64, u64) {

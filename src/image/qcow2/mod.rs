@@ -171,6 +171,12 @@ impl Qcow2Image {
             return Ok(ext);
         }
         while ext.len < max_len && offset + ext.len < size {
+            // Runs inside one L2 slice, scanned in place: one call per slice,
+            // not per cluster (a mostly empty L2 table is 8192 entries).
+            let scanned = self.scan_run(offset, &mut ext, max_len);
+            if scanned && (ext.len >= max_len || offset + ext.len >= size) {
+                break;
+            }
             let next = self.map_unit(offset + ext.len)?;
             let joins = match (ext.mapping, next.mapping) {
                 (Mapping::Data { host: a }, Mapping::Data { host: b }) => a + ext.len == b,
@@ -188,6 +194,77 @@ impl Qcow2Image {
         }
         ext.len = ext.len.min(size - offset);
         Ok(ext)
+    }
+
+    /// Extends `ext` (the run from `offset`, ending on a cluster boundary)
+    /// over the following clusters of the same cached L2 slice whose
+    /// standard entries join it, exactly as [`Self::map_unit`] would answer
+    /// them, without the per-cluster lookups. Stops at the first entry it
+    /// does not take (a different kind, an error to report, the slice's
+    /// end), leaving that one to `map_unit`. Returns whether it took any.
+    fn scan_run(&mut self, offset: u64, ext: &mut Extent, max_len: u64) -> bool {
+        let bits = self.header.cluster_bits;
+        let cs = 1u64 << bits;
+        if self.header.extended_l2() {
+            return false;
+        }
+        let at = offset + ext.len;
+        if at & (cs - 1) != 0 {
+            return false;
+        }
+        let l2_entries = cs / 8;
+        let cluster = at >> bits;
+        let l1_index = cluster / l2_entries;
+        let l2_index = cluster % l2_entries;
+        let Some(&l1_entry) = self.l1.get(l1_index as usize) else {
+            return false;
+        };
+        let l2_offset = l1_entry & OFFSET_MASK;
+        if l2_offset == 0 {
+            return false;
+        }
+        let slice_words = l2_cache::slice_bytes(cs) / 8;
+        let slice_offset = l2_offset + l2_index / slice_words * slice_words * 8;
+        let first = (l2_index % slice_words) as usize;
+        let v3 = self.header.version >= 3;
+        let Some(slice) = self.l2_cache.slice(slice_offset) else {
+            return false;
+        };
+        let want = max_len.min(self.header.size / SECTOR * SECTOR - offset);
+        let mut taken = 0usize;
+        for &entry in &slice[first..] {
+            if ext.len >= want {
+                break;
+            }
+            if entry & L2_COMPRESSED != 0 {
+                break;
+            }
+            let host = entry & OFFSET_MASK;
+            let zero = entry & L2_ZERO != 0;
+            let joins = match ext.mapping {
+                Mapping::Unallocated => !zero && host == 0 && entry & ENTRY_COPIED == 0,
+                Mapping::Zero { host: None } => v3 && zero && host == 0,
+                Mapping::Zero { host: Some(a) } => v3 && zero && host != 0 && a + ext.len == host,
+                Mapping::Data { host: a } => {
+                    !zero
+                        && host != 0
+                        && a + ext.len == host
+                        && host % cs == 0
+                        && host < self.file_len
+                        && !self.metadata.iter().any(|&(m_start, m_len, _)| {
+                            host < m_start.saturating_add(m_len)
+                                && m_start < host.saturating_add(cs)
+                        })
+                }
+                Mapping::Compressed { .. } => false,
+            };
+            if !joins {
+                break;
+            }
+            ext.len = (ext.len + cs).min(max_len);
+            taken += 1;
+        }
+        taken > 0
     }
 
     /// The mapping of the unit (cluster, or sub-cluster with extended L2
