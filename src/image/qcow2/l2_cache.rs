@@ -70,20 +70,28 @@ impl L2Cache {
     /// slice at `offset`, if cached (and marks it used).
     pub fn get(&mut self, offset: u64, at: usize) -> Option<(u64, u64)> {
         let (slice, used) = self.slices.get_mut(&offset)?;
-        self.tick += 1;
-        self.by_use.remove(used);
-        *used = self.tick;
-        self.by_use.insert(self.tick, offset);
+        Self::touch(&mut self.by_use, &mut self.tick, used, offset);
         Some(words(slice, at))
+    }
+
+    /// Marks the slice at `offset` (last used at `used`) as the most
+    /// recently used. A walk asks for the same slice many times in a row
+    /// (one lookup per cluster or sub-cluster): when it is already the most
+    /// recent, the use order is left as it is.
+    fn touch(by_use: &mut BTreeMap<u64, u64>, tick: &mut u64, used: &mut u64, offset: u64) {
+        if *used == *tick {
+            return;
+        }
+        *tick += 1;
+        by_use.remove(used);
+        *used = *tick;
+        by_use.insert(*tick, offset);
     }
 
     /// The whole slice at `offset`, if cached (and marks it used).
     pub fn slice(&mut self, offset: u64) -> Option<&[u64]> {
         let (slice, used) = self.slices.get_mut(&offset)?;
-        self.tick += 1;
-        self.by_use.remove(used);
-        *used = self.tick;
-        self.by_use.insert(self.tick, offset);
+        Self::touch(&mut self.by_use, &mut self.tick, used, offset);
         Some(slice)
     }
 
@@ -140,6 +148,21 @@ mod tests {
         assert_eq!(c.get(0, 1), Some((1, 0)));
         assert_eq!(c.get(99, 0), Some((99, 100)));
         assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn asking_for_the_most_recent_slice_again_keeps_the_use_order() {
+        let mut c = L2Cache::new(64 << 10, 2 * L2_SLICE_BYTES); // two slices
+        c.insert(1, slice(1), 0);
+        c.insert(2, slice(2), 0);
+        for _ in 0..3 {
+            assert!(c.get(2, 0).is_some()); // already the most recent
+        }
+        assert!(c.slice(1).is_some()); // now 1 is the most recent, 2 the least
+        assert!(c.get(1, 0).is_some());
+        c.insert(3, slice(3), 0);
+        assert!(c.get(2, 0).is_none(), "2 was least recently used");
+        assert!(c.get(1, 0).is_some() && c.get(3, 0).is_some());
     }
 
     #[test]
