@@ -64,6 +64,8 @@ pub struct AtomicFile {
     sync: bool,
     /// Not yet moved into place: dropping it removes the temporary file.
     pending: bool,
+    /// Its entry in the registry of live temporaries.
+    live: LiveToken,
 }
 
 impl AtomicFile {
@@ -84,7 +86,7 @@ impl AtomicFile {
         let tmp = dir.join(temporary_name(name, this_host(), std::process::id()));
         remove_stale_temporaries(&dir, name);
         // Registered before it exists, so a signal at any moment finds it.
-        register_live(&tmp);
+        let live = register_live(&tmp);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -92,7 +94,7 @@ impl AtomicFile {
             .mode(0o644)
             .open(&tmp)
             .map_err(|e| {
-                unregister_live(&tmp);
+                unregister_live(&live);
                 create_error(target, &dir, e)
             })?;
         log::info!("write {} as temporary {}", target.display(), tmp.display());
@@ -103,6 +105,7 @@ impl AtomicFile {
             overwrite,
             sync: true,
             pending: true,
+            live,
         })
     }
 
@@ -194,7 +197,7 @@ impl AtomicFile {
                 std::os::unix::fs::MetadataExt::blocks(&meta) * 512
             );
         }
-        unregister_live(&self.tmp);
+        unregister_live(&self.live);
         Ok(())
     }
 }
@@ -278,18 +281,31 @@ pub fn commit_each(files: Vec<AtomicFile>) -> Vec<Result<()>> {
     use std::os::unix::fs::MetadataExt;
     let mut results: Vec<Result<()>> = files.iter().map(|_| Ok(())).collect();
     // Group the files to flush by filesystem: one is fsynced, more are
-    // flushed by one syncfs of their filesystem.
+    // flushed by one syncfs of their filesystem. A temporary file is on its
+    // directory's filesystem, so each directory is looked at once (staged
+    // files are closed: reopening each to stat it cost two system calls per
+    // output).
+    let mut dir_devs: Vec<(PathBuf, std::io::Result<u64>)> = Vec::new();
     let mut by_dev: Vec<(u64, Vec<usize>)> = Vec::new();
     for (i, f) in files.iter().enumerate().filter(|(_, f)| f.sync) {
-        let dev = f
-            .handle()
-            .and_then(|h| h.metadata().map_err(|e| Error::io(&f.target, e)));
-        match dev {
-            Ok(m) => match by_dev.iter_mut().find(|(d, _)| *d == m.dev()) {
+        let dir = parent_dir(&f.target);
+        let at = match dir_devs.iter().position(|(d, _)| *d == dir) {
+            Some(at) => at,
+            None => {
+                let dev = std::fs::metadata(&dir).map(|m| m.dev());
+                dir_devs.push((dir, dev));
+                dir_devs.len() - 1
+            }
+        };
+        match &dir_devs[at].1 {
+            Ok(dev) => match by_dev.iter_mut().find(|(d, _)| d == dev) {
                 Some((_, group)) => group.push(i),
-                None => by_dev.push((m.dev(), vec![i])),
+                None => by_dev.push((*dev, vec![i])),
             },
-            Err(e) => results[i] = Err(e),
+            Err(e) => {
+                let e = std::io::Error::new(e.kind(), e.to_string());
+                results[i] = Err(Error::io(&dir_devs[at].0, e));
+            }
         }
     }
     for (_, group) in &by_dev {
@@ -350,7 +366,7 @@ impl Drop for AtomicFile {
         self.file = None;
         if std::mem::take(&mut self.pending) {
             let _ = std::fs::remove_file(&self.tmp);
-            unregister_live(&self.tmp);
+            unregister_live(&self.live);
         }
     }
 }
@@ -401,25 +417,42 @@ fn create_error(target: &Path, dir: &Path, e: std::io::Error) -> Error {
     Error::io(dir, e).context(format!("cannot write {}", target.display()))
 }
 
-/// Temporary files being written now (see [`install_signal_cleanup`]).
-static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Temporary files being written now, by registration number, in the
+/// order they were registered (see [`install_signal_cleanup`]).
+static LIVE: Mutex<std::collections::BTreeMap<u64, PathBuf>> =
+    Mutex::new(std::collections::BTreeMap::new());
 
-fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+/// The next registration number.
+static NEXT_LIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn live() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<u64, PathBuf>> {
     // A panic elsewhere while holding the lock leaves a usable list.
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn register_live(tmp: &Path) {
-    live().push(tmp.to_path_buf());
-    signal_list::add(tmp);
+/// A temporary file's place in both registries, so that taking it off costs
+/// the same however many other temporaries are live (a batch stages a
+/// thousand outputs before committing them).
+#[derive(Debug)]
+struct LiveToken {
+    id: u64,
+    slot: Option<signal_list::Slot>,
 }
 
-fn unregister_live(tmp: &Path) {
-    let mut l = live();
-    if let Some(i) = l.iter().rposition(|p| p == tmp) {
-        l.swap_remove(i);
+fn register_live(tmp: &Path) -> LiveToken {
+    let id = NEXT_LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    live().insert(id, tmp.to_path_buf());
+    LiveToken {
+        id,
+        slot: signal_list::add(tmp),
     }
-    signal_list::remove(tmp);
+}
+
+fn unregister_live(token: &LiveToken) {
+    live().remove(&token.id);
+    if let Some(slot) = &token.slot {
+        signal_list::remove(slot);
+    }
 }
 
 /// The live temporaries as the signal handler sees them: a list it can
@@ -434,14 +467,35 @@ mod signal_list {
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
     use std::ptr::null_mut;
-    use std::sync::atomic::{AtomicPtr, Ordering};
+    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
     pub(super) struct Node {
         path: AtomicPtr<libc::c_char>,
         next: AtomicPtr<Node>,
     }
 
+    /// Where [`add`] put a path: the node and the path it holds.
+    #[derive(Debug)]
+    pub(super) struct Slot {
+        node: &'static Node,
+        /// The leaked path, as an address (so the slot can move between
+        /// threads with the file it belongs to).
+        path: usize,
+    }
+
+    impl std::fmt::Debug for Node {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Node").finish_non_exhaustive()
+        }
+    }
+
     static HEAD: AtomicPtr<Node> = AtomicPtr::new(null_mut());
+
+    /// About how many nodes hold no path: [`add`] walks the list for a free
+    /// node only when some may be free (a batch stages a thousand outputs
+    /// before committing any; walking a thousand busy nodes for each was
+    /// quadratic). A hint: a free node missed costs one more node.
+    static FREE: AtomicUsize = AtomicUsize::new(0);
 
     fn nodes() -> impl Iterator<Item = &'static Node> {
         let mut at = HEAD.load(Ordering::Acquire);
@@ -453,19 +507,29 @@ mod signal_list {
         })
     }
 
-    /// Puts `tmp` on the list (a path holding a NUL byte cannot be
-    /// created, so it is left out).
-    pub(super) fn add(tmp: &Path) {
-        let Ok(c) = CString::new(tmp.as_os_str().as_bytes()) else {
-            return;
-        };
+    /// Puts `tmp` on the list, in a free node or a new one (a path holding
+    /// a NUL byte cannot be created, so it is left out: `None`).
+    pub(super) fn add(tmp: &Path) -> Option<Slot> {
+        let c = CString::new(tmp.as_os_str().as_bytes()).ok()?;
         let p = c.into_raw();
-        for node in nodes() {
-            let free =
-                node.path
-                    .compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Relaxed);
-            if free.is_ok() {
-                return;
+        let slot = |node| Slot {
+            node,
+            path: p as usize,
+        };
+        if FREE.load(Ordering::Relaxed) > 0 {
+            for node in nodes() {
+                // A plain load first: a compare-and-swap on every busy node
+                // would cost a locked instruction each.
+                if node.path.load(Ordering::Relaxed).is_null()
+                    && node
+                        .path
+                        .compare_exchange(null_mut(), p, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    let _ = FREE
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                    return Some(slot(node));
+                }
             }
         }
         let node = Box::into_raw(Box::new(Node {
@@ -480,27 +544,30 @@ mod signal_list {
             head = now;
             next.store(head, Ordering::Relaxed);
         }
+        // SAFETY: nodes are never freed.
+        Some(slot(unsafe { &*node }))
     }
 
-    /// Takes `tmp` off the list.
-    pub(super) fn remove(tmp: &Path) {
-        let want = tmp.as_os_str().as_bytes();
-        for node in nodes() {
-            let p = node.path.load(Ordering::Acquire);
-            // SAFETY: non-null paths are CStrings leaked by `add`, never freed.
-            if !p.is_null() && unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes() == want {
-                let _ =
-                    node.path
-                        .compare_exchange(p, null_mut(), Ordering::AcqRel, Ordering::Relaxed);
-                return;
-            }
+    /// Takes the path [`add`] put in `slot` off the list (unless
+    /// [`clear`] did already).
+    pub(super) fn remove(slot: &Slot) {
+        let freed = slot.node.path.compare_exchange(
+            slot.path as *mut libc::c_char,
+            null_mut(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        if freed.is_ok() {
+            FREE.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Takes every path off the list.
     pub(super) fn clear() {
         for node in nodes() {
-            node.path.store(null_mut(), Ordering::Release);
+            if !node.path.swap(null_mut(), Ordering::AcqRel).is_null() {
+                FREE.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -519,7 +586,7 @@ mod signal_list {
 
 /// The temporary files this process is writing now.
 pub fn live_temporaries() -> Vec<PathBuf> {
-    live().clone()
+    live().values().cloned().collect()
 }
 
 /// Removes every temporary file this process is writing (for a process
@@ -527,7 +594,7 @@ pub fn live_temporaries() -> Vec<PathBuf> {
 /// closed standard output). Their writers then fail if they go on.
 pub fn remove_live_temporaries() {
     signal_list::clear();
-    for p in live().drain(..) {
+    for p in std::mem::take(&mut *live()).into_values() {
         let _ = std::fs::remove_file(p);
     }
 }
@@ -899,6 +966,21 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 /// Granularity at which zero blocks become holes (the usual filesystem block).
 pub const HOLE_BLOCK: usize = 4096;
 
+/// Whether every byte of `data` is zero. Compares 64 bytes at a time (which
+/// the compiler turns into vector instructions; a byte-at-a-time loop that
+/// stops at the first non-zero byte is several times slower on the zero
+/// clusters every overlay and export goes through).
+pub fn is_zero(data: &[u8]) -> bool {
+    const CHUNK: usize = 64;
+    let mut chunks = data.chunks_exact(CHUNK);
+    for c in &mut chunks {
+        if c.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == 0)
+}
+
 /// Writes the non-zero 4 KiB blocks of `data` at `offset`, coalescing runs;
 /// the all-zero blocks are skipped so they stay holes in a fresh file.
 pub fn write_nonzero(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
@@ -906,7 +988,7 @@ pub fn write_nonzero(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]
     let mut i = 0;
     while i < data.len() {
         let end = (i + HOLE_BLOCK).min(data.len());
-        let zero = data[i..end].iter().all(|&b| b == 0);
+        let zero = is_zero(&data[i..end]);
         match (zero, run_start) {
             (false, None) => run_start = Some(i),
             (true, Some(s)) => {
@@ -929,6 +1011,52 @@ pub fn write_nonzero(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Regression (issue 16): a batch stages a thousand outputs; taking one
+    /// off the registry must not depend on the others, nor leave it listed.
+    #[test]
+    fn live_temporaries_are_listed_in_order_until_committed_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<AtomicFile> = (0..300)
+            .map(|i| AtomicFile::create(&dir.path().join(format!("o{i}")), false).unwrap())
+            .collect();
+        let mine = |live: &[PathBuf]| -> Vec<PathBuf> {
+            live.iter()
+                .filter(|p| p.starts_with(dir.path()))
+                .cloned()
+                .collect()
+        };
+        let tmps: Vec<PathBuf> = files.iter().map(|f| f.tmp_path().to_path_buf()).collect();
+        assert_eq!(mine(&live_temporaries()), tmps);
+        let mut files = files.into_iter();
+        files.next().unwrap().commit().unwrap();
+        drop(files.next());
+        assert_eq!(mine(&live_temporaries()), tmps[2..]);
+        drop(files);
+        assert!(mine(&live_temporaries()).is_empty());
+        assert!(dir.path().join("o0").exists() && !dir.path().join("o1").exists());
+        // Files registered after many were taken off are listed too.
+        let again: Vec<AtomicFile> = (0..300)
+            .map(|i| AtomicFile::create(&dir.path().join(format!("p{i}")), false).unwrap())
+            .collect();
+        assert_eq!(mine(&live_temporaries()).len(), again.len());
+    }
+
+    #[test]
+    fn is_zero_sees_a_single_set_byte_anywhere() {
+        for len in [0, 1, 63, 64, 65, 4096, 4097] {
+            let mut v = vec![0u8; len];
+            assert!(is_zero(&v), "len {len}");
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                if len == 0 {
+                    continue;
+                }
+                v[at] = 0x80;
+                assert!(!is_zero(&v), "len {len}, byte {at}");
+                v[at] = 0;
+            }
+        }
+    }
 
     #[test]
     fn commit_and_refuse_and_cleanup() {
