@@ -431,7 +431,7 @@ pub(crate) fn emit(
             for p in patches {
                 p.apply(start, &mut buf[..valid]);
             }
-            if buf.iter().all(|&b| b == 0) {
+            if crate::output::is_zero(&buf) {
                 ClusterContent::Zero
             } else {
                 ClusterContent::Data(&buf)

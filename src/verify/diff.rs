@@ -67,9 +67,12 @@ pub fn differences_stored(
             for p in patches {
                 p.apply(at, &mut b);
             }
-            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                if x != y {
-                    push_byte(&mut out, at + i as u64);
+            // Equal chunks (the usual case) cost one memcmp.
+            if a != b {
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    if x != y {
+                        push_byte(&mut out, at + i as u64);
+                    }
                 }
             }
             at += n as u64;
