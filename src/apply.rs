@@ -159,9 +159,14 @@ pub fn stage_as(
 
 /// [`stage_as`] with `plan`, already made by `spec.plan(base)` (a batch
 /// plans every entry while validating it, and entries that apply the same
-/// recipe to the same base share one plan).
+/// recipe to the same base share one plan), the post-write check reading
+/// the base through `base_blocks`: blocks of `base` already read, kept by
+/// the caller across every output it stages on that same base (it must
+/// hold nothing read from any other image).
+#[allow(clippy::too_many_arguments)]
 pub fn stage_planned(
     base: &mut Image,
+    base_blocks: &mut BlockStore,
     spec: &Spec,
     plan: Plan,
     out: &Path,
@@ -169,8 +174,7 @@ pub fn stage_planned(
     format: OutputFormat,
     open: &OpenOptions,
 ) -> Result<StagedOutput> {
-    let mut base_blocks = BlockStore::new();
-    stage_with(base, spec, plan, out, opts, format, open, &mut base_blocks)
+    stage_with(base, spec, plan, out, opts, format, open, base_blocks)
 }
 
 /// [`stage_planned`], the post-write check reading the base through

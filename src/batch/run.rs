@@ -5,10 +5,10 @@ use super::job::{Entry, ImageJob, Job};
 use super::report::{combined_status, BatchReport, EntryReport, EntryStatus};
 use super::shard::Shard;
 use super::validate::Plans;
-use crate::apply::{stage_as, stage_planned, StagedOutput};
+use crate::apply::{stage_planned, StagedOutput};
 use crate::chain::ChainBuilder;
 use crate::error::{Error, Result};
-use crate::image::{open, Image, OpenOptions};
+use crate::image::{open, BlockStore, Image, OpenOptions, Stored};
 use crate::overlay::{BackingName, OverlayOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -318,7 +318,7 @@ impl Batch {
     }
 
     fn stage_image(&self, j: &ImageJob, bases: &mut Bases, plans: &Plans) -> Result<StagedOutput> {
-        let base = bases.get(&j.base, &self.open)?;
+        let (base, blocks) = bases.get(&j.base, &self.open)?;
         let opts = OverlayOptions {
             cluster_size: j.cluster_size,
             backing_name: if j.absolute_backing {
@@ -329,51 +329,55 @@ impl Batch {
             overwrite: self.overwrite,
             sync: self.sync,
         };
-        match plans.get(&j.base, &j.recipe) {
-            Some(plan) => stage_planned(
-                base,
-                &j.recipe,
-                plan,
-                &j.output,
-                &opts,
-                j.output_format,
-                &self.open,
-            ),
-            None => stage_as(
-                base,
-                &j.recipe,
-                &j.output,
-                &opts,
-                j.output_format,
-                &self.open,
-            ),
-        }
+        let plan = match plans.get(&j.base, &j.recipe) {
+            Some(plan) => plan,
+            None => j.recipe.plan(&mut Stored::new(&mut *base, blocks))?,
+        };
+        stage_planned(
+            base,
+            blocks,
+            &j.recipe,
+            plan,
+            &j.output,
+            &opts,
+            j.output_format,
+            &self.open,
+        )
     }
 }
 
 /// Bases a worker has open, by the path the manifest gives: entries on the
 /// same base share one opened chain (its headers and tables read once)
-/// instead of opening it again each. At most [`BASES_PER_WORKER`] are kept.
+/// and one [`BlockStore`] of what was read of it (the post-write checks of
+/// every entry on that base read the same boot sectors and metadata)
+/// instead of opening and reading it again each. At most
+/// [`BASES_PER_WORKER`] are kept.
 #[derive(Default)]
 struct Bases {
-    open: HashMap<PathBuf, Image>,
+    open: HashMap<PathBuf, (Image, BlockStore)>,
 }
 
 /// Bases one worker keeps open at a time.
 const BASES_PER_WORKER: usize = 16;
 
+/// Blocks of each open base a worker keeps ([`BlockStore::BLOCK`] bytes
+/// each): 512 KiB per base, 8 MiB per worker at most.
+const BLOCKS_PER_BASE: usize = 1024;
+
 impl Bases {
-    fn get(&mut self, path: &Path, opts: &OpenOptions) -> Result<&mut Image> {
+    fn get(&mut self, path: &Path, opts: &OpenOptions) -> Result<(&mut Image, &mut BlockStore)> {
         if !self.open.contains_key(path) {
             if self.open.len() >= BASES_PER_WORKER {
                 self.open.clear();
             }
             let image = open(path, opts)?;
-            self.open.insert(path.to_path_buf(), image);
+            let blocks = BlockStore::with_limit(BLOCKS_PER_BASE);
+            self.open.insert(path.to_path_buf(), (image, blocks));
         }
-        Ok(self
+        let (image, blocks) = self
             .open
             .get_mut(path)
-            .expect("inserted above when missing"))
+            .expect("inserted above when missing");
+        Ok((image, blocks))
     }
 }

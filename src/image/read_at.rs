@@ -195,10 +195,18 @@ impl<R: ReadAt> ReadAt for BlockCache<R> {
 /// reader. Reads longer than [`BlockStore::MAX_READ`] go straight through
 /// (keeping them cost more in fresh memory, a page fault per 4 KiB, than
 /// reading them again), and at most [`BlockStore::MAX_BLOCKS`] blocks are
-/// kept (later misses are read without being kept): at most 4 MiB.
-#[derive(Debug, Default)]
+/// kept (later misses are read without being kept): at most 4 MiB, or
+/// fewer ([`BlockStore::with_limit`]).
+#[derive(Debug)]
 pub struct BlockStore {
     blocks: std::collections::HashMap<u64, Box<[u8]>>,
+    limit: usize,
+}
+
+impl Default for BlockStore {
+    fn default() -> Self {
+        BlockStore::with_limit(Self::MAX_BLOCKS)
+    }
 }
 
 impl BlockStore {
@@ -212,6 +220,16 @@ impl BlockStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store keeping at most `blocks` blocks (at most
+    /// [`BlockStore::MAX_BLOCKS`]): for stores kept across many jobs on the
+    /// same base (a batch keeps one per open base).
+    pub fn with_limit(blocks: usize) -> Self {
+        BlockStore {
+            blocks: std::collections::HashMap::new(),
+            limit: blocks.min(Self::MAX_BLOCKS),
+        }
     }
 
     /// Fills `buf` with the bytes of `inner` at `offset`, from the blocks
@@ -247,7 +265,7 @@ impl BlockStore {
             buf[(pos - offset) as usize..(stop - offset) as usize]
                 .copy_from_slice(&run[(pos - block_start) as usize..(stop - block_start) as usize]);
             for (i, chunk) in run.chunks(Self::BLOCK as usize).enumerate() {
-                if self.blocks.len() >= Self::MAX_BLOCKS {
+                if self.blocks.len() >= self.limit {
                     break;
                 }
                 self.blocks.insert(index + i as u64, chunk.into());
