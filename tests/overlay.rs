@@ -1086,6 +1086,65 @@ fn existing_target_needs_overwrite() {
     guard.assert_unchanged();
 }
 
+/// Regression (issue 16): an existing output is compared without reading
+/// its holes. The same bytes stored densely (holes turned into zeros) are
+/// still "unchanged"; one byte set where the planned file has a hole (far
+/// in its L2 table) makes it differ (exit 2, untouched).
+#[test]
+fn unchanged_compares_bytes_not_holes() {
+    if !require_tools(&["qemu-img", "qemu-io"]) {
+        return;
+    }
+    let fx = small_raw();
+    let guard = BaseGuard::new(&fx.chain);
+    let ov = fx.root().join("ov.qcow2");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["inject", "zero", p(&fx.base), "-o", p(&ov)]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(["--offset", "0", "--length", "10", "--json"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let status = |o: &str| -> String {
+        qfault_doc(o, "inject --json")["output"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(status(&qfault_ok(args(&[]))), "written");
+    let bytes = std::fs::read(&ov).unwrap();
+    // As written: sparse, its holes not read.
+    assert_eq!(status(&qfault_ok(args(&[]))), "unchanged");
+    // One byte set in the last L2 entry (cluster 3 of 64 KiB: header,
+    // refcount table, L1, L2), where the written file has a hole: the file
+    // stays sparse elsewhere.
+    let at = 4 * 65536 - 1;
+    assert_eq!(bytes[at], 0);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&ov).unwrap();
+        f.write_all_at(&[1], at as u64).unwrap();
+    }
+    let mut changed = bytes.clone();
+    changed[at] = 1;
+    qfault_expect(args(&[]), 2);
+    assert_eq!(
+        std::fs::read(&ov).unwrap(),
+        changed,
+        "a differing file was touched"
+    );
+    // Dense: every hole written as zeros, the same bytes.
+    std::fs::remove_file(&ov).unwrap();
+    std::fs::write(&ov, &bytes).unwrap();
+    assert_eq!(status(&qfault_ok(args(&[]))), "unchanged");
+    std::fs::write(&ov, &changed).unwrap();
+    assert_eq!(status(&qfault_ok(args(&["--overwrite"]))), "replaced");
+    assert_eq!(std::fs::read(&ov).unwrap(), bytes);
+    guard.assert_unchanged();
+}
+
 /// A range past the end of the disk is a usage error (exit 2) that leaves no file.
 #[test]
 fn range_past_the_end_is_a_usage_error() {

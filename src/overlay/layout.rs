@@ -66,6 +66,41 @@ struct Compare {
     differs: bool,
     /// File ranges written so far; the rest of the file must read as zeros.
     covered: Vec<(u64, u64)>,
+    /// The file's data extents, sorted: bytes outside them are holes and
+    /// read as zeros without reading them.
+    extents: Vec<(u64, u64)>,
+}
+
+/// Most data extents [`data_extents`] lists before giving up on holes (an
+/// overlay has a handful).
+const MAX_EXTENTS: usize = 4096;
+
+/// The data extents of `file` (`SEEK_DATA`/`SEEK_HOLE`), sorted, or the
+/// whole file where the filesystem cannot tell (every byte is then read).
+fn data_extents(file: &File) -> Vec<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    let whole = vec![(0, u64::MAX)];
+    let fd = file.as_raw_fd();
+    let mut out = Vec::new();
+    let mut pos: libc::off_t = 0;
+    loop {
+        // SAFETY: lseek on a descriptor `file` owns; no memory is passed.
+        // Reads are positional (pread), so moving the offset is harmless.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => out, // no data at or past `pos`
+                _ => whole,
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole <= data || out.len() >= MAX_EXTENTS {
+            return whole;
+        }
+        out.push((data as u64, hole as u64));
+        pos = hole;
+    }
 }
 
 impl<'f> Writer<'f> {
@@ -84,6 +119,7 @@ impl<'f> Writer<'f> {
             compare: Some(Compare {
                 differs: false,
                 covered: Vec::new(),
+                extents: data_extents(file),
             }),
             ..Writer::new(file, path)
         }
@@ -100,7 +136,7 @@ impl<'f> Writer<'f> {
             return write_nonzero(self.file, &self.path, offset, data);
         };
         c.covered.push((offset, offset + data.len() as u64));
-        if !c.differs && !file_holds(self.file, &self.path, offset, data)? {
+        if !c.differs && !holds(self.file, &self.path, &c.extents, offset, data)? {
             c.differs = true;
         }
         Ok(())
@@ -139,7 +175,7 @@ impl<'f> Writer<'f> {
         for (mut s, e) in gaps {
             while s < e {
                 let n = (e - s).min(zeros.len() as u64) as usize;
-                if !file_holds(self.file, &self.path, s, &zeros[..n])? {
+                if !holds(self.file, &self.path, &c.extents, s, &zeros[..n])? {
                     c.differs = true;
                     return Ok(());
                 }
@@ -148,6 +184,39 @@ impl<'f> Writer<'f> {
         }
         Ok(())
     }
+}
+
+/// Whether `file`, whose data extents are `extents`, holds exactly `data`
+/// at `offset`: where the range lies in a hole, `data` must be zeros (a
+/// hole past the end also passes: the file's length is checked on its
+/// own); where it lies in data, the file is read and compared.
+fn holds(
+    file: &File,
+    path: &Path,
+    extents: &[(u64, u64)],
+    offset: u64,
+    data: &[u8],
+) -> Result<bool> {
+    let end = offset + data.len() as u64;
+    let part = |from: u64, to: u64| &data[(from - offset) as usize..(to - offset) as usize];
+    let mut pos = offset;
+    // The first extent that ends past `offset`.
+    let first = extents.partition_point(|&(_, e)| e <= offset);
+    for &(s, e) in &extents[first..] {
+        if s >= end {
+            break;
+        }
+        let data_start = s.max(pos);
+        if !crate::output::is_zero(part(pos, data_start)) {
+            return Ok(false);
+        }
+        let data_end = e.min(end);
+        if !file_holds(file, path, data_start, part(data_start, data_end))? {
+            return Ok(false);
+        }
+        pos = data_end;
+    }
+    Ok(crate::output::is_zero(part(pos, end)))
 }
 
 /// Whether `file` holds exactly `data` at `offset` (false past its end).
@@ -541,7 +610,11 @@ fn refcount_blocks(other: u64, cs: u64) -> u64 {
 }
 
 fn be_words(words: &[u64]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_be_bytes()).collect()
+    let mut out = vec![0u8; words.len() * 8];
+    for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_be_bytes());
+    }
+    out
 }
 
 fn put32(b: &mut [u8], at: usize, v: u32) {
