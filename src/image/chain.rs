@@ -348,6 +348,9 @@ pub struct Image {
     unallocated: Vec<Option<(u64, u64)>>,
     /// (device, inode) of every file of the chain, to refuse writing over one.
     files: HashSet<(u64, u64)>,
+    /// The top image's path and its canonical form, once asked for
+    /// ([`Image::canonical_path`]).
+    canonical: Option<(PathBuf, PathBuf)>,
 }
 
 /// Opens `path` and its whole backing chain, read-only.
@@ -363,9 +366,25 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         unallocated: Vec::new(),
         layers,
         files: seen,
+        canonical: None,
     };
     image.share_l2_budget();
     Ok(image)
+}
+
+/// `path` made absolute and canonical. A file not there yet (a chain link
+/// staged under a temporary name) is named through its canonical directory.
+pub fn canonical_file(path: &Path) -> Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = crate::output::parent_dir(path);
+            let name = path.file_name().ok_or_else(|| Error::io(path, e))?;
+            let dir_abs = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
+            Ok(dir_abs.join(name))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
 }
 
 /// What [`open_partial`] read: the images opened, top first, and why the
@@ -825,6 +844,7 @@ impl Image {
             layers: vec![layer],
             unallocated: Vec::new(),
             files: HashSet::new(),
+            canonical: None,
         }
     }
 
@@ -976,6 +996,21 @@ impl Image {
     /// The top image's path.
     pub fn path(&self) -> &Path {
         self.layers[0].path()
+    }
+
+    /// The top image's path made absolute and canonical
+    /// ([`canonical_file`]), resolved once for as long as the top stays the
+    /// same (a batch names one base in a thousand overlays; resolving it
+    /// cost a readlink per path component each time).
+    pub fn canonical_path(&mut self) -> Result<PathBuf> {
+        if let Some((path, canonical)) = &self.canonical {
+            if path == self.path() {
+                return Ok(canonical.clone());
+            }
+        }
+        let canonical = canonical_file(self.path())?;
+        self.canonical = Some((self.path().to_path_buf(), canonical.clone()));
+        Ok(canonical)
     }
 
     /// Whether the top image itself provides the guest bytes at `offset`

@@ -22,7 +22,7 @@ pub mod vpc;
 
 pub use backing::BackingPolicy;
 pub use chain::{
-    open, open_partial, BelowTop, ChainBreak, ChainExtent, Format, Image, Layer, LayerInfo,
-    OpenOptions, PartialChain, DEFAULT_MAX_DEPTH,
+    canonical_file, open, open_partial, BelowTop, ChainBreak, ChainExtent, Format, Image, Layer,
+    LayerInfo, OpenOptions, PartialChain, DEFAULT_MAX_DEPTH,
 };
 pub use read_at::{check_range, BlockCache, BlockStore, Cursor, MemDisk, ReadAt, Stored, Window};

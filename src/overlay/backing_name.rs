@@ -2,6 +2,7 @@
 //! directory (so base and overlay can move together) or absolute.
 
 use crate::error::{Error, Result};
+use crate::image::canonical_file;
 use crate::image::qcow2::header::MAX_BACKING_NAME_LEN;
 use crate::output::parent_dir;
 use std::path::{Component, Path, PathBuf};
@@ -18,7 +19,16 @@ pub enum BackingName {
 
 /// The name to store in an overlay at `overlay` for the backing file `base`.
 pub fn backing_name(base: &Path, overlay: &Path, how: BackingName) -> Result<String> {
-    let base_abs = canonical(base)?;
+    backing_name_canonical(canonical_file(base)?, overlay, how)
+}
+
+/// [`backing_name`] for a base already made canonical
+/// ([`crate::image::Image::canonical_path`]).
+pub(crate) fn backing_name_canonical(
+    base_abs: PathBuf,
+    overlay: &Path,
+    how: BackingName,
+) -> Result<String> {
     let name: PathBuf = match how {
         BackingName::Absolute => base_abs,
         BackingName::Relative => {
@@ -48,21 +58,6 @@ pub fn backing_name(base: &Path, overlay: &Path, how: BackingName) -> Result<Str
         )));
     }
     Ok(text.to_string())
-}
-
-/// `path` made absolute and canonical. A file not there yet (a chain link
-/// staged under a temporary name) is named through its canonical directory.
-fn canonical(path: &Path) -> Result<PathBuf> {
-    match std::fs::canonicalize(path) {
-        Ok(p) => Ok(p),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = parent_dir(path);
-            let name = path.file_name().ok_or_else(|| Error::io(path, e))?;
-            let dir_abs = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
-            Ok(dir_abs.join(name))
-        }
-        Err(e) => Err(Error::io(path, e)),
-    }
 }
 
 /// `to` expressed relative to the directory `from` (both absolute, canonical).

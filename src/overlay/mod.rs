@@ -314,7 +314,8 @@ pub fn stage_overlay(
     }
     base.refuse_as_output(out)?;
     base.refuse_as_qemu_backing()?;
-    let backing = backing_name(base.path(), out, opts.backing_name)?;
+    let backing =
+        backing_name::backing_name_canonical(base.canonical_path()?, out, opts.backing_name)?;
     let backing_format = base.format().name().to_string();
 
     // Every guest cluster a patch touches, as sorted, merged inclusive ranges.
