@@ -192,7 +192,10 @@ fn stage_with(
 ) -> Result<StagedOutput> {
     let start = Instant::now();
     let dir = crate::output::parent_dir(out);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    // Usually there already (one stat, not a failed mkdir and a stat).
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
     let staged: Staged = match format {
         OutputFormat::Overlay => {
             let s = stage_overlay(base, &plan.patches, out, opts)?;

@@ -69,6 +69,7 @@ pub(crate) fn validate_planned(entries: &[Entry], open_opts: &OpenOptions) -> Re
     // Bases of [[image]] entries, opened once each.
     let mut opened: HashMap<PathBuf, Image> = HashMap::new();
     let mut plans = Plans::default();
+    let mut dirs = Dirs::default();
     for entry in entries {
         let at = |e: Error| super::within(&entry.name, e);
         let chain_image;
@@ -101,7 +102,7 @@ pub(crate) fn validate_planned(entries: &[Entry], open_opts: &OpenOptions) -> Re
                 }
                 outputs.push((
                     j.output.clone(),
-                    normalize(&j.output),
+                    dirs.normalize(&j.output),
                     format!("{}.output", entry.name),
                 ));
                 if !new {
@@ -154,6 +155,35 @@ pub(crate) fn validate_planned(entries: &[Entry], open_opts: &OpenOptions) -> Re
         }
     }
     Ok(plans)
+}
+
+/// [`normalize`] for many outputs, most of them in a few directories: each
+/// directory is resolved once, and an output that is not a symbolic link
+/// is its resolved directory joined with its name (one `lstat` instead of a
+/// `readlink` per path component).
+#[derive(Default)]
+struct Dirs {
+    resolved: HashMap<PathBuf, PathBuf>,
+}
+
+impl Dirs {
+    fn normalize(&mut self, path: &Path) -> PathBuf {
+        let name = match path.file_name() {
+            Some(n)
+                if !path
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.file_type().is_symlink()) =>
+            {
+                n
+            }
+            _ => return normalize(path),
+        };
+        let dir = crate::output::parent_dir(path);
+        self.resolved
+            .entry(dir)
+            .or_insert_with_key(|dir| normalize(dir))
+            .join(name)
+    }
 }
 
 /// An absolute path for comparisons: its longest existing ancestor
