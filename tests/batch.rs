@@ -358,6 +358,7 @@ fn validation_errors_name_the_entry_and_field_and_write_nothing() {
     let guard = BaseGuard::new(&[&sample]);
     let tmp = tmpdir();
     let m = setup(tmp.path(), &sample, 512);
+    std::os::unix::fs::symlink(&sample, tmp.path().join("base-link.qcow2")).unwrap();
     let good = manifest(&sample, 512);
     let s = sample.display();
     let cases: Vec<(String, &str, i32)> =
@@ -404,6 +405,21 @@ fn validation_errors_name_the_entry_and_field_and_write_nothing() {
         (
             good.replace("output = \"out/mbr.qcow2\"", &format!("output = \"{s}\"")),
             "never written",
+            2,
+        ),
+        // Outputs are compared as resolved paths: through `..`, and through
+        // a symbolic link (to the base, made below).
+        (
+            good.replace(
+                "output = \"out/mbr.qcow2\"",
+                "output = \"out/../out/c-boot.qcow2\"",
+            ),
+            "is also written by image[0].output",
+            2,
+        ),
+        (
+            good.replace("output = \"out/mbr.qcow2\"", "output = \"base-link.qcow2\""),
+            "base-link.qcow2 is the base of image[0]",
             2,
         ),
         (
