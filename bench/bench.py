@@ -314,6 +314,29 @@ def file_sizes(path):
     return st.st_size, st.st_blocks * 512
 
 
+TRASH_COUNT = [0]
+
+
+def move_aside(path):
+    """Moves a previous run's output directory out of the way (into
+    SCRATCH/trash, emptied by empty_trash() when the case ends) instead of
+    deleting it. On an ext4 without a journal (this bench machine's root),
+    every file created within dirty_expire_centisecs of deleting others scans
+    each recently deleted inode (ext4 find_inode_bit -> recently_deleted):
+    deleting 1000 outputs just before a run made each create of the next run
+    cost up to a millisecond, growing run by run, for qfault and QEMU alike;
+    that measured the harness's deletes, not the tools."""
+    if os.path.exists(path):
+        trash = os.path.join(SCRATCH, "trash")
+        os.makedirs(trash, exist_ok=True)
+        TRASH_COUNT[0] += 1
+        os.rename(path, os.path.join(trash, str(TRASH_COUNT[0])))
+
+
+def empty_trash():
+    shutil.rmtree(os.path.join(SCRATCH, "trash"), ignore_errors=True)
+
+
 def rm_f(*paths):
     for p in paths:
         try:
@@ -644,16 +667,16 @@ def case_build(qfault):
     rows = []
 
     def fresh(d):
-        shutil.rmtree(d, ignore_errors=True)
+        move_aside(d)
         os.makedirs(d)
 
     for depth, with_qemu in BUILD_DEPTHS:
         out_q = os.path.join(SCRATCH, f"build-qfault-{depth}")
         jq = Job("qfault chain", [[qfault, "chain", base, "-o", out_q, "--depth", str(depth)]],
-                 prepare=lambda d=out_q: shutil.rmtree(d, ignore_errors=True))
+                 prepare=lambda d=out_q: move_aside(d))
         out_n = os.path.join(SCRATCH, f"build-qfault-nosync-{depth}")
         jn = Job("qfault chain --no-sync", [[qfault, "chain", "--no-sync", base, "-o", out_n, "--depth", str(depth)]],
-                 prepare=lambda d=out_n: shutil.rmtree(d, ignore_errors=True))
+                 prepare=lambda d=out_n: move_aside(d))
         jobs = [jq, jn]
         je = None
         if with_qemu:
@@ -671,10 +694,11 @@ def case_build(qfault):
         sh(["qemu-img", "check", "-q", top])
         sh(["qemu-img", "check", "-q", os.path.join(out_n, f"link-{depth:04d}.qcow2")])
         rows.append((depth, jq, je, jn))
-        shutil.rmtree(out_q, ignore_errors=True)
-        shutil.rmtree(out_n, ignore_errors=True)
+        move_aside(out_q)
+        move_aside(out_n)
         if with_qemu:
-            shutil.rmtree(os.path.join(SCRATCH, f"build-qemu-{depth}"), ignore_errors=True)
+            move_aside(os.path.join(SCRATCH, f"build-qemu-{depth}"))
+    empty_trash()
     return {"rows": rows}
 
 
@@ -767,7 +791,7 @@ def case_batch(qfault):
 
     def fresh(path):
         def prepare():
-            shutil.rmtree(path, ignore_errors=True)
+            move_aside(path)
             os.makedirs(path)
         return prepare
 
@@ -795,6 +819,7 @@ def case_batch(qfault):
         sh(["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "qcow2",
             os.path.join(out_first, f"e-{i:04d}.qcow2"), os.path.join(out_qemu, f"e-{i:04d}.qcow2")])
     shutil.rmtree(d, ignore_errors=True)
+    empty_trash()
     bases = sorted({os.path.basename(b) for _, b, _, _, _ in entries})
     return {"rows": [("batch", *first, nosync, *again, qemu)], "bases": bases, "entries": len(entries)}
 
