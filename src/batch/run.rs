@@ -278,7 +278,7 @@ impl Batch {
         let start = Instant::now();
         let mut staged = None;
         let result = match &entry.job {
-            Job::Image(j) => match self.stage_image(j, bases, plans) {
+            Job::Image(j) => match self.stage_image(k, j, bases, plans) {
                 Ok(mut s) if together => {
                     s.close();
                     staged = Some(s);
@@ -317,7 +317,13 @@ impl Batch {
         (report, staged)
     }
 
-    fn stage_image(&self, j: &ImageJob, bases: &mut Bases, plans: &Plans) -> Result<StagedOutput> {
+    fn stage_image(
+        &self,
+        k: usize,
+        j: &ImageJob,
+        bases: &mut Bases,
+        plans: &Plans,
+    ) -> Result<StagedOutput> {
         let (base, blocks) = bases.get(&j.base, &self.open)?;
         let opts = OverlayOptions {
             cluster_size: j.cluster_size,
@@ -329,7 +335,7 @@ impl Batch {
             overwrite: self.overwrite,
             sync: self.sync,
         };
-        let plan = match plans.get(&j.base, &j.recipe) {
+        let plan = match plans.get(k) {
             Some(plan) => plan,
             None => j.recipe.plan(&mut Stored::new(&mut *base, blocks))?,
         };

@@ -27,6 +27,9 @@ pub fn validate(entries: &[Entry], open_opts: &OpenOptions) -> Result<()> {
 #[derive(Debug, Default)]
 pub(crate) struct Plans {
     plans: HashMap<(PathBuf, String), Arc<Plan>>,
+    /// The kept plan of each entry, by its index in the manifest (looked
+    /// up once here, not keyed again by every worker).
+    by_entry: HashMap<usize, Arc<Plan>>,
     /// Bytes of data patches held.
     bytes: usize,
 }
@@ -49,11 +52,10 @@ fn plan_key(base: &Path, spec: &Spec) -> (PathBuf, String) {
 }
 
 impl Plans {
-    /// The plan of `spec` on `base`, if it was kept.
-    pub(crate) fn get(&self, base: &Path, spec: &Spec) -> Option<Plan> {
-        self.plans
-            .get(&plan_key(base, spec))
-            .map(|p| Plan::clone(p))
+    /// The plan of entry `index` (its position in the manifest), if it
+    /// was kept.
+    pub(crate) fn get(&self, index: usize) -> Option<Plan> {
+        self.by_entry.get(&index).map(|p| Plan::clone(p))
     }
 }
 
@@ -70,7 +72,7 @@ pub(crate) fn validate_planned(entries: &[Entry], open_opts: &OpenOptions) -> Re
     let mut opened: HashMap<PathBuf, Image> = HashMap::new();
     let mut plans = Plans::default();
     let mut dirs = Dirs::default();
-    for entry in entries {
+    for (index, entry) in entries.iter().enumerate() {
         let at = |e: Error| super::within(&entry.name, e);
         let chain_image;
         let image: &Image = match &entry.job {
@@ -97,8 +99,11 @@ pub(crate) fn validate_planned(entries: &[Entry], open_opts: &OpenOptions) -> Re
                         .sum();
                     if plans.bytes + bytes <= PLAN_BYTES {
                         plans.bytes += bytes;
-                        plans.plans.insert(key, Arc::new(plan));
+                        plans.plans.insert(key.clone(), Arc::new(plan));
                     }
+                }
+                if let Some(plan) = plans.plans.get(&key) {
+                    plans.by_entry.insert(index, Arc::clone(plan));
                 }
                 outputs.push((
                     j.output.clone(),
