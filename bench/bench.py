@@ -972,7 +972,10 @@ def write_results(path, info, load_start, load_end, results, elapsed):
       "(posix_spawn: vfork and exec) to just after it reaps it (wait4), never what a tool says "
       "about itself. When a side is two commands (the QEMU pair), its time is the sum and its RSS "
       "the larger of the two. Every run is kept: medians with min–max. Outputs are deleted "
-      "(untimed) before every run. After each case the two sides' outputs are checked to hold the "
+      "(untimed) before every run; cases 5 and 6 move the last run's outputs aside instead and "
+      "delete them when the case ends (on an ext4 without a journal, files created soon after "
+      "others were deleted cost a scan of every recently deleted inode: see bench/README.md). "
+      "After each case the two sides' outputs are checked to hold the "
       "same guest content (`qemu-img compare`, or `cmp` for exports). What the harness adds: "
       f"`/bin/true` measures {ms(OVERHEAD['true'])} ms through it and `qfault --version` "
       f"{ms(OVERHEAD['version'])} ms (medians of 21).")
